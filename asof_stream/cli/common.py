@@ -1,0 +1,74 @@
+"""Shared CLI plumbing: the root group, ``--config``, and one-line errors."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sqlite3
+import sys
+from typing import Any, Callable, TypeVar
+
+import click
+
+from ..config import Config, ConfigError, load_config
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class CliError(click.ClickException):
+    """An error shown as one line on stderr, exit code 1."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"asof-stream: error: {self.format_message()}", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="asof-stream")
+@click.option("--log-level", default="WARNING", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+              help="Logging verbosity.")
+@click.option("--log-json", is_flag=True, help="Log as JSON lines.")
+def main(log_level: str, log_json: bool) -> None:
+    """asof-stream: exactly-once feature ingest, point-in-time training sets, online serving."""
+    from ..logs import setup_logging
+
+    setup_logging(log_level.upper(), json_lines=log_json)
+
+
+def config_option(fn: F) -> F:
+    """``--config PATH`` (default ./asof.toml), loaded and validated into ``config``."""
+
+    @click.option("--config", "config_path", default="asof.toml", show_default=True,
+                  type=click.Path(dir_okay=False), help="The asof.toml to use.")
+    @functools.wraps(fn)
+    def wrapper(*args: Any, config_path: str, **kwargs: Any) -> Any:
+        try:
+            config = load_config(config_path)
+        except ConfigError as exc:
+            raise CliError(str(exc)) from None
+        return fn(*args, config=config, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def handle_errors(fn: F) -> F:
+    """Turn expected failures into one clear line and a non-zero exit."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except (ValueError, OSError, sqlite3.DatabaseError, ConfigError) as exc:
+            if logging.getLogger().isEnabledFor(logging.DEBUG):
+                raise
+            raise CliError(str(exc)) from None
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+__all__ = ["main", "config_option", "handle_errors", "CliError", "Config"]

@@ -1,0 +1,71 @@
+"""``asof-stream online`` (look up values) and ``asof-stream materialize`` (rebuild)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..config import Config
+from ..lookup import output_names, read_online
+from ..online import materialize as rebuild
+from ..stores import open_stores
+from ..timestamps import to_iso
+from .common import CliError, config_option, handle_errors, main
+
+
+def _split_refs(features: str) -> list[str]:
+    refs = [r.strip() for r in features.split(",") if r.strip()]
+    if not refs:
+        raise CliError("--features: no feature references given")
+    return refs
+
+
+@main.command()
+@click.option("--features", required=True, help="REF[,REF...]: view:feature, view or @service.")
+@click.option("--entity", "entities", multiple=True, required=True,
+              help="KEY=VALUE of a join key; repeat for several keys.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--full-feature-names", is_flag=True, help="Name features view__feature.")
+@config_option
+@handle_errors
+def online(config: Config, features: str, entities: tuple[str, ...], as_json: bool,
+           full_feature_names: bool) -> None:
+    """Look up the freshest values of features for one entity."""
+    row: dict[str, str] = {}
+    for item in entities:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise CliError(f"--entity {item!r}: expected KEY=VALUE")
+        row[key.strip()] = value
+    try:
+        pairs = config.defs.resolve_refs(_split_refs(features))
+        names = output_names(pairs, full_feature_names)
+    except ValueError as exc:
+        raise CliError(f"--features: {exc}") from None
+    with open_stores(config) as stores:
+        result = read_online(config.defs, stores.online, pairs, [row], from_text=True)[0]
+    out = {name: {"value": fv.value, "status": fv.status,
+                  "event_timestamp": to_iso(fv.event_timestamp)}
+           for name, fv in zip(names, result.values(), strict=True)}
+    if as_json:
+        click.echo(json.dumps({"entity": row, "features": out}))
+        return
+    width = max(len(n) for n in names)
+    for name, d in out.items():
+        click.echo(f"{name:<{width}}  {d['status']:<15}  {d['event_timestamp'] or '-':<27}  "
+                   f"{json.dumps(d['value'])}")
+
+
+@main.command()
+@click.option("--view", default=None, help="Rebuild only this view.")
+@config_option
+@handle_errors
+def materialize(config: Config, view: str | None) -> None:
+    """Rebuild the online store from the offline log (latest row per entity)."""
+    if view is not None and view not in config.defs.views:
+        raise CliError(f"--view: unknown view {view!r}; known views: "
+                       + ", ".join(sorted(config.defs.views)))
+    with open_stores(config, heal=False) as stores:
+        n = rebuild(stores.log, stores.online, view)
+    click.echo(f"materialized {n} online rows")

@@ -1,0 +1,37 @@
+"""``asof-stream init`` (an example project) and ``asof-stream validate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..config import Config
+from ..scaffold import write_example_project
+from .common import CliError, config_option, handle_errors, main
+
+
+@main.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+@click.option("--force", is_flag=True, help="Overwrite an existing asof.toml.")
+@handle_errors
+def init(directory: str, force: bool) -> None:
+    """Write a runnable example project into DIRECTORY."""
+    target = Path(directory)
+    if (target / "asof.toml").exists() and not force:
+        raise CliError(f"{target / 'asof.toml'} exists; use --force to overwrite")
+    written = write_example_project(target)
+    for p in written:
+        click.echo(f"wrote {p}")
+    click.echo(f"next: cd {target} && asof-stream replay events/*.jsonl && "
+               "asof-stream training-set --labels labels.csv --features @churn --out train.csv")
+
+
+@main.command()
+@config_option
+@handle_errors
+def validate(config: Config) -> None:
+    """Check the config file; exit non-zero with the problem if it is invalid."""
+    d = config.defs
+    click.echo(f"{config.path}: ok ({len(d.entities)} entities, {len(d.views)} views, "
+               f"{len(d.services)} services, {len(d.sources)} sources)")

@@ -1,0 +1,39 @@
+"""``asof-stream status``: positions, lag, freshness per view, dead letters."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..config import Config
+from ..status import gather_status
+from .common import config_option, handle_errors, main
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@config_option
+@handle_errors
+def status(config: Config, as_json: bool) -> None:
+    """Show what the stores hold and how far each source has been read."""
+    st = gather_status(config)
+    if as_json:
+        click.echo(json.dumps(st, indent=2))
+        return
+    click.echo(f"offline log  {st['offline']}  ({st['log_rows']} rows, seq {st['max_seq']})")
+    click.echo(f"online store {st['online']}  (applied seq {st['online_applied_seq']})")
+    click.echo("views:")
+    for name, v in st["views"].items():
+        fresh = v["freshness_seconds"]
+        age = f"{fresh:.0f}s ago" if fresh is not None else "no data"
+        click.echo(f"  {name:<24} rows {v['rows']:<10} online {v['online_rows']:<8} "
+                   f"latest {v['latest_event_timestamp'] or '-'} ({age})")
+    click.echo("sources:")
+    for name, s in st["sources"].items():
+        click.echo(f"  {name} ({s['kind']})")
+        for key, p in s["positions"].items():
+            lag = s.get("lag", {}).get(key)
+            extra = f"  lag {lag}" if lag is not None else ""
+            click.echo(f"    {key}: next offset {p['next_offset']}{extra}")
+    click.echo(f"dead letters: {st['dead_letters']} ({st['dead_letters_open']} not re-queued)")

@@ -1,0 +1,109 @@
+"""Loading ``asof.toml``: parse, validate, resolve paths, report errors by file and field."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from .definitions import Definitions
+
+DEFAULT_CONFIG = "asof.toml"
+ENV_PREFIX = "ASOF_"
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; the message names the file, field and problem."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Validated definitions plus where the file lives (relative paths start there)."""
+
+    path: Path
+    defs: Definitions
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    def resolve(self, p: str) -> Path:
+        q = Path(p).expanduser()
+        return q if q.is_absolute() else self.root / q
+
+    @property
+    def offline_path(self) -> Path:
+        return self.resolve(self.defs.store.offline)
+
+    @property
+    def online_url(self) -> str:
+        """The online store URL with a relative sqlite path made absolute."""
+        url = self.defs.store.online
+        if url.startswith("sqlite:///"):
+            return "sqlite:///" + str(self.resolve(url[len("sqlite:///") :]))
+        return url
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    # Drop pydantic's union tags (e.g. "kafka") so the path reads like the TOML keys.
+    parts = [str(p) for p in loc if not (isinstance(p, str) and p in {"kafka", "file", "http"})]
+    return ".".join(parts)
+
+
+def _env_overrides(data: dict[str, Any]) -> dict[str, Any]:
+    """``ASOF_STORE__ONLINE=redis://...`` overrides ``[store] online``; ``__`` separates levels."""
+    for key, value in os.environ.items():
+        if not key.startswith(ENV_PREFIX) or "__" not in key:
+            continue
+        path = key[len(ENV_PREFIX) :].lower().split("__")
+        node = data
+        for part in path[:-1]:
+            nxt = node.setdefault(part, {})
+            if not isinstance(nxt, dict):
+                break
+            node = nxt
+        else:
+            node[path[-1]] = _env_value(value)
+    return data
+
+
+def _env_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_config(text: str, path: Path) -> Config:
+    """Validate TOML text as if read from ``path``."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    data = _env_overrides(data)
+    try:
+        defs = Definitions.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = _loc(err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{where}: {msg}" if where else msg)
+        raise ConfigError(f"{path}: " + "; ".join(problems)) from None
+    return Config(path=path.resolve(), defs=defs)
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Read and validate a config file (default ``./asof.toml``)."""
+    p = Path(path if path is not None else DEFAULT_CONFIG)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found (create one with 'asof-stream init')") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read config file: {exc}") from None
+    return parse_config(text, p)

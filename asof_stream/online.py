@@ -1,0 +1,126 @@
+"""The online store interface, the monotonic rule, and healing from the log.
+
+Key ``(view, entity)``; a candidate replaces the stored row only if its
+``(event_timestamp, seq)`` is greater (contract section 6). Every backend records the
+highest log ``seq`` it has applied, so :func:`catch_up` can replay the log tail it
+missed (a crash between the log commit and a Redis write, say).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Any, Iterable, Protocol
+
+from .log import LogRow, OfflineLog
+
+
+@dataclass(frozen=True, slots=True)
+class OnlineRow:
+    """The stored latest row of one (view, entity)."""
+
+    view: str
+    entity: str
+    event_ts: int
+    seq: int
+    ingest_ts: int
+    features: str  # JSON object text
+
+
+class OnlineStore(Protocol):
+    """What the committer, materialize and readers need from a backend."""
+
+    url: str
+    #: True when writes join the log's SQLite transaction (the store is ATTACHed).
+    transactional: bool
+
+    def attach_to(self, conn: sqlite3.Connection) -> None:
+        """Prepare the log's connection for :meth:`write_in_transaction`."""
+
+    def write_in_transaction(self, conn: sqlite3.Connection, rows: list[OnlineRow],
+                             high_seq: int) -> None:
+        """Apply rows inside the log's open transaction (transactional stores only)."""
+
+    def apply(self, rows: list[OnlineRow], high_seq: int) -> None:
+        """Apply rows on its own, then record ``high_seq`` as applied."""
+
+    def applied_seq(self) -> int:
+        """Every log row with a seq at most this one has been applied."""
+
+    def get(self, view: str, entities: list[str]) -> list[OnlineRow | None]:
+        """The stored rows for these entities of one view (None where absent)."""
+
+    def count(self, view: str) -> int:
+        """How many entities of the view are stored."""
+
+    def entries(self, view: str | None = None) -> Iterable[OnlineRow]:
+        """Every stored row (for audits and tests)."""
+
+    def replace_all(self, rows: Iterable[OnlineRow], high_seq: int) -> None:
+        """Drop everything and store exactly these rows (materialize)."""
+
+    def close(self) -> None: ...
+
+
+def newest_per_key(rows: Iterable[OnlineRow]) -> list[OnlineRow]:
+    """Reduce candidates to the greatest (event_timestamp, seq) per key, before writing."""
+    best: dict[tuple[str, str], OnlineRow] = {}
+    for r in rows:
+        k = (r.view, r.entity)
+        cur = best.get(k)
+        if cur is None or (r.event_ts, r.seq) > (cur.event_ts, cur.seq):
+            best[k] = r
+    return list(best.values())
+
+
+def from_log_row(r: LogRow) -> OnlineRow:
+    return OnlineRow(r.view, r.entity, r.event_ts, r.seq, r.ingest_ts, r.features)
+
+
+def open_online(url: str) -> OnlineStore:
+    """Open an online store by URL: ``sqlite:///PATH`` or ``redis://HOST:PORT/DB``."""
+    if url.startswith("sqlite:///"):
+        from .online_sqlite import SqliteOnlineStore
+
+        return SqliteOnlineStore(url[len("sqlite:///"):])
+    if url.startswith(("redis://", "rediss://")):
+        from .online_redis import RedisOnlineStore
+
+        return RedisOnlineStore(url)
+    raise ValueError(f"unsupported online store URL {url!r}")
+
+
+def catch_up(log: OfflineLog, online: OnlineStore) -> int:
+    """Apply the log rows the online store has not seen; returns how many were replayed."""
+    applied = online.applied_seq()
+    if applied > log.max_seq():
+        # The store saw rows whose log commit never landed: rebuild it from the truth.
+        materialize(log, online)
+        return 0
+    replayed = 0
+    for chunk in log.rows_after(applied):
+        online.apply(newest_per_key(from_log_row(r) for r in chunk), chunk[-1].seq)
+        replayed += len(chunk)
+    return replayed
+
+
+def materialize(log: OfflineLog, online: OnlineStore, view: str | None = None) -> int:
+    """Rebuild the online store from the log (invariant I2); returns rows written."""
+    conn = log.conn
+    conn.execute("BEGIN")  # one read snapshot for the rows and the high-water mark
+    try:
+        high = log.max_seq()
+        rows = [from_log_row(r) for r in log.latest_rows(view)]
+    finally:
+        conn.execute("COMMIT")
+    if view is None:
+        online.replace_all(rows, high)
+    else:
+        online.apply(rows, online.applied_seq())
+    return len(rows)
+
+
+def decode_features(row: OnlineRow) -> dict[str, Any]:
+    from .events import loads_values
+
+    return loads_values(row.features)
