@@ -1,0 +1,1 @@
+"""Kafka test broker fixture (filled in with the daemon work)."""

@@ -1,0 +1,1 @@
+"""Redis fixture (filled in with the serving work)."""
