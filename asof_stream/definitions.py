@@ -6,6 +6,7 @@ The TOML file (``asof.toml``) and the Python API build the same pydantic models.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field as PydField, field_validator, model_validator
@@ -98,7 +99,11 @@ class FeatureView(_Model):
     def _duration(cls, v: Any) -> Any:
         if isinstance(v, str):
             return parse_duration(v)
-        return v
+        if isinstance(v, timedelta):
+            return v // timedelta(microseconds=1)
+        if v is None:
+            return v
+        raise ValueError(f"expected a duration like '14d' (s, m, h, d), got {v!r}")
 
     @model_validator(mode="after")
     def _unique(self) -> FeatureView:
