@@ -10,8 +10,8 @@ import logging
 import sqlite3
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from .events import Event, EventDecoder, EventError, dumps_values
 from .log import OfflineLog, Position

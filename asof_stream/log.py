@@ -7,9 +7,10 @@ commits a batch's rows, its rejects and how far each source has been read (secti
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .sqlite_db import connect
 

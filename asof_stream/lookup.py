@@ -5,8 +5,9 @@ Shared by the Python API, the ``online`` command and the feature server.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from .definitions import Definitions
 from .events import check_int64, entity_key, loads_values

@@ -9,8 +9,9 @@ missed (a crash between the log commit and a Redis write, say).
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable, Protocol
+from typing import Any, Protocol
 
 from .log import LogRow, OfflineLog
 

@@ -7,9 +7,9 @@ so an interrupted replay resumes where it stopped and never stores a line twice.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 from .commit import BatchResult, Record
 from .log import Position

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 US_PER_S = 1_000_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-MIN_US = (datetime(1, 1, 1, tzinfo=timezone.utc) - _EPOCH) // timedelta(microseconds=1)
-MAX_US = (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc) - _EPOCH) // timedelta(
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MIN_US = (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
+MAX_US = (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC) - _EPOCH) // timedelta(
     microseconds=1
 )
 _DIGITS = re.compile(r"^[0-9]+(\.[0-9]+)?$")
@@ -52,7 +52,7 @@ def from_epoch_seconds(value: int | float, shown: object | None = None) -> int:
 
 def _from_datetime(dt: datetime, shown: object) -> int:
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return _check_range((dt - _EPOCH) // timedelta(microseconds=1), shown)
 
 
@@ -134,4 +134,4 @@ def parse_duration(text: str) -> int:
 
 def now_micros() -> int:
     """The current time in UTC microseconds."""
-    return (datetime.now(timezone.utc) - _EPOCH) // timedelta(microseconds=1)
+    return (datetime.now(UTC) - _EPOCH) // timedelta(microseconds=1)

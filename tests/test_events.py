@@ -130,7 +130,8 @@ keys = st.sampled_from(["customer_id", "event_timestamp", "spend_7d", "orders_7d
                         "event_id", "other"])
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=400, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(st.dictionaries(keys, values, max_size=7))
 def test_decoder_agrees_with_pydantic_rules(config: Config, obj: dict[str, Any]) -> None:
     obj = {"view": "customer_stats", **obj}

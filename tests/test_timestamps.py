@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -20,7 +20,7 @@ T0 = 1_767_607_200_000_000  # 2026-01-05T10:00:00Z
     "2026-01-05T15:30:00+05:30", "2026-01-05T05:00:00-05:00", "2026-01-05 10:00:00Z",
     "2026-01-05T10:00:00", "2026-01-05T10:00", "2026-01-05T10:00:00.000000Z",
     "2026-01-05T10:00:00.000000000Z", 1767607200, 1767607200.0,
-    datetime(2026, 1, 5, 10, tzinfo=timezone.utc), datetime(2026, 1, 5, 10),
+    datetime(2026, 1, 5, 10, tzinfo=UTC), datetime(2026, 1, 5, 10),
     datetime(2026, 1, 5, 11, tzinfo=timezone(timedelta(hours=1))),
 ])
 def test_same_instant_in_every_accepted_spelling(value: object) -> None:
