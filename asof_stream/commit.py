@@ -18,12 +18,13 @@ from .log import OfflineLog, Position
 from .online import OnlineRow, OnlineStore, newest_per_key
 from .sqlite_db import is_busy
 from .timestamps import now_micros
+from .versions import record_versions
 
 log = logging.getLogger(__name__)
 
 INSERT_LOG = (
     "INSERT INTO log (seq, view, entity, event_timestamp, ingest_ts, source, position,"
-    " event_id, features) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " event_id, features, def_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_DEAD = (
     "INSERT INTO dead_letters (source, position, raw, reason, error_ts) VALUES (?, ?, ?, ?, ?)"
@@ -87,6 +88,7 @@ class Committer:
         self.busy_retries = busy_retries
         if online is not None and online.transactional:
             online.attach_to(log_.conn)
+        self.versions = record_versions(log_.conn, decoder.defs, clock())
 
     def decode(self, records: Sequence[Record]) -> tuple[list[tuple[Event, str]], list[tuple[Record, str]]]:
         good: list[tuple[Event, str]] = []
@@ -132,6 +134,7 @@ class Committer:
             seq = int(conn.execute("SELECT coalesce(max(seq), 0) FROM log").fetchone()[0])
             fresh = self._drop_duplicates(conn, good)
             offered = Counter(ev.view for ev, _ in good)
+            versions = self.versions
             rows = []
             online_rows = []
             stats: dict[str, list[int]] = {}  # view -> [rows, latest event_timestamp]
@@ -139,7 +142,7 @@ class Committer:
                 seq += 1
                 features = dumps_values(ev.values)
                 rows.append((seq, ev.view, ev.entity, ev.event_ts, ingest_ts, source, pos,
-                             ev.event_id, features))
+                             ev.event_id, features, versions[ev.view]))
                 online_rows.append(OnlineRow(ev.view, ev.entity, ev.event_ts, seq, ingest_ts,
                                              features))
                 st = stats.get(ev.view)

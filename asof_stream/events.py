@@ -158,6 +158,7 @@ class EventDecoder:
                  max_bytes: int = 1 << 20) -> None:
         if view is not None and view not in defs.views:
             raise ValueError(f"unknown view {view!r}")
+        self.defs = defs
         self.bound_view = view
         self.max_bytes = max_bytes
         self.rules = {name: ViewRules(v, defs.entities[v.entity]) for name, v in defs.views.items()}

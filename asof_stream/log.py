@@ -24,7 +24,8 @@ CREATE TABLE IF NOT EXISTS log (
     source TEXT NOT NULL,
     position TEXT,
     event_id TEXT,
-    features TEXT NOT NULL
+    features TEXT NOT NULL,
+    def_version TEXT
 );
 CREATE INDEX IF NOT EXISTS log_asof ON log (view, entity, event_timestamp, seq, ingest_ts);
 CREATE UNIQUE INDEX IF NOT EXISTS log_event_id ON log (view, event_id) WHERE event_id IS NOT NULL;
