@@ -34,15 +34,20 @@ UPSERT_POSITION = (
     " ON CONFLICT (source, key) DO UPDATE SET next_offset = excluded.next_offset,"
     " detail = excluded.detail, updated_ts = excluded.updated_ts"
 )
-UPSERT_STATS = (
-    "INSERT INTO view_stats (view, rows, latest_event_timestamp, latest_ingest_ts, duplicates)"
-    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (view) DO UPDATE SET rows = rows + excluded.rows,"
-    " latest_event_timestamp = max(coalesce(latest_event_timestamp, excluded.latest_event_timestamp),"
-    " coalesce(excluded.latest_event_timestamp, latest_event_timestamp)),"
-    " latest_ingest_ts = max(coalesce(latest_ingest_ts, excluded.latest_ingest_ts),"
-    " coalesce(excluded.latest_ingest_ts, latest_ingest_ts)),"
-    " duplicates = duplicates + excluded.duplicates"
-)
+UPSERT_STATS = """
+INSERT INTO view_stats (view, rows, earliest_event_timestamp, latest_event_timestamp,
+                        latest_ingest_ts, duplicates)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (view) DO UPDATE SET
+    rows = rows + excluded.rows,
+    earliest_event_timestamp = coalesce(min(earliest_event_timestamp, excluded.earliest_event_timestamp),
+                                        earliest_event_timestamp, excluded.earliest_event_timestamp),
+    latest_event_timestamp = coalesce(max(latest_event_timestamp, excluded.latest_event_timestamp),
+                                      latest_event_timestamp, excluded.latest_event_timestamp),
+    latest_ingest_ts = coalesce(max(latest_ingest_ts, excluded.latest_ingest_ts),
+                                latest_ingest_ts, excluded.latest_ingest_ts),
+    duplicates = duplicates + excluded.duplicates
+"""
 
 
 class StoreError(Exception):
@@ -137,7 +142,7 @@ class Committer:
             versions = self.versions
             rows = []
             online_rows = []
-            stats: dict[str, list[int]] = {}  # view -> [rows, latest event_timestamp]
+            stats: dict[str, list[int]] = {}  # view -> [rows, earliest, latest event_timestamp]
             for ev, pos in fresh:
                 seq += 1
                 features = dumps_values(ev.values)
@@ -147,18 +152,21 @@ class Committer:
                                              features))
                 st = stats.get(ev.view)
                 if st is None:
-                    stats[ev.view] = [1, ev.event_ts]
+                    stats[ev.view] = [1, ev.event_ts, ev.event_ts]
                 else:
                     st[0] += 1
-                    if ev.event_ts > st[1]:
+                    if ev.event_ts < st[1]:
                         st[1] = ev.event_ts
+                    elif ev.event_ts > st[2]:
+                        st[2] = ev.event_ts
             conn.executemany(INSERT_LOG, rows)
             upserts = newest_per_key(online_rows)
             if self.online is not None and self.online.transactional and upserts:
                 self.online.write_in_transaction(conn, upserts, seq)
             for view, total in offered.items():
-                n, latest = stats.get(view, (0, None))
-                conn.execute(UPSERT_STATS, (view, n, latest, ingest_ts if n else None, total - n))
+                n, first, latest = stats.get(view) or (0, None, None)
+                conn.execute(UPSERT_STATS,
+                             (view, n, first, latest, ingest_ts if n else None, total - n))
             if bad:
                 conn.executemany(INSERT_DEAD, [(source, r.position, r.raw, why, now)
                                                for r, why in bad])

@@ -35,6 +35,7 @@ BEGIN SELECT RAISE(ABORT, 'the offline log is append-only'); END;
 CREATE TABLE IF NOT EXISTS view_stats (
     view TEXT PRIMARY KEY,
     rows INTEGER NOT NULL,
+    earliest_event_timestamp INTEGER,
     latest_event_timestamp INTEGER,
     latest_ingest_ts INTEGER,
     duplicates INTEGER NOT NULL DEFAULT 0
@@ -144,9 +145,11 @@ class OfflineLog:
 
     def view_stats(self) -> dict[str, dict[str, Any]]:
         cur = self.conn.execute(
-            "SELECT view, rows, latest_event_timestamp, latest_ingest_ts, duplicates FROM view_stats")
-        return {v: {"rows": r, "latest_event_timestamp": e, "latest_ingest_ts": i, "duplicates": d}
-                for v, r, e, i, d in cur}
+            "SELECT view, rows, earliest_event_timestamp, latest_event_timestamp, latest_ingest_ts,"
+            " duplicates FROM view_stats")
+        return {v: {"rows": r, "earliest_event_timestamp": first, "latest_event_timestamp": e,
+                    "latest_ingest_ts": i, "duplicates": d}
+                for v, r, first, e, i, d in cur}
 
     def dead_letter_count(self, *, open_only: bool = False) -> int:
         sql = "SELECT count(*) FROM dead_letters"

@@ -74,3 +74,15 @@ def test_available_at_sets_ingest_ts(config: Config) -> None:
     with open_stores(config) as s:
         s.committer().commit("src", [rec(1)], available_at=42)
         assert s.log.conn.execute("SELECT ingest_ts FROM log").fetchone()[0] == 42
+
+
+def test_view_stats_track_rows_and_time_range(config: Config) -> None:
+    with open_stores(config) as s:
+        c = s.committer()
+        c.commit("src", [rec(5), rec(2), rec(9)])
+        c.commit("src", [rec(1), Record(b"x", "bad")], available_at=77)
+        st = s.log.view_stats()["customer_stats"]
+        base = 1_767_600_000 * 1_000_000
+        assert (st["rows"], st["earliest_event_timestamp"], st["latest_event_timestamp"]) == (
+            4, base + 1_000_000, base + 9_000_000)
+        assert st["latest_ingest_ts"] > 77  # max over batches, not the last one
