@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from .log import LogRow, OfflineLog
 
@@ -120,8 +120,3 @@ def materialize(log: OfflineLog, online: OnlineStore, view: str | None = None) -
         online.apply(rows, online.applied_seq())
     return len(rows)
 
-
-def decode_features(row: OnlineRow) -> dict[str, Any]:
-    from .events import loads_values
-
-    return loads_values(row.features)

@@ -6,7 +6,6 @@ so an interrupted replay resumes where it stopped and never stores a line twice.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +78,3 @@ def replay_file(stores: Stores, path: Path, *, view: str | None = None,
             start = offset
     return total
 
-
-def file_size(path: str | os.PathLike[str]) -> int:
-    return Path(path).stat().st_size
