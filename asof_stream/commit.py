@@ -10,7 +10,7 @@ import logging
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .events import Event, EventDecoder, EventError, dumps_values
@@ -52,6 +52,13 @@ ON CONFLICT (view) DO UPDATE SET
 
 class StoreError(Exception):
     """A store fault that retrying will not fix (disk full, corrupt file, read-only)."""
+
+
+class PositionConflict(Exception):
+    """The stored positions moved since the batch was read: another writer owns the source.
+
+    Raised by :meth:`Committer.commit` when ``expect`` does not match; nothing is written.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,13 +116,23 @@ class Committer:
     def commit(self, source: str, records: Sequence[Record], positions: Sequence[Position] = (),
                *, available_at: int | None = None,
                decoded: tuple[list[tuple[Event, str]], list[tuple[Record, str]]] | None = None,
+               expect: Mapping[str, int | None] | None = None,
+               also: Callable[[sqlite3.Connection], None] | None = None,
                ) -> BatchResult:
-        """Decode, then commit everything in one transaction; retries while the file is busy."""
+        """Decode, then commit everything in one transaction; retries while the file is busy.
+
+        ``expect`` fences the commit: for each position key, the ``next_offset`` that must
+        still be stored for ``source`` (None: no row yet). If another writer moved it, the
+        transaction is rolled back and :class:`PositionConflict` raised. ``also`` runs
+        more statements in the same transaction, just before COMMIT (dead-letter re-queues
+        mark their rows with it).
+        """
         started = time.perf_counter()
         good, bad = decoded if decoded is not None else self.decode(records)
         for attempt in range(self.busy_retries + 1):
             try:
-                result = self._commit_once(source, good, bad, positions, available_at)
+                result = self._commit_once(source, good, bad, positions, available_at, expect,
+                                           also)
                 break
             except sqlite3.OperationalError as exc:
                 if not is_busy(exc) or attempt == self.busy_retries:
@@ -129,13 +146,17 @@ class Committer:
 
     def _commit_once(self, source: str, good: list[tuple[Event, str]],
                      bad: list[tuple[Record, str]], positions: Sequence[Position],
-                     available_at: int | None) -> BatchResult:
+                     available_at: int | None,
+                     expect: Mapping[str, int | None] | None = None,
+                     also: Callable[[sqlite3.Connection], None] | None = None) -> BatchResult:
         conn = self.log.conn
         now = self.clock()
         ingest_ts = available_at if available_at is not None else now
         result = BatchResult(rejected=len(bad), rejects=[(r.position, why) for r, why in bad])
         conn.execute("BEGIN IMMEDIATE")
         try:
+            if expect:
+                self._check_positions(conn, source, expect)
             seq = int(conn.execute("SELECT coalesce(max(seq), 0) FROM log").fetchone()[0])
             fresh = self._drop_duplicates(conn, good)
             offered = Counter(ev.view for ev, _ in good)
@@ -173,6 +194,8 @@ class Committer:
             if positions:
                 conn.executemany(UPSERT_POSITION, [(source, p.key, p.next_offset, p.detail, now)
                                                    for p in positions])
+            if also is not None:
+                also(conn)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -185,6 +208,16 @@ class Committer:
             # The log is committed; a crash here is healed by catch_up() on the next start.
             self.online.apply(upserts, seq)
         return result
+
+    @staticmethod
+    def _check_positions(conn: sqlite3.Connection, source: str,
+                         expect: Mapping[str, int | None]) -> None:
+        for key, want in expect.items():
+            row = conn.execute("SELECT next_offset FROM positions WHERE source = ? AND key = ?",
+                               (source, key)).fetchone()
+            have = None if row is None else int(row[0])
+            if have != want:
+                raise PositionConflict(f"{source} {key}: stored position is {have}, expected {want}")
 
     @staticmethod
     def _drop_duplicates(conn: sqlite3.Connection,

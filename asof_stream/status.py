@@ -5,8 +5,26 @@ from __future__ import annotations
 from typing import Any
 
 from .config import Config
+from .log import Position
+from .sources.base import detail_highwater
 from .stores import open_stores
 from .timestamps import now_micros, to_iso
+
+
+def kafka_lag(committed: dict[str, Position]) -> dict[str, Any]:
+    """Lag per partition: the high watermark recorded at the last commit minus the position.
+
+    The daemon stores the high watermark its last fetch saw in each position's detail, in
+    the batch's transaction, so ``status`` needs no broker (and does not depend on
+    ``end_offsets``, which some Kafka-protocol brokers get wrong). It is the lag as of
+    that commit (``lag_as_of``); a stopped daemon shows the lag it left with.
+    """
+    lag: dict[str, int | None] = {}
+    for key, p in sorted(committed.items()):
+        hw = detail_highwater(p.detail)
+        lag[key] = None if hw is None else max(0, hw - p.next_offset)
+    known = [v for v in lag.values() if v is not None]
+    return {"lag": lag, "lag_total": sum(known) if known else None}
 
 
 def gather_status(config: Config) -> dict[str, Any]:
@@ -36,7 +54,13 @@ def gather_status(config: Config) -> dict[str, Any]:
                 "positions": {k: {"next_offset": p.next_offset, "detail": p.detail}
                               for k, p in sorted(committed.items())},
             }
+            if src.kind == "kafka":
+                sources[name].update(kafka_lag(committed))
         for name, committed in positions.items():
+            if name.startswith("replay-kafka:"):
+                sources.setdefault(name, {"kind": "replay-kafka", "positions": {
+                    k: {"next_offset": p.next_offset, "detail": p.detail}
+                    for k, p in sorted(committed.items())}, **kafka_lag(committed)})
             if name.startswith("replay:"):
                 sources.setdefault(name, {"kind": "replay", "positions": {
                     k: {"next_offset": p.next_offset, "detail": p.detail}

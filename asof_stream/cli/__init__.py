@@ -6,10 +6,12 @@ Each command lives in its own module and registers itself on :data:`main`.
 from __future__ import annotations
 
 # Importing a command module registers its command(s) on ``main``.
+from . import deadletters as _deadletters  # noqa: F401,E402  dead-letters
 from . import ingest as _ingest  # noqa: F401,E402  replay
 from . import online as _online  # noqa: F401,E402  online, materialize
 from . import project as _project  # noqa: F401,E402  init, validate
 from . import retention as _retention  # noqa: F401,E402  retention
+from . import run as _run  # noqa: F401,E402  run
 from . import status as _status  # noqa: F401,E402  status
 from .common import main
 

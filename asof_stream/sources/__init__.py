@@ -1,0 +1,1 @@
+"""Streaming sources for the daemon: Kafka and tailed JSONL files (HTTP is the server's /push)."""
