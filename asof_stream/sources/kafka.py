@@ -199,13 +199,19 @@ class KafkaSource:
         for tp, messages in data.items():
             if tp not in self._at or not messages:
                 continue  # fetched before a revocation: not ours any more
+            at = self._at[tp]
+            if at is not None and messages[0].offset < at:
+                # Never hand out a record below the position (a stale fetch): it would repeat.
+                messages = [m for m in messages if m.offset >= at]
+                if not messages:
+                    continue
             key = tp_key(tp)
             records = chunk.records
             base = f"{key}@"
             for m in messages:
                 value = m.value
                 records.append(Record(value if value is not None else b"", base + str(m.offset)))
-            chunk.starts[key] = self._at[tp]
+            chunk.starts[key] = at
             nxt = messages[-1].offset + 1
             self._at[tp] = nxt
             chunk.ends[key] = Position(key, nxt, hw_detail(self.consumer.highwater(tp)))
