@@ -25,6 +25,7 @@ import importlib.util
 import inspect
 import logging
 import signal
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -254,13 +255,11 @@ async def run_daemon(config: Config, *, until_caught_up: bool = False,
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, _on_signal, sig, stop)
     executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="asof-commit")
-    stores: Stores = await loop.run_in_executor(executor, open_stores, config)
-    runners = []
+    sources = build_sources(config, until_caught_up=until_caught_up)
+    stores, committers = await _open(config, sources, executor)
+    runners = [SourceRunner(src, committers[i], config.defs.ingest, executor, stop, until_caught_up)
+               for i, src in enumerate(sources)]
     try:
-        for src in build_sources(config, until_caught_up=until_caught_up):
-            committer = await loop.run_in_executor(executor, stores.committer, src.view)
-            runners.append(SourceRunner(src, committer, config.defs.ingest, executor, stop,
-                                        until_caught_up))
         tasks: dict[asyncio.Future[None], SourceRunner | None] = {
             asyncio.ensure_future(r.run()): r for r in runners}
         if _wants_server(config) and not until_caught_up:
@@ -277,6 +276,39 @@ async def run_daemon(config: Config, *, until_caught_up: bool = False,
     log.info("daemon stopped", extra={"exit_code": code, "stored": stored,
                                       "dead_letters": sum(r.totals.rejected for r in runners)})
     return code
+
+
+def _busy(exc: sqlite3.DatabaseError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+async def _open(config: Config, sources: list[Source],
+                executor: concurrent.futures.ThreadPoolExecutor,
+                ) -> tuple[Stores, list[Committer]]:
+    """Open the stores and one committer per source, retrying while another process
+    (a second daemon, a replay) holds the database lock."""
+    loop = asyncio.get_running_loop()
+
+    def open_all() -> tuple[Stores, list[Committer]]:
+        stores = open_stores(config)
+        try:
+            return stores, [stores.committer(src.view) for src in sources]
+        except BaseException:
+            stores.close()
+            raise
+
+    delay = 0.1
+    for attempt in range(40):
+        try:
+            return await loop.run_in_executor(executor, open_all)
+        except sqlite3.DatabaseError as exc:  # open_log re-raises as DatabaseError
+            if not _busy(exc) or attempt == 39:
+                raise
+            log.warning("offline log is busy while opening (%s); retrying", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+    raise AssertionError("unreachable")
 
 
 async def _supervise(tasks: dict[asyncio.Future[None], SourceRunner | None],

@@ -134,7 +134,8 @@ class KafkaSource:
     async def close(self) -> None:
         try:
             await asyncio.wait_for(self.consumer.stop(), 10.0)
-        except (KafkaError, TimeoutError) as exc:
+        except (KafkaError, TimeoutError, asyncio.CancelledError) as exc:
+            # With the broker down, aiokafka's stop() surfaces its own cancelled fetch task.
             log.warning("kafka source %s: unclean stop (%s)", self.name, exc)
 
     # -- rebalances -------------------------------------------------------------
@@ -168,7 +169,7 @@ class KafkaSource:
             self._assigned_once = True
             log.info("kafka source %s: assigned %s", self.name,
                      {tp_key(t): self._at[t] for t in sorted(assigned)},
-                     extra={"source": self.name})
+                     extra={"source": self.name, "partitions": sorted(tp_key(t) for t in assigned)})
         except BaseException as exc:
             # Never read a partition that was not positioned from SQLite.
             self.fatal = exc
