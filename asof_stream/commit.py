@@ -111,6 +111,10 @@ class Committer:
                 good.append((decode(rec.raw), rec.position))
             except EventError as exc:
                 bad.append((rec, str(exc)))
+            except (ValueError, TypeError, RecursionError) as exc:
+                # A decoder gap must not stop the daemon: the record is a dead letter.
+                log.warning("unexpected decode error at %s: %r", rec.position, exc)
+                bad.append((rec, f"cannot decode: {exc}"))
         return good, bad
 
     def commit(self, source: str, records: Sequence[Record], positions: Sequence[Position] = (),

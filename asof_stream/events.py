@@ -170,7 +170,8 @@ class EventDecoder:
             raise EventError(f"oversized event: {len(raw)} bytes > limit {self.max_bytes}")
         try:
             obj = _json_decoder.decode(raw)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            # msgspec raises UnicodeDecodeError for invalid UTF-8 inside a string.
             obj = _lenient_json(raw, exc)
         if not isinstance(obj, dict):
             raise EventError(f"event is not a JSON object but {type(obj).__name__}")

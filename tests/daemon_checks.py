@@ -10,6 +10,8 @@ from pathlib import Path
 
 def logged_orders(folder: Path) -> Counter[int]:
     """How many times each event (by its unique ``orders_7d``) is in the offline log."""
+    if not (folder / "data" / "offline.sqlite").exists():
+        return Counter()
     conn = sqlite3.connect(folder / "data" / "offline.sqlite")
     try:
         return Counter(json.loads(f)["orders_7d"] for (f,) in conn.execute("SELECT features FROM log"))
@@ -50,6 +52,8 @@ def assert_online_is_join_at_infinity(folder: Path) -> None:
 
 
 def positions(folder: Path, source: str) -> dict[str, int]:
+    if not (folder / "data" / "offline.sqlite").exists():
+        return {}
     conn = sqlite3.connect(folder / "data" / "offline.sqlite")
     try:
         return {k: n for k, n in conn.execute(

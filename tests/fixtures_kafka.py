@@ -165,14 +165,17 @@ features = { spend_7d = "float64", orders_7d = "int64", tier = "string" }
 [ingest]
 batch_size = %(batch_size)d
 batch_timeout_ms = %(batch_timeout_ms)d
+max_event_bytes = %(max_event_bytes)d
 """
 
 
 def write_config(folder: Path, sources: str, *, batch_size: int = 500,
-                 batch_timeout_ms: int = 100, extra: str = "") -> Path:
+                 batch_timeout_ms: int = 100, max_event_bytes: int = 1 << 20,
+                 extra: str = "") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "asof.toml"
-    path.write_text(DAEMON_TOML % {"batch_size": batch_size, "batch_timeout_ms": batch_timeout_ms}
+    path.write_text(DAEMON_TOML % {"batch_size": batch_size, "batch_timeout_ms": batch_timeout_ms,
+                                   "max_event_bytes": max_event_bytes}
                     + extra + sources, encoding="utf-8")
     return path
 
