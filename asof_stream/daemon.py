@@ -107,6 +107,8 @@ class SourceRunner:
                     continue
                 wait = timeout if self.batch.empty() else max(
                     0.0, self.batch.opened + timeout - time.monotonic())
+                if self.until_caught_up:
+                    wait = min(wait, 0.5)  # look at "caught up" often, whatever the batch timeout
                 chunk = await self._read(room, wait)
                 self.batch.add(chunk)
                 if len(self.batch) >= size or (not self.batch.empty() and time.monotonic()
@@ -114,7 +116,7 @@ class SourceRunner:
                     await self.flush()
                 if self.until_caught_up and not chunk.records:
                     await self.flush_and_wait()
-                    if src.caught_up() and self.batch.empty():
+                    if src.caught_up() and self.batch.empty() and not self.conflict:
                         log.info("source %s caught up", src.name, extra={"source": src.name})
                         return
         finally:

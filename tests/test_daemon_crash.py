@@ -60,6 +60,8 @@ group = ""
     assert done.returncode == 0, done.stderr
     assert kills >= KILLS
     assert_exactly_once(tmp_path, set(range(n)), f"(seed {seed})")
+    # One daemon at a time: the position fence must never have fired.
+    assert "positions moved" not in (tmp_path / "daemon.log").read_text()
     status = run_cli("status", "--json", "--config", str(config))
     assert '"lag_total": 0' in status.stdout
 
@@ -110,3 +112,4 @@ poll_interval = 0.05
     assert kills >= KILLS
     assert sum(logged_orders(tmp_path).values()) == n, f"seed {seed}"
     assert_exactly_once(tmp_path, set(range(n)), f"(seed {seed})")
+    assert "positions moved" not in (tmp_path / "daemon.log").read_text()

@@ -67,7 +67,9 @@ class _Tracked:
     path: Path
     fd: int
     offset: int  # next byte to read
-    stored: int | None  # the committed position the next chunk starts from
+    #: the position the next chunk starts from: what the daemon will have stored once
+    #: every chunk read so far is committed (None: nothing stored for this file yet)
+    mark: int | None
     head_len: int = 0
     head: str = ""
     pending: bool = False  # a partial line waits at the end
@@ -130,7 +132,7 @@ class FileSource:
         stored = self._stored.get(ident)
         t = _Tracked(ident, path, fd, 0, None)
         if stored is not None:
-            t.stored = stored.next_offset
+            t.mark = stored.next_offset
             prior = _parse_detail(stored.detail)
             head_len = int(str(prior.get("head_len", 0)))
             size = os.fstat(fd).st_size
@@ -225,8 +227,9 @@ class FileSource:
                         " new content from byte 0", self.name, t.path, t.offset, size,
                         extra={"source": self.name})
             t.offset, t.head_len, t.head = 0, 0, ""
-            chunk.starts.setdefault(t.ident, t.stored)
+            chunk.starts.setdefault(t.ident, t.mark)
             chunk.ends[t.ident] = Position(t.ident, 0, t.detail())
+            t.mark = 0
         if size == t.offset:
             t.pending = False
             return
@@ -239,9 +242,10 @@ class FileSource:
             want *= 2  # one line longer than the read: read more
         if used:
             chunk.records.extend(records)
-            chunk.starts.setdefault(t.ident, t.stored)
+            chunk.starts.setdefault(t.ident, t.mark)
             t.offset += used
             chunk.ends[t.ident] = Position(t.ident, t.offset, t.detail())
+            t.mark = t.offset
         t.pending = t.offset < size and b"\n" not in buf[used:]
 
     def _drop_drained(self) -> None:
@@ -253,10 +257,7 @@ class FileSource:
                 del self.files[ident]
 
     def committed(self, ends: dict[str, Position]) -> None:
-        for key, pos in ends.items():
-            t = self.files.get(key)
-            if t is not None:
-                t.stored = pos.next_offset
+        return None
 
     async def after_commit(self, ends: dict[str, Position]) -> None:
         return None
