@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from .events import Event, EventDecoder, EventError, dumps_values
 from .log import OfflineLog, Position
-from .online import OnlineRow, OnlineStore, newest_per_key
+from .online import OnlineRow, OnlineStore
 from .sqlite_db import is_busy
 from .timestamps import now_micros
 from .versions import record_versions
@@ -111,7 +111,7 @@ class Committer:
                 good.append((decode(rec.raw), rec.position))
             except EventError as exc:
                 bad.append((rec, str(exc)))
-            except (ValueError, TypeError, RecursionError) as exc:
+            except (ValueError, TypeError, ArithmeticError, RecursionError) as exc:
                 # A decoder gap must not stop the daemon: the record is a dead letter.
                 log.warning("unexpected decode error at %s: %r", rec.position, exc)
                 bad.append((rec, f"cannot decode: {exc}"))
@@ -166,15 +166,19 @@ class Committer:
             offered = Counter(ev.view for ev, _ in good)
             versions = self.versions
             rows = []
-            online_rows = []
+            # Newest (event_timestamp, seq) per key, reduced while the rows are built: seq
+            # only grows in this loop, so a later row wins when its timestamp is >=.
+            best: dict[tuple[str, str], tuple[int, int, str]] = {}
             stats: dict[str, list[int]] = {}  # view -> [rows, earliest, latest event_timestamp]
             for ev, pos in fresh:
                 seq += 1
                 features = dumps_values(ev.values)
                 rows.append((seq, ev.view, ev.entity, ev.event_ts, ingest_ts, source, pos,
                              ev.event_id, features, versions[ev.view]))
-                online_rows.append(OnlineRow(ev.view, ev.entity, ev.event_ts, seq, ingest_ts,
-                                             features))
+                key = (ev.view, ev.entity)
+                cur = best.get(key)
+                if cur is None or ev.event_ts >= cur[0]:
+                    best[key] = (ev.event_ts, seq, features)
                 st = stats.get(ev.view)
                 if st is None:
                     stats[ev.view] = [1, ev.event_ts, ev.event_ts]
@@ -185,7 +189,8 @@ class Committer:
                     elif ev.event_ts > st[2]:
                         st[2] = ev.event_ts
             conn.executemany(INSERT_LOG, rows)
-            upserts = newest_per_key(online_rows)
+            upserts = [OnlineRow(view, entity, ts, s, ingest_ts, features)
+                       for (view, entity), (ts, s, features) in best.items()]
             if self.online is not None and self.online.transactional and upserts:
                 self.online.write_in_transaction(conn, upserts, seq)
             for view, total in offered.items():

