@@ -27,8 +27,9 @@ import logging
 import signal
 import sqlite3
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from . import metrics
 from .commit import BatchResult, Committer, PositionConflict, Record, StoreError
@@ -40,6 +41,7 @@ from .sources.base import Chunk, Source
 from .stores import Stores, open_stores
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_FATAL = 1
@@ -99,7 +101,10 @@ class SourceRunner:
 
     async def run(self) -> None:
         src = self.source
-        await src.start(self._stored_positions, self.flush_and_wait)
+        started, _ = await self._unless_stopped(src.start(self._stored_positions,
+                                                          self.flush_and_wait))
+        if not started:
+            return  # stopped while still connecting
         log.info("source %s started", src.name, extra={"source": src.name})
         size, timeout = self.ingest.batch_size, self.ingest.batch_timeout_ms / 1000
         try:
@@ -132,19 +137,26 @@ class SourceRunner:
             await asyncio.shield(self.flush_and_wait())
 
     async def _read(self, room: int, wait: float) -> Chunk:
-        """One read, abandoned (safely: sources mutate state only after awaiting) on stop."""
-        reader = asyncio.ensure_future(self.source.read(room, wait))
+        _, chunk = await self._unless_stopped(self.source.read(room, wait))
+        return Chunk() if chunk is None else chunk
+
+    async def _unless_stopped(self, aw: Awaitable[T]) -> tuple[bool, T | None]:
+        """Await ``aw`` unless a stop comes first (then cancel it): (finished, result).
+
+        Safe for reads: sources change their state only after their awaits return.
+        """
+        task = asyncio.ensure_future(aw)
         stopper = asyncio.ensure_future(self.stop.wait())
         try:
-            await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopper.cancel()
-        if not reader.done():
-            reader.cancel()
+        if not task.done():
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await reader
-            return Chunk()
-        return reader.result()
+                await task
+            return False, None
+        return True, task.result()
 
     async def _stored_positions(self) -> dict[str, Position]:
         loop = asyncio.get_running_loop()

@@ -4,6 +4,7 @@ anything is written."""
 
 from __future__ import annotations
 
+import asyncio
 import resource
 import signal
 import sqlite3
@@ -14,7 +15,17 @@ import time
 from pathlib import Path
 
 from tests.daemon_checks import assert_exactly_once, logged_orders, positions
-from tests.fixtures_kafka import Broker, cli, event, run_cli, write_config
+from tests.fixtures_kafka import (
+    Broker,
+    _create_topic,
+    _free_port,
+    cli,
+    event,
+    run_cli,
+    tansu_binary,
+    wait_for_broker,
+    write_config,
+)
 
 
 def kafka(broker: Broker, topic: str) -> str:
@@ -118,3 +129,58 @@ poll_interval = -1
     assert proc.returncode == 1
     assert str(config.name) in proc.stderr and "sources.tail.poll_interval" in proc.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_broker_down_at_start_and_mid_run(tmp_path: Path) -> None:
+    """No broker yet: the daemon retries with backoff; the broker dies: it keeps running,
+    and SIGTERM still exits 0 with everything committed kept. (A private broker, since
+    this test kills it; Tansu keeps topics in memory, so it is not restarted with data.)"""
+    port = _free_port()
+    bootstrap = f"127.0.0.1:{port}"
+    url = f"tcp://{bootstrap}"
+    config = write_config(tmp_path, kafka(Broker(bootstrap), "late-topic"), batch_size=100,
+                          batch_timeout_ms=50)
+    daemon = cli("--log-level", "INFO", "run", "--config", str(config),
+                 log_file=tmp_path / "daemon.log")
+    broker = None
+    try:
+        time.sleep(2.0)
+        assert daemon.poll() is None
+        broker = subprocess.Popen([str(tansu_binary()), "broker", "--listener-url", url,
+                                   "--advertised-listener-url", url],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_broker(bootstrap, time.monotonic() + 30, broker)
+        asyncio.run(_create_topic(bootstrap, "late-topic", 3))
+        Broker(bootstrap).produce("late-topic", [event(i) for i in range(600)])
+        deadline = time.monotonic() + 60
+        while sum(logged_orders(tmp_path).values()) < 600 and time.monotonic() < deadline:
+            assert daemon.poll() is None
+            time.sleep(0.2)
+        assert_exactly_once(tmp_path, set(range(600)))
+        broker.kill()
+        broker.wait()
+        time.sleep(2.0)
+        assert daemon.poll() is None  # still running, retrying
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(40) == 0
+    finally:
+        for p in (daemon, broker):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+    assert_exactly_once(tmp_path, set(range(600)))
+    assert "cannot reach" in (tmp_path / "daemon.log").read_text()
+
+
+def test_sigterm_while_the_broker_is_unreachable_exits_0(tmp_path: Path) -> None:
+    config = write_config(tmp_path, kafka(Broker(f"127.0.0.1:{_free_port()}"), "nowhere"))
+    daemon = cli("run", "--config", str(config))
+    try:
+        time.sleep(1.5)
+        assert daemon.poll() is None
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(15) == 0
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
