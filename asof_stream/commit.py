@@ -172,7 +172,7 @@ class Committer:
             stats: dict[str, list[int]] = {}  # view -> [rows, earliest, latest event_timestamp]
             for ev, pos in fresh:
                 seq += 1
-                features = dumps_values(ev.values)
+                features = ev.features if ev.features is not None else dumps_values(ev.values)
                 rows.append((seq, ev.view, ev.entity, ev.event_ts, ingest_ts, source, pos,
                              ev.event_id, features, versions[ev.view]))
                 key = (ev.view, ev.entity)

@@ -12,7 +12,7 @@ import json
 import math
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import msgspec
@@ -38,6 +38,9 @@ class Event:
     event_ts: int
     event_id: str | None
     values: dict[str, Any]
+    #: ``dumps_values(values)``, when the decoder already made it (the typed path does,
+    #: so the text is built on the daemon's reading thread, not in the commit).
+    features: str | None = field(default=None, compare=False, repr=False)
 
 
 def entity_key(entity: Entity, values: list[Any]) -> str:
@@ -270,7 +273,8 @@ class _TypedPath:
         event_id = obj.event_id
         if event_id is not None and event_id.__class__ is not str:
             event_id = str(event_id)
-        return Event(self.view, entity, ts, event_id, {n: getattr(obj, n) for n in self.features})
+        values = {n: getattr(obj, n) for n in self.features}
+        return Event(self.view, entity, ts, event_id, values, dumps_values(values))
 
 
 def _lenient_json(raw: bytes, exc: Exception) -> Any:
