@@ -8,6 +8,7 @@ from __future__ import annotations
 # Importing a command module registers its command(s) on ``main``.
 from . import deadletters as _deadletters  # noqa: F401,E402  dead-letters
 from . import ingest as _ingest  # noqa: F401,E402  replay
+from . import leakage as _leakage  # noqa: F401,E402  leakage
 from . import online as _online  # noqa: F401,E402  online, materialize
 from . import project as _project  # noqa: F401,E402  init, validate
 from . import retention as _retention  # noqa: F401,E402  retention
