@@ -1,0 +1,208 @@
+"""``asof-stream training-set`` and ``get_historical_features``: outputs, options and bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from asof_stream import FeatureStore
+from asof_stream.cli import main
+from asof_stream.config import Config
+
+EVENTS = [
+    {"view": "customer_stats", "customer_id": "c1", "event_timestamp": "2026-01-01T00:00:00Z",
+     "spend_7d": 1.5, "orders_7d": 1, "tier": "gold"},
+    {"view": "customer_stats", "customer_id": "c1", "event_timestamp": "2026-01-03T00:00:00Z",
+     "spend_7d": 3.25, "orders_7d": 3},
+    {"view": "merchant_risk", "merchant_id": 7, "event_timestamp": "2026-01-02T00:00:00Z",
+     "risk": 0.5, "flagged": True},
+]
+LABELS = ("customer_id,merchant_id,event_timestamp,label\n"
+          "c1,7,2026-01-02 05:30:00+05:30,1\n"      # = 2026-01-02T00:00Z: merchant row exactly at t
+          "c1,7,2026-01-05T00:00:00Z,0\n"
+          "c2,8,2026-01-05T00:00:00Z,1\n"
+          "c1,7,2025-12-31T00:00:00Z,0\n")
+
+
+@pytest.fixture
+def project(config: Config) -> Path:
+    with FeatureStore(config) as store:
+        assert store.push(EVENTS).stored == 3
+    (config.root / "labels.csv").write_text(LABELS)
+    return config.root
+
+
+def run(project: Path, *args: str) -> Result:
+    return CliRunner().invoke(main, [args[0], "--config", str(project / "asof.toml"), *args[1:]])
+
+
+def read_csv(path: Path) -> list[list[str]]:
+    with path.open(newline="") as fh:
+        return list(csv.reader(fh))
+
+
+def leftovers(project: Path) -> list[str]:
+    return sorted(p.name for p in project.iterdir() if p.name.startswith((".out", "out")))
+
+
+def test_csv_output(project: Path) -> None:
+    r = run(project, "training-set", "--labels", str(project / "labels.csv"),
+            "--features", "customer_stats:spend_7d,customer_stats:tier",
+            "--features", "merchant_risk:flagged", "--out", str(project / "out.csv"))
+    assert r.exit_code == 0, r.output
+    assert "wrote 4 rows x 7 columns" in r.output
+    assert read_csv(project / "out.csv") == [
+        ["customer_id", "merchant_id", "event_timestamp", "label", "spend_7d", "tier", "flagged"],
+        ["c1", "7", "2026-01-02 05:30:00+05:30", "1", "1.5", "gold", "true"],
+        ["c1", "7", "2026-01-05T00:00:00Z", "0", "3.25", "", "true"],
+        ["c2", "8", "2026-01-05T00:00:00Z", "1", "", "", ""],
+        ["c1", "7", "2025-12-31T00:00:00Z", "0", "", "", ""],
+    ]
+
+
+def test_strict_and_as_known_at(project: Path, config: Config) -> None:
+    r = run(project, "training-set", "--labels", str(project / "labels.csv"), "--features",
+            "merchant_risk:risk", "--out", str(project / "out.csv"), "--strict")
+    assert r.exit_code == 0, r.output
+    assert [row[-1] for row in read_csv(project / "out.csv")] == ["risk", "", "0.5", "", ""]
+    # Everything was ingested now, long after the label times: as-known-at sees nothing.
+    r = run(project, "training-set", "--labels", str(project / "labels.csv"), "--features",
+            "merchant_risk:risk", "--out", str(project / "out.csv"), "--as-known-at")
+    assert r.exit_code == 0, r.output
+    assert [row[-1] for row in read_csv(project / "out.csv")] == ["risk", "", "", "", ""]
+
+
+@pytest.mark.parametrize("ext", [".jsonl", ".parquet"])
+def test_other_formats_agree_with_csv(project: Path, ext: str) -> None:
+    args = ["--labels", str(project / "labels.csv"), "--features", "@churn,merchant_risk",
+            "--full-feature-names"]
+    assert run(project, "training-set", *args, "--out", str(project / "out.csv")).exit_code == 0
+    r = run(project, "training-set", *args, "--out", str(project / f"out{ext}"))
+    assert r.exit_code == 0, r.output
+    if ext == ".jsonl":
+        records = [json.loads(line) for line in (project / "out.jsonl").read_text().splitlines()]
+    else:
+        pq = pytest.importorskip("pyarrow.parquet")
+        records = pq.read_table(project / "out.parquet").to_pylist()
+    header, *rows = read_csv(project / "out.csv")
+    assert list(records[0]) == header == ["customer_id", "merchant_id", "event_timestamp", "label",
+                                          "customer_stats__spend_7d", "customer_stats__tier",
+                                          "merchant_risk__risk", "merchant_risk__flagged"]
+    assert records[1] == {"customer_id": "c1", "merchant_id": "7",
+                          "event_timestamp": "2026-01-05T00:00:00Z", "label": "0",
+                          "customer_stats__spend_7d": 3.25, "customer_stats__tier": None,
+                          "merchant_risk__risk": 0.5, "merchant_risk__flagged": True}
+    assert len(records) == len(rows) == 4
+
+
+def test_jsonl_labels_in(project: Path) -> None:
+    (project / "labels.jsonl").write_text(
+        json.dumps({"merchant_id": 7, "event_timestamp": 1767312000, "meta": {"k": [1]}}) + "\n")
+    r = run(project, "training-set", "--labels", str(project / "labels.jsonl"), "--features",
+            "merchant_risk", "--out", str(project / "out.csv"))
+    assert r.exit_code == 0, r.output
+    assert read_csv(project / "out.csv")[1] == ["7", "1767312000", '{"k":[1]}', "0.5", "true"]
+
+
+def test_timestamp_column_option(project: Path) -> None:
+    (project / "l.csv").write_text("customer_id,at\nc1,2026-01-02\n")
+    r = run(project, "training-set", "--labels", str(project / "l.csv"), "--features",
+            "customer_stats:spend_7d", "--out", str(project / "out.csv"), "--timestamp-column", "at")
+    assert r.exit_code == 0, r.output
+    assert read_csv(project / "out.csv") == [["customer_id", "at", "spend_7d"], ["c1", "2026-01-02",
+                                                                                 "1.5"]]
+
+
+def assert_fails(r: Result, *needles: str) -> None:
+    assert r.exit_code == 1, r.output
+    line = r.output.strip()
+    assert line.startswith("asof-stream: error: ") and "\n" not in line, line
+    for n in needles:
+        assert n in line, line
+
+
+def test_bad_timestamp_leaves_no_file(project: Path) -> None:
+    (project / "bad.csv").write_text("customer_id,event_timestamp\nc1,2026-01-02\nc1,2026-13-01\n")
+    r = run(project, "training-set", "--labels", str(project / "bad.csv"), "--features",
+            "customer_stats", "--out", str(project / "out.csv"))
+    assert_fails(r, "bad.csv row 2, column 'event_timestamp'", "2026-13-01")
+    assert leftovers(project) == []
+
+
+def test_failed_write_leaves_no_file(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asof_stream.training as training
+
+    def boom(*args: Any) -> None:
+        Path(args[1]).write_text("half")
+        raise OSError("disk full")
+
+    monkeypatch.setitem(training._WRITERS, ".csv", boom)
+    r = run(project, "training-set", "--labels", str(project / "labels.csv"), "--features",
+            "customer_stats", "--out", str(project / "out.csv"))
+    assert_fails(r, "disk full")
+    assert leftovers(project) == []
+
+
+def test_bad_input_errors(project: Path) -> None:
+    labels = str(project / "labels.csv")
+    out = str(project / "out.csv")
+    assert_fails(run(project, "training-set", "--labels", labels, "--features", "customer_stats:nope",
+                     "--out", out), "customer_stats:spend_7d", "customer_stats:tier")
+    assert_fails(run(project, "training-set", "--labels", labels, "--features", "nope",
+                     "--out", out), "known views: customer_stats, merchant_risk")
+    assert_fails(run(project, "training-set", "--labels", labels, "--features", "@nope",
+                     "--out", out), "known services: @churn")
+    assert_fails(run(project, "training-set", "--labels", labels, "--features", "customer_stats",
+                     "--out", str(project / "out.xlsx")), "unknown output extension '.xlsx'",
+                 ".csv, .jsonl, .parquet")
+    (project / "nokey.csv").write_text("customer_id,event_timestamp\nc1,2026-01-02\n")
+    assert_fails(run(project, "training-set", "--labels", str(project / "nokey.csv"), "--features",
+                     "merchant_risk", "--out", out), "missing join key column 'merchant_id'")
+    (project / "clash.csv").write_text("customer_id,event_timestamp,tier\nc1,2026-01-02,x\n")
+    assert_fails(run(project, "training-set", "--labels", str(project / "clash.csv"), "--features",
+                     "customer_stats:tier", "--out", out), "already a label column",
+                 "--full-feature-names")
+    assert leftovers(project) == []
+
+
+def test_feature_name_collision(project: Path, make_config: Any) -> None:
+    make_config('[views.other]\nentity = "customer"\nfeatures = { tier = "string" }\n')
+    args = ["--labels", str(project / "labels.csv"), "--features", "customer_stats:tier,other",
+            "--out", str(project / "out.csv")]
+    assert_fails(run(project, "training-set", *args), "'tier' is in both customer_stats and other",
+                 "--full-feature-names")
+    r = run(project, "training-set", *args, "--full-feature-names")
+    assert r.exit_code == 0, r.output
+    assert read_csv(project / "out.csv")[0][-2:] == ["customer_stats__tier", "other__tier"]
+
+
+def test_missing_log(config: Config) -> None:
+    (config.root / "labels.csv").write_text(LABELS)
+    r = run(config.root, "training-set", "--labels", str(config.root / "labels.csv"),
+            "--features", "customer_stats", "--out", str(config.root / "out.csv"))
+    assert_fails(r, "does not exist yet")
+
+
+def test_python_api(project: Path, config: Config) -> None:
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"customer_id": ["c1", "c1"], "event_timestamp": pd.to_datetime(
+        ["2026-01-02", "2026-01-05"]), "y": [1, 0]})
+    with FeatureStore(config) as store:
+        ts = store.get_historical_features(frame, ["customer_stats:orders_7d", "customer_stats:tier"])
+        df = ts.to_pandas()
+        assert list(df.columns) == ["customer_id", "event_timestamp", "y", "orders_7d", "tier"]
+        assert str(df["event_timestamp"].dtype).startswith("datetime64")
+        assert df["orders_7d"].tolist() == [1, 3] and str(df["orders_7d"].dtype) == "Int64"
+        assert df["tier"].tolist() == ["gold", None]
+        recs = store.get_historical_features(
+            [{"customer_id": "c1", "event_timestamp": "2026-01-03T00:00:00Z"}],
+            ["customer_stats:spend_7d"], strict=True).to_records()
+        assert recs == [{"customer_id": "c1", "event_timestamp": "2026-01-03T00:00:00Z",
+                         "spend_7d": 1.5}]
+        from_path = store.get_historical_features(str(project / "labels.csv"), ["@churn"])
+        assert from_path.to_records()[1]["spend_7d"] == 3.25
