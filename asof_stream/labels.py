@@ -11,6 +11,7 @@ and the column.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import re
@@ -55,6 +56,7 @@ class Labels:
     arrow: Any = None
     frame: Any = None
     row_numbers: list[int] | None = None  # what errors call each row, when not i + 1
+    lines: list[str] | None = None  # a CSV's header and row lines, when they can be copied as is
     _keys: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
@@ -174,28 +176,60 @@ def _check_columns(columns: list[str], origin: str) -> None:
 # --- readers ------------------------------------------------------------------------
 
 def read_csv(path: Path, defs: Definitions, timestamp_column: str) -> Labels:
-    """A CSV file with a header row; cells stay text, empty cells are nulls."""
+    """A CSV file with a header row; cells stay the text they were."""
     origin = str(path)
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if header is None:
-            raise LabelError(f"{origin}: empty file (expected a header row)")
-        _check_columns(header, origin)
-        width = len(header)
-        rows: list[Sequence[Any]] = []
-        for row in reader:
-            if len(row) != width:
-                if not row:  # a blank line
-                    continue
-                raise LabelError(f"{origin} row {len(rows) + 1} (line {reader.line_num}): "
-                                 f"{len(row)} cells, the header has {width}")
-            rows.append(row)
+    text = path.read_bytes().decode("utf-8-sig")
+    if "\r" in text and '"' not in text:
+        text = text.replace("\r\n", "\n")
+    if '"' in text or "\r" in text:
+        header, rows = _csv_rows(text, origin)
+        lines = None
+    else:  # no quoting: split lines and cells directly, and keep each line for the output
+        header, rows, lines = _plain_csv_rows(text, origin)
     tcol = _timestamp_index(header, timestamp_column, origin)
-    labels = Labels(header, rows, [], timestamp_column, defs, origin, "row", from_text=True)
+    labels = Labels(header, rows, [], timestamp_column, defs, origin, "row", from_text=True,
+                    lines=lines)
     labels.times = _parse_times(labels, [r[tcol] for r in rows], cell_to_micros,
                                 cells_to_micros)
     return labels
+
+
+def _csv_rows(text: str, origin: str) -> tuple[list[str], list[Sequence[Any]]]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    if header is None:
+        raise LabelError(f"{origin}: empty file (expected a header row)")
+    _check_columns(header, origin)
+    width = len(header)
+    rows: list[Sequence[Any]] = []
+    for row in reader:
+        if len(row) != width:
+            if not row:  # a blank line
+                continue
+            raise LabelError(f"{origin} row {len(rows) + 1} (line {reader.line_num}): "
+                             f"{len(row)} cells, the header has {width}")
+        rows.append(row)
+    return header, rows
+
+
+def _plain_csv_rows(text: str, origin: str) -> tuple[list[str], list[Sequence[Any]], list[str]]:
+    """What csv.reader gives for text without quotes or carriage returns, faster."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    if not lines:
+        raise LabelError(f"{origin}: empty file (expected a header row)")
+    header = lines[0].split(",")
+    _check_columns(header, origin)
+    body = [line for line in lines[1:] if line]
+    rows: list[Sequence[Any]] = [line.split(",") for line in body]
+    width = len(header)
+    if any(len(r) != width for r in rows):
+        numbered = [(n, line) for n, line in enumerate(lines[1:], 2) if line]
+        i = next(i for i, r in enumerate(rows) if len(r) != width)
+        raise LabelError(f"{origin} row {i + 1} (line {numbered[i][0]}): {len(rows[i])} cells, "
+                         f"the header has {width}")
+    return header, rows, [lines[0], *body]
 
 
 def read_jsonl(path: Path, defs: Definitions, timestamp_column: str) -> Labels:

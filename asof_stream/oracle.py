@@ -50,7 +50,11 @@ def oracle_view(log: OfflineLog, defs: Definitions, view: str, keys: Sequence[st
         out_seq.append(seq)
         out_ts.append(ets)
         out_values.append(loads_values(features))
-    return ViewMatches(view, out_seq, out_ts, out_values)
+    by_seq: dict[int, dict[str, Any]] = {}
+    for s, v in zip(out_seq, out_values, strict=True):
+        if s is not None and v is not None:
+            by_seq[s] = v
+    return ViewMatches(view, out_seq, out_ts, out_values, by_seq)
 
 
 @dataclass(slots=True)

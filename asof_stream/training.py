@@ -17,6 +17,7 @@ import json
 import math
 import operator
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,19 +56,38 @@ class TrainingSet:
         """Per feature column, one value per label row."""
         return [self.matches[v].column(f) for v, f in self.pairs]
 
+    def _by_view(self) -> tuple[list[str], list[list[str]], bool]:
+        """Views in order, their features, and whether the columns come grouped by view."""
+        views = list(dict.fromkeys(v for v, _ in self.pairs))
+        feats = [[f for vv, f in self.pairs if vv == v] for v in views]
+        grouped = [(v, f) for v, fs in zip(views, feats, strict=True) for f in fs] == self.pairs
+        return views, feats, grouped
+
     def feature_rows(self, convert: Callable[[Any], Any] | None = None) -> list[tuple[Any, ...]]:
         """Per label row, the feature values in column order (each converted)."""
-        views = list(dict.fromkeys(v for v, _ in self.pairs))
-        grouped = [(v, f) for v in views for vv, f in self.pairs if vv == v]
+        views, feats, grouped = self._by_view()
         rows: list[tuple[Any, ...]] | None = None
-        for v in views:
-            part = self.matches[v].project([f for vv, f in grouped if vv == v], convert)
+        for v, fs in zip(views, feats, strict=True):
+            part = self.matches[v].project(fs, convert)
             rows = part if rows is None else list(map(operator.add, rows, part))
         assert rows is not None
-        if grouped != self.pairs:  # back to the order the references were given in
-            perm = [grouped.index(p) for p in self.pairs]
+        if not grouped:  # back to the order the references were given in
+            order = [(v, f) for v, fs in zip(views, feats, strict=True) for f in fs]
+            perm = [order.index(p) for p in self.pairs]
             rows = [tuple(r[j] for j in perm) for r in rows]
         return rows
+
+    def csv_fragments(self) -> list[str]:
+        """Per label row, its features as the end of a CSV line: ``,v1,v2...``."""
+        views, feats, grouped = self._by_view()
+        if not grouped:
+            return ["," + ",".join(map(csv_cell, r)) for r in self.feature_rows()]
+        out: list[str] | None = None
+        for v, fs in zip(views, feats, strict=True):
+            part = self.matches[v].table(_csv_fragment(fs))
+            out = part if out is None else list(map(operator.add, out, part))
+        assert out is not None
+        return out
 
     def rows(self) -> Iterator[list[Any]]:
         """Each output row: the label's original values, then the features."""
@@ -166,10 +186,35 @@ def _csv_value(v: Any) -> Any:
     return "true" if v is True else "false" if v is False else v
 
 
+def _csv_fragment(features: list[str]) -> Callable[[dict[str, Any]], str]:
+    def render(values: dict[str, Any]) -> str:
+        return "," + ",".join([csv_cell(values.get(f)) for f in features])
+
+    return render
+
+
+_NEEDS_QUOTES = re.compile(r'[,"\r\n]')
+
+
+def csv_cell(v: Any) -> str:
+    """One feature value as CSV text, exactly as ``csv.writer`` writes :func:`_csv_value`."""
+    if v is None:
+        return ""
+    if v.__class__ is str:
+        return '"' + v.replace('"', '""') + '"' if _NEEDS_QUOTES.search(v) else v
+    if v is True or v is False:
+        return "true" if v else "false"
+    return repr(v) if v.__class__ is float else str(v)
+
+
 CHUNK = 20_000
 
 
 def _write_csv(ts: TrainingSet, path: Path, progress: Callable[[int], None]) -> None:
+    lines = ts.labels.lines
+    if lines is not None:  # label lines copied as they were, features appended
+        _write_csv_lines(ts, lines, path, progress)
+        return
     features = ts.feature_rows(_csv_value if "bool" in ts.dtypes else None)
     label_rows: Sequence[Sequence[Any]] = ts.labels.rows
     if not ts.labels.from_text:  # typed values (JSON, Parquet, Python): render each cell
@@ -183,6 +228,20 @@ def _write_csv(ts: TrainingSet, path: Path, progress: Callable[[int], None]) -> 
             stop = min(n, start + CHUNK)
             w.writerows([*r, *f] for r, f in zip(label_rows[start:stop], features[start:stop],
                                                  strict=True))
+            progress(stop - start)
+
+
+def _write_csv_lines(ts: TrainingSet, lines: list[str], path: Path,
+                     progress: Callable[[int], None]) -> None:
+    fragments = ts.csv_fragments()
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        fh.write(lines[0] + "," + ",".join(map(csv_cell, ts.names)) + "\n")
+        n = len(fragments)
+        for start in range(0, n, CHUNK):
+            stop = min(n, start + CHUNK)
+            fh.write("\n".join(map(operator.add, lines[start + 1:stop + 1],
+                                   fragments[start:stop])))
+            fh.write("\n")
             progress(stop - start)
 
 

@@ -206,3 +206,32 @@ def test_python_api(project: Path, config: Config) -> None:
                          "spend_7d": 1.5}]
         from_path = store.get_historical_features(str(project / "labels.csv"), ["@churn"])
         assert from_path.to_records()[1]["spend_7d"] == 3.25
+
+
+def test_csv_line_copy_equals_the_csv_module(config: Config, tmp_path: Path) -> None:
+    """Plain label lines are copied and features appended; the result is what csv.writer
+    writes for the parsed cells (quotes, booleans, nulls, floats), CRLF input included."""
+    from asof_stream.labels import read_labels
+    from asof_stream.training import build_training_set
+
+    with FeatureStore(config) as store:
+        store.push([
+            {"view": "customer_stats", "customer_id": "c1", "event_timestamp": "2026-01-01",
+             "spend_7d": 0.1 + 0.2, "orders_7d": -3, "tier": 'say "hi", then\nleave'},
+            {"view": "merchant_risk", "merchant_id": 7, "event_timestamp": "2026-01-01",
+             "risk": 1e-300, "flagged": False}])
+        (tmp_path / "l.csv").write_bytes(b"customer_id,merchant_id,event_timestamp, note \r\n"
+                                         b"c1,7,2026-01-02, x \r\nc2,7,2026-01-02,\r\n\r\n")
+        lab = read_labels(tmp_path / "l.csv", config.defs)
+        assert lab.lines is not None and lab.rows[1] == ["c2", "7", "2026-01-02", ""]
+        ts = build_training_set(store.stores.log, config.defs, lab,
+                                ["merchant_risk:flagged", "customer_stats", "merchant_risk:risk"])
+        ts.write(tmp_path / "fast.csv")
+        lab.lines = None  # the general path: csv.writer over the parsed cells
+        ts.write(tmp_path / "slow.csv")
+    fast = (tmp_path / "fast.csv").read_bytes()
+    assert fast == (tmp_path / "slow.csv").read_bytes()
+    assert read_csv(tmp_path / "fast.csv")[1:] == [
+        ["c1", "7", "2026-01-02", " x ", "false", "0.30000000000000004", "-3",
+         'say "hi", then\nleave', "1e-300"],
+        ["c2", "7", "2026-01-02", "", "false", "", "", "", "1e-300"]]
