@@ -42,7 +42,8 @@ class Labels:
     ``rows[i][j]`` is the original value of column ``columns[j]`` in row ``i``
     (CSV cells stay text). ``times[i]`` is that row's timestamp in UTC microseconds.
     ``arrow``/``frame`` keep a Parquet table or DataFrame input so writers can keep
-    its column types.
+    its column types; ``lines`` keeps a CSV's lines when they need no unquoting, so the
+    CSV writer can copy them.
     """
 
     columns: list[str]
@@ -118,7 +119,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 # The usual RFC 3339 shape; anything else takes the general path (cell_to_micros).
 _ISO_SHAPE = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)"
-_FAST_ISO_COLUMN = re.compile(rf"(?:{_ISO_SHAPE}\n)*{_ISO_SHAPE}")
+_FAST_ISO_COLUMN = re.compile(rf"(?:{_ISO_SHAPE}\n)*{_ISO_SHAPE}", re.ASCII)
 
 
 def cells_to_micros(cells: list[str]) -> list[int]:
