@@ -162,6 +162,7 @@ class Committer:
             if expect:
                 self._check_positions(conn, source, expect)
             seq = int(conn.execute("SELECT coalesce(max(seq), 0) FROM log").fetchone()[0])
+            first_seq = seq + 1
             fresh = self._drop_duplicates(conn, good)
             offered = Counter(ev.view for ev, _ in good)
             versions = self.versions
@@ -215,7 +216,7 @@ class Committer:
         result.high_seq = seq
         if self.online is not None and not self.online.transactional and upserts:
             # The log is committed; a crash here is healed by catch_up() on the next start.
-            self.online.apply(upserts, seq)
+            self.online.apply(upserts, seq, low_seq=first_seq)
         return result
 
     @staticmethod

@@ -42,8 +42,13 @@ class OnlineStore(Protocol):
                              high_seq: int) -> None:
         """Apply rows inside the log's open transaction (transactional stores only)."""
 
-    def apply(self, rows: list[OnlineRow], high_seq: int) -> None:
-        """Apply rows on its own, then record ``high_seq`` as applied."""
+    def apply(self, rows: list[OnlineRow], high_seq: int, low_seq: int | None = None) -> None:
+        """Apply rows on its own, then record ``high_seq`` as applied.
+
+        ``low_seq``: the first log seq of the batch, so a backend written by several
+        processes can tell a gap (an earlier batch not applied yet) from a run; None
+        when the rows follow on from what is applied (a replay of the log tail).
+        """
 
     def applied_seq(self) -> int:
         """Every log row with a seq at most this one has been applied."""
@@ -116,6 +121,8 @@ def materialize(log: OfflineLog, online: OnlineStore, view: str | None = None) -
         conn.execute("COMMIT")
     if view is None:
         online.replace_all(rows, high)
+        # Batches committed while the rebuild ran are above ``high``: replay them.
+        catch_up(log, online)
     else:
         online.apply(rows, online.applied_seq())
     return len(rows)

@@ -67,7 +67,8 @@ class SqliteOnlineStore:
                              high_seq: int) -> None:
         self._write(conn, ATTACHED + ".", rows, high_seq)
 
-    def apply(self, rows: list[OnlineRow], high_seq: int) -> None:
+    def apply(self, rows: list[OnlineRow], high_seq: int, low_seq: int | None = None) -> None:
+        # Written in the log's transaction, the SQLite store never has gaps: low_seq is unused.
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             self._write(self.conn, "", rows, high_seq)

@@ -1,0 +1,7 @@
+"""The feature server: Feast-shaped HTTP reads and pushes over the same stores (contract 9)."""
+
+from __future__ import annotations
+
+from .app import create_app, serve
+
+__all__ = ["create_app", "serve"]
