@@ -1,0 +1,168 @@
+"""POST /push over a real socket: one transaction per request, dead letters, auth, `to`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from asof_stream.config import Config
+from asof_stream.log import open_log
+from asof_stream.stores import open_stores
+
+from .server_helpers import running_server
+
+READ = {"features": ["customer_stats:spend_7d", "customer_stats:tier"],
+        "entities": {"customer_id": ["c1", "c2"]}}
+
+
+def _log_counts(config: Config) -> tuple[int, int]:
+    with open_log(config.offline_path) as log:
+        return log.max_seq(), log.dead_letter_count()
+
+
+def test_push_then_read_with_dead_letters_and_duplicates(any_config: Config) -> None:
+    with running_server(any_config) as url, httpx.Client(base_url=url, timeout=10) as client:
+        r = client.post("/push", headers={"x-request-id": "req-1"}, json={
+            "push_source_name": "customer_stats",
+            "df": {"customer_id": ["c1", "c2", "c3", "c1"],
+                   "event_timestamp": ["2099-01-05 10:00:00", "2099-01-05T10:00:00Z", "never",
+                                       "2099-01-04T10:00:00Z"],
+                   "spend_7d": [1.5, 2, 3.0, 9.0], "tier": ["gold", None, "x", "old"],
+                   "event_id": ["e1", "e2", "e3", "e4"]},
+            "to": "online"})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert (body["stored"], body["duplicates"], body["rejected"]) == (3, 0, 1)
+        assert body["rejects"][0]["row"] == 2
+        assert body["rejects"][0]["position"] == "push:req-1:2"
+        assert "bad event_timestamp" in body["rejects"][0]["reason"]
+        assert body["to"] == "online_and_offline"
+        out = client.post("/get-online-features", json=READ).json()
+        # c1's row from 2099-01-04 is older than the one from 2099-01-05: it does not win.
+        assert out["results"][1]["values"] == [1.5, 2.0]
+        assert out["results"][2]["values"] == ["gold", None]
+        assert out["results"][1]["statuses"] == ["PRESENT", "PRESENT"]
+        # The same event_ids again: skipped as duplicates, nothing new stored.
+        r = client.post("/push", json={"view": "customer_stats", "df": {
+            "customer_id": ["c1"], "event_timestamp": ["2099-02-01T00:00:00Z"],
+            "spend_7d": [100.0], "event_id": ["e1"]}})
+        assert (r.json()["stored"], r.json()["duplicates"]) == (0, 1)
+    assert _log_counts(any_config) == (3, 1)
+    with open_stores(any_config) as stores:
+        dead = stores.log.conn.execute("SELECT source, position, reason FROM dead_letters").fetchall()
+    assert dead == [("http", "push:req-1:2", dead[0][2])]
+
+
+@pytest.mark.parametrize("to", ["online", "offline", "online_and_offline"])
+def test_every_target_logs_and_serves(any_config: Config, to: str) -> None:
+    """I1/I2: a pushed row is in the log and online whatever ``to`` says."""
+    with running_server(any_config) as url:
+        r = httpx.post(url + "/push", json={"view": "customer_stats", "to": to, "df": {
+            "customer_id": ["c1"], "event_timestamp": ["2099-01-01T00:00:00Z"], "tier": ["t"]}})
+        assert r.status_code == 200 and r.json()["stored"] == 1
+        got = httpx.post(url + "/get-online-features", json=READ).json()
+        assert got["results"][2]["values"] == ["t", None]
+    with open_stores(any_config) as stores:
+        latest = {(x.view, x.entity): x.seq for x in stores.log.latest_rows()}
+        online = {(x.view, x.entity): x.seq for x in stores.online.entries()}
+    assert latest == online == {("customer_stats", "c1"): 1}
+
+
+@pytest.mark.parametrize(("body", "status", "needle"), [
+    ({"view": "customer_stats", "df": {"customer_id": ["c1"]}, "to": "elsewhere"}, 400,
+     "'to' must be one of"),
+    ({"view": "customer_stats"}, 400, "needs 'df'"),
+    ({"view": "nope", "df": {"customer_id": ["c1"]}}, 404, "unknown view 'nope'"),
+    ({"push_source_name": "nope", "df": {"customer_id": ["c1"]}}, 404,
+     "unknown push_source_name 'nope'"),
+    ({"push_source_name": "clicks", "view": "merchant_risk", "df": {"customer_id": ["c1"]}}, 400,
+     "bound to view 'customer_stats'"),
+    ({"view": "customer_stats", "df": {"customer_id": ["c1", "c2"], "tier": ["a", "b", "c"]}},
+     400, "differ in length"),
+    ({"view": "customer_stats", "df": "rows"}, 400, "'df' must be an object of columns"),
+    ({"view": "customer_stats", "df": [1]}, 400, "df[0] must be an object"),
+    ({"view": "customer_stats", "df": {"customer_id": ["c1"]}, "extra": 1}, 400,
+     "unknown field(s) ['extra']"),
+])
+def test_bad_push_requests(make_config: Callable[..., Config], body: dict[str, Any], status: int,
+                           needle: str) -> None:
+    cfg = make_config('\n[sources.clicks]\nkind = "http"\nview = "customer_stats"\n')
+    with running_server(cfg) as url:
+        r = httpx.post(url + "/push", json=body)
+    assert r.status_code == status, r.text
+    assert needle in r.json()["detail"]
+    assert _log_counts(cfg) == (0, 0)
+
+
+def test_http_source_binds_view_and_names_the_source(make_config: Callable[..., Config]) -> None:
+    cfg = make_config('\n[sources.clicks]\nkind = "http"\nview = "customer_stats"\n')
+    with running_server(cfg) as url:
+        r = httpx.post(url + "/push", json={"push_source_name": "clicks", "df": [
+            {"customer_id": "c1", "event_timestamp": 4102444800, "orders_7d": 2},
+            {"customer_id": "c2", "event_timestamp": 4102444800, "orders_7d": 2.5},
+            {"customer_id": "c3", "event_timestamp": 4102444800, "bogus": 1},
+        ]})
+    body = r.json()
+    assert (body["source"], body["stored"], body["rejected"]) == ("clicks", 1, 2)
+    reasons = [x["reason"] for x in body["rejects"]]
+    assert "orders_7d" in reasons[0] and "int64" in reasons[0]
+    assert "unknown field(s) ['bogus']" in reasons[1]
+    with open_stores(cfg) as stores:
+        src = stores.log.conn.execute("SELECT DISTINCT source FROM log").fetchall()
+    assert src == [("clicks",)]
+
+
+def test_bearer_token(make_config: Callable[..., Config]) -> None:
+    cfg = make_config('\n[server]\npush_token = "s3cret"\n')
+    push = {"view": "customer_stats",
+            "df": {"customer_id": ["c1"], "event_timestamp": ["2099-01-01T00:00:00Z"]}}
+    with running_server(cfg) as url, httpx.Client(base_url=url) as client:
+        r = client.post("/push", json=push)
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+        r = client.post("/push", json=push, headers={"authorization": "Bearer wrong"})
+        assert r.status_code == 401 and "wrong push token" in r.json()["detail"]
+        r = client.post("/push", json=push, headers={"authorization": "Basic s3cret"})
+        assert r.status_code == 401
+        assert _log_counts(cfg) == (0, 0)
+        # Reads need no token.
+        assert client.post("/get-online-features", json=READ).status_code == 200
+        r = client.post("/push", json=push, headers={"authorization": "Bearer s3cret"})
+        assert r.status_code == 200 and r.json()["stored"] == 1
+    assert _log_counts(cfg) == (1, 0)
+
+
+def test_token_from_environment(make_config: Callable[..., Config],
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASOF_PUSH_TOKEN", "from-env")
+    cfg = make_config()
+    push = {"view": "customer_stats",
+            "df": {"customer_id": ["c1"], "event_timestamp": ["2099-01-01T00:00:00Z"]}}
+    with running_server(cfg) as url:
+        assert httpx.post(url + "/push", json=push).status_code == 401
+        ok = httpx.post(url + "/push", json=push, headers={"authorization": "Bearer from-env"})
+        assert ok.status_code == 200
+    assert _log_counts(cfg) == (1, 0)
+
+
+def test_nan_for_a_field_that_allows_it(make_config: Callable[..., Config]) -> None:
+    cfg = make_config("""
+[entities.s]
+join_keys = { s_id = "string" }
+[views.sensor]
+entity = "s"
+features = { v = { dtype = "float64", allow_nan = true }, w = "float64" }
+""")
+    with running_server(cfg) as url:
+        r = httpx.post(url + "/push", content=b'{"view": "sensor", "df": {"s_id": ["a", "b"],'
+                       b' "event_timestamp": [1, 1], "v": [NaN, 1.0], "w": [1.0, NaN]}}')
+        body = r.json()
+        assert (body["stored"], body["rejected"]) == (1, 1)
+        assert "w" in body["rejects"][0]["reason"]
+        got = httpx.post(url + "/get-online-features", json={
+            "features": ["sensor:v"], "entities": {"s_id": ["a"]}}).json()
+    # JSON has no NaN: the stored NaN is served as null, and PRESENT.
+    assert got["results"][1] == {"values": [None], "statuses": ["PRESENT"],
+                                 "event_timestamps": ["1970-01-01T00:00:01Z"]}
