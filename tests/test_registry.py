@@ -33,7 +33,11 @@ freshness = "1h"
 description = "Spend and orders per customer"
 owner = "growth"
 tags = ["pii-free", "churn"]
-features = { spend_7d = { dtype = "float64", description = "Spend over 7 days" }, orders_7d = "int64", tier = "string" }
+
+[views.customer_stats.features]
+spend_7d = { dtype = "float64", description = "Spend over 7 days" }
+orders_7d = "int64"
+tier = "string"
 
 [views.merchant_risk]
 entity = "merchant"

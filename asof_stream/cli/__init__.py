@@ -8,6 +8,7 @@ from __future__ import annotations
 # Importing a command module registers its command(s) on ``main``.
 from . import deadletters as _deadletters  # noqa: F401,E402  dead-letters
 from . import features as _features  # noqa: F401,E402  features
+from . import freshness as _freshness  # noqa: F401,E402  freshness
 from . import ingest as _ingest  # noqa: F401,E402  replay
 from . import leakage as _leakage  # noqa: F401,E402  leakage
 from . import online as _online  # noqa: F401,E402  online, materialize
