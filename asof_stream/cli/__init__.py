@@ -16,6 +16,7 @@ from . import project as _project  # noqa: F401,E402  init, validate
 from . import retention as _retention  # noqa: F401,E402  retention
 from . import run as _run  # noqa: F401,E402  run
 from . import serve as _serve  # noqa: F401,E402  serve
+from . import skew as _skew  # noqa: F401,E402  skew
 from . import status as _status  # noqa: F401,E402  status
 from . import training as _training  # noqa: F401,E402  training-set
 from .common import main
