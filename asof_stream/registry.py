@@ -122,6 +122,8 @@ def format_seconds(seconds: float | None) -> str:
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if s >= size and s % size == 0:
             return f"{sign}{int(s // size)}{unit}"
+    if s >= 2 * 86400:
+        return f"{sign}{s / 86400:.1f}d"
     if s >= 3600:
         return f"{sign}{s / 3600:.1f}h"
     if s >= 60:

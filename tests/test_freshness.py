@@ -46,8 +46,7 @@ def _with_objective(make_config: Callable[..., Config], orders: str = "1h",
 
 
 def _push(config: Config, view: str, event_ts: int, available_at: int, **features: Any) -> None:
-    key = {"customer_stats": {"customer_id": "c1"}, "orders": {"customer_id": "c1"},
-           "merchant_risk": {"merchant_id": 1}}[view]
+    key: dict[str, Any] = {"merchant_id": 1} if view == "merchant_risk" else {"customer_id": "c1"}
     body = {"view": view, **key, "event_timestamp": to_iso(event_ts), **features}
     with open_stores(config) as s:
         s.committer().commit("t", [Record(json.dumps(body).encode(), "p")], available_at=available_at)

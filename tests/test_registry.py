@@ -142,6 +142,7 @@ def test_format_seconds() -> None:
     assert format_seconds(14 * 86400) == "14d"
     assert format_seconds(90 * 60) == "90m"
     assert format_seconds(5400.5) == "1.5h"
+    assert format_seconds(3 * 86400 + 7250.5) == "3.1d"
     assert format_seconds(12.0) == "12s"
     assert format_seconds(-30.0) == "-30s"
 
