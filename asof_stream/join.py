@@ -184,8 +184,13 @@ def asof_view(log: OfflineLog, defs: Definitions, view: str, keys: Sequence[str]
 
 def asof_join(log: OfflineLog, defs: Definitions, keys_by_view: Mapping[str, Sequence[str]],
               times: Sequence[int], mode: JoinMode = JoinMode(),
-              progress: Callable[[int], None] | None = None) -> dict[str, ViewMatches]:
-    """Join several views for the same labels, all against one state of the log."""
-    upto = log.max_seq()
+              progress: Callable[[int], None] | None = None, *,
+              upto_seq: int | None = None) -> dict[str, ViewMatches]:
+    """Join several views for the same labels, all against one state of the log.
+
+    ``upto_seq``: only log rows with a seq at most this one (default: all committed now),
+    so a training set can be rebuilt later exactly as it was.
+    """
+    upto = log.max_seq() if upto_seq is None else upto_seq
     return {view: asof_view(log, defs, view, keys, times, mode, upto_seq=upto, progress=progress)
             for view, keys in keys_by_view.items()}

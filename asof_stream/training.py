@@ -43,6 +43,7 @@ class TrainingSet:
     names: list[str]  # output name per feature column
     dtypes: list[str]  # per feature column
     matches: dict[str, ViewMatches]  # per view: the chosen rows (times and values)
+    high_water_seq: int = 0  # the log rows it saw: seq <= this
 
     @property
     def columns(self) -> list[str]:
@@ -299,13 +300,19 @@ def feature_pairs(defs: Definitions, labels: Labels, refs: Sequence[str],
 def build_training_set(log: OfflineLog, defs: Definitions, labels: Labels, refs: Sequence[str],
                        *, strict: bool = False, as_known_at: bool = False,
                        full_feature_names: bool = False,
-                       progress: Callable[[int], None] | None = None) -> TrainingSet:
-    """Join the referenced features onto the labels as of each label's time."""
+                       progress: Callable[[int], None] | None = None,
+                       upto_seq: int | None = None) -> TrainingSet:
+    """Join the referenced features onto the labels as of each label's time.
+
+    ``upto_seq`` bounds the log to the rows with a seq at most this one (default: every
+    row committed when the join starts); the result records the bound it used.
+    """
     pairs, names = feature_pairs(defs, labels, refs, full_feature_names)
     views = list(dict.fromkeys(v for v, _ in pairs))
     keys = {v: labels.entity_keys(v) for v in views}
+    upto = log.max_seq() if upto_seq is None else upto_seq
     with gc_paused():
         matches = asof_join(log, defs, keys, labels.times, JoinMode(strict, as_known_at),
-                            progress)
+                            progress, upto_seq=upto)
     dtypes: list[str] = [defs.views[v].feature(f).dtype for v, f in pairs]
-    return TrainingSet(labels, pairs, names, dtypes, matches)
+    return TrainingSet(labels, pairs, names, dtypes, matches, upto)

@@ -8,9 +8,11 @@ from collections.abc import Callable
 import click
 
 from ..config import Config
+from ..definitions import Definitions
 from ..join import tune_reader
 from ..labels import labels_from_any
 from ..log import open_log
+from ..sidecar import check_labels, describe, read_sidecar, write_sidecar
 from ..training import build_training_set, output_format
 from .common import config_option, handle_errors, main
 from .progress import row_progress
@@ -40,30 +42,72 @@ def with_label_options(fn: Callable[..., None]) -> Callable[..., None]:
     return fn
 
 
+def make_training_set(config: Config, defs: Definitions, labels_path: str, refs: list[str],
+                      out: str, *, timestamp_column: str, strict: bool, as_known_at: bool,
+                      full_feature_names: bool, upto_seq: int | None = None) -> str:
+    """Read labels, join, write ``out`` and its sidecar; returns the summary line."""
+    started = time.perf_counter()
+    output_format(out)  # an unknown extension fails before any work
+    defs.resolve_refs(refs)  # unknown refs fail before reading the labels
+    labels = labels_from_any(labels_path, defs, timestamp_column=timestamp_column)
+    with open_log(config.offline_path, readonly=True) as log:
+        if upto_seq is not None and log.max_seq() < upto_seq:
+            raise ValueError(f"{config.offline_path}: the log ends at seq {log.max_seq()},"
+                             f" below the recorded high-water mark {upto_seq}: is it the same log?")
+        tune_reader(log.conn)
+        views = len({v for v, _ in defs.resolve_refs(refs)})
+        with row_progress(len(labels) * views, "joining") as advance:
+            ts = build_training_set(log, defs, labels, refs, strict=strict,
+                                    as_known_at=as_known_at, full_feature_names=full_feature_names,
+                                    progress=advance, upto_seq=upto_seq)
+    with row_progress(len(ts), "writing") as advance:
+        rows = ts.write(out, progress=advance)
+    write_sidecar(out, describe(
+        defs, out=out, labels_path=labels_path, label_rows=len(ts),
+        timestamp_column=timestamp_column, refs=refs, pairs=ts.pairs, columns=ts.columns,
+        strict=strict, as_known_at=as_known_at, full_feature_names=full_feature_names,
+        high_water_seq=ts.high_water_seq))
+    return (f"wrote {rows:,} rows x {len(ts.columns)} columns to {out} "
+            f"in {time.perf_counter() - started:.2f} s")
+
+
 @main.command("training-set")
 @with_label_options
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
-              help="Output file: .csv, .jsonl or .parquet.")
+              help="Output file: .csv, .jsonl or .parquet (its sidecar: OUT.json).")
 @click.option("--full-feature-names", is_flag=True, help="Name features view__feature.")
 @config_option
 @handle_errors
 def training_set(config: Config, labels_path: str, features: tuple[str, ...], out: str,
                  timestamp_column: str, strict: bool, as_known_at: bool,
                  full_feature_names: bool) -> None:
-    """Build a point-in-time-correct training set from the offline log."""
-    started = time.perf_counter()
-    output_format(out)  # an unknown extension fails before any work
-    refs = split_refs(features)
-    config.defs.resolve_refs(refs)  # unknown refs fail before reading the labels
-    labels = labels_from_any(labels_path, config.defs, timestamp_column=timestamp_column)
-    with open_log(config.offline_path, readonly=True) as log:
-        tune_reader(log.conn)
-        views = len({v for v, _ in config.defs.resolve_refs(refs)})
-        with row_progress(len(labels) * views, "joining") as advance:
-            ts = build_training_set(log, config.defs, labels, refs, strict=strict,
-                                    as_known_at=as_known_at,
-                                    full_feature_names=full_feature_names, progress=advance)
-    with row_progress(len(ts), "writing") as advance:
-        rows = ts.write(out, progress=advance)
-    click.echo(f"wrote {rows:,} rows x {len(ts.columns)} columns to {out} "
-               f"in {time.perf_counter() - started:.2f} s")
+    """Build a point-in-time-correct training set from the offline log.
+
+    Beside OUT it writes OUT.json, what the set was built from (labels, definitions,
+    flags, the log's seq high-water mark), for `asof-stream rebuild`.
+    """
+    click.echo(make_training_set(config, config.defs, labels_path, split_refs(features), out,
+                                 timestamp_column=timestamp_column, strict=strict,
+                                 as_known_at=as_known_at, full_feature_names=full_feature_names))
+
+
+@main.command("rebuild")
+@click.argument("sidecar", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="Where to write it (default: the recorded output path).")
+@config_option
+@handle_errors
+def rebuild(config: Config, sidecar: str, out: str | None) -> None:
+    """Rebuild a training set exactly from its sidecar (OUT.json).
+
+    Same label file (checked by SHA-256), same definitions and flags, and only the
+    log rows that were there when it was first built.
+    """
+    spec = read_sidecar(sidecar)
+    check_labels(spec, spec.labels.path)
+    flags = spec.flags
+    click.echo(make_training_set(config, spec.definitions(), spec.labels.path, spec.resolved,
+                                 out or spec.output, timestamp_column=spec.labels.timestamp_column,
+                                 strict=flags.strict, as_known_at=flags.as_known_at,
+                                 full_feature_names=flags.full_feature_names,
+                                 upto_seq=spec.high_water_seq))
