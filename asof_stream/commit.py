@@ -10,7 +10,7 @@ import logging
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .events import Event, EventDecoder, EventError, dumps_values
@@ -88,6 +88,27 @@ class BatchResult:
         self.seconds += other.seconds
 
 
+#: Decoded records: (event, position) for the good ones, (record, reason) for the bad.
+Decoded = tuple[list[tuple[Event, str]], list[tuple[Record, str]]]
+
+
+def decode_records(decoder: EventDecoder, records: Sequence[Record]) -> Decoded:
+    """Decode and validate records; a rejection is a reason, never an exception."""
+    good: list[tuple[Event, str]] = []
+    bad: list[tuple[Record, str]] = []
+    decode = decoder.decode
+    for rec in records:
+        try:
+            good.append((decode(rec.raw), rec.position))
+        except EventError as exc:
+            bad.append((rec, str(exc)))
+        except (ValueError, TypeError, ArithmeticError, RecursionError) as exc:
+            # A decoder gap must not stop the daemon: the record is a dead letter.
+            log.warning("unexpected decode error at %s: %r", rec.position, exc)
+            bad.append((rec, f"cannot decode: {exc}"))
+    return good, bad
+
+
 class Committer:
     """Validates records and commits them with their positions, exactly once."""
 
@@ -102,24 +123,16 @@ class Committer:
             online.attach_to(log_.conn)
         self.versions = record_versions(log_.conn, decoder.defs, clock())
 
-    def decode(self, records: Sequence[Record]) -> tuple[list[tuple[Event, str]], list[tuple[Record, str]]]:
-        good: list[tuple[Event, str]] = []
-        bad: list[tuple[Record, str]] = []
-        decode = self.decoder.decode
-        for rec in records:
-            try:
-                good.append((decode(rec.raw), rec.position))
-            except EventError as exc:
-                bad.append((rec, str(exc)))
-            except (ValueError, TypeError, ArithmeticError, RecursionError) as exc:
-                # A decoder gap must not stop the daemon: the record is a dead letter.
-                log.warning("unexpected decode error at %s: %r", rec.position, exc)
-                bad.append((rec, f"cannot decode: {exc}"))
-        return good, bad
+    def decode(self, records: Sequence[Record]) -> Decoded:
+        return decode_records(self.decoder, records)
+
+    def positions(self, source: str, keys: Collection[str] | None = None) -> dict[str, Position]:
+        """The committed positions of one source (``keys``: the ones it is about to read)."""
+        return self.log.positions(source).get(source, {})
 
     def commit(self, source: str, records: Sequence[Record], positions: Sequence[Position] = (),
                *, available_at: int | None = None,
-               decoded: tuple[list[tuple[Event, str]], list[tuple[Record, str]]] | None = None,
+               decoded: Decoded | None = None,
                expect: Mapping[str, int | None] | None = None,
                also: Callable[[sqlite3.Connection], None] | None = None,
                ) -> BatchResult:

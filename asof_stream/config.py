@@ -37,6 +37,13 @@ class Config:
 
     @property
     def offline_path(self) -> Path:
+        """The one offline log file; a ConfigError when the log is split into shards."""
+        if self.defs.store.shards == "partition":
+            raise ConfigError(
+                f"{self.path}: store.shards = 'partition' keeps one log per Kafka partition"
+                f" under {self.resolve(self.defs.store.offline).with_suffix('.shards')}; this"
+                " command reads a single log (over shards: run, status, training-set, rebuild,"
+                " online, materialize, serve)")
         return self.resolve(self.defs.store.offline)
 
     @property

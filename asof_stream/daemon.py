@@ -27,24 +27,26 @@ import logging
 import signal
 import sqlite3
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from . import metrics
-from .commit import BatchResult, Committer, PositionConflict, Record, StoreError
+from .commit import BatchResult, Decoded, PositionConflict, Record, StoreError
 from .config import Config
 from .definitions import FileSourceConfig, HttpSourceConfig, IngestConfig, KafkaSourceConfig
 from .events import Event
 from .log import Position
+from .shard_commit import ShardedCommitter
+from .shards import is_sharded, shard_dir
 from .sources.base import Chunk, Source
+from .sqlite_db import tune_writer
 from .stores import Stores, open_stores
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 EXIT_OK = 0
-WAL_AUTOCHECKPOINT_PAGES = 20000
 EXIT_FATAL = 1
 
 
@@ -81,10 +83,23 @@ class Batch:
         return not self.count and not self.ends
 
 
+class BatchCommitter(Protocol):
+    """What a runner needs to commit batches: :class:`Committer` (one log) or
+    :class:`~asof_stream.shard_commit.ShardedCommitter` (a shard per partition)."""
+
+    def decode(self, records: Sequence[Record]) -> Decoded: ...
+
+    def positions(self, source: str, keys: Collection[str] | None = None) -> dict[str, Position]: ...
+
+    def commit(self, source: str, records: Sequence[Record], positions: Sequence[Position] = (),
+               *, decoded: Decoded | None = None,
+               expect: dict[str, int | None] | None = None) -> BatchResult: ...
+
+
 class SourceRunner:
     """Reads one source, batches, and commits through the shared commit thread."""
 
-    def __init__(self, source: Source, committer: Committer, ingest: IngestConfig,
+    def __init__(self, source: Source, committer: BatchCommitter, ingest: IngestConfig,
                  executor: concurrent.futures.ThreadPoolExecutor, stop: asyncio.Event,
                  until_caught_up: bool) -> None:
         self.source = source
@@ -159,11 +174,10 @@ class SourceRunner:
             return False, None
         return True, task.result()
 
-    async def _stored_positions(self) -> dict[str, Position]:
+    async def _stored_positions(self, keys: Collection[str] | None = None) -> dict[str, Position]:
         loop = asyncio.get_running_loop()
-        name = self.source.name
-        stored = await loop.run_in_executor(self.executor, self.committer.log.positions, name)
-        return stored.get(name, {})
+        return await loop.run_in_executor(self.executor, self.committer.positions,
+                                          self.source.name, keys)
 
     async def _rewind(self) -> None:
         await self.flush_and_wait()  # drain anything in flight (it fails the fence too)
@@ -307,19 +321,43 @@ def _busy(exc: sqlite3.DatabaseError) -> bool:
     return "locked" in text or "busy" in text
 
 
+class _Shards:
+    """The sharded daemon's committers, closed together (stands where Stores would)."""
+
+    def __init__(self, committers: list[ShardedCommitter]) -> None:
+        self.committers = committers
+
+    def close(self) -> None:
+        for c in self.committers:
+            c.close()
+
+
+def _open_sharded(config: Config, sources: list[Source]) -> tuple[_Shards, list[BatchCommitter]]:
+    """One sharded committer per source; its shards open as partitions are assigned."""
+    committers = []
+    for src in sources:
+        c = ShardedCommitter(config, src.view)
+        counts = getattr(src, "partition_counts", None)
+        if counts is None:
+            raise DaemonError(f"source {src.name}: shards = 'partition' needs Kafka sources")
+        c.partition_counts = counts
+        committers.append(c)
+    log.info("sharded store", extra={"shards": str(shard_dir(config))})
+    return _Shards(committers), list(committers)
+
+
 async def _open(config: Config, sources: list[Source],
                 executor: concurrent.futures.ThreadPoolExecutor,
-                ) -> tuple[Stores, list[Committer]]:
+                ) -> tuple[Stores | _Shards, list[BatchCommitter]]:
     """Open the stores and one committer per source, retrying while another process
     (a second daemon, a replay) holds the database lock."""
+    if is_sharded(config):
+        return _open_sharded(config, sources)
     loop = asyncio.get_running_loop()
 
-    def open_all() -> tuple[Stores, list[Committer]]:
+    def open_all() -> tuple[Stores | _Shards, list[BatchCommitter]]:
         stores = open_stores(config)
-        # A batch dirties thousands of index pages; checkpointing the WAL every ~80 MB
-        # instead of every 4 MB (the default 1000 pages) copies each hot page back once
-        # per checkpoint rather than once per commit. Readers are unaffected.
-        stores.log.conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+        tune_writer(stores.log.conn)
         try:
             return stores, [stores.committer(src.view) for src in sources]
         except BaseException:

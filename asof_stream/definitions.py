@@ -247,6 +247,15 @@ class Definitions(_Model):
                     self.resolve_ref(ref)
                 except ValueError as exc:
                     raise ValueError(f"services.{name}.features: {exc}") from None
+        if self.store.shards == "partition":
+            if not self.store.online.startswith(("redis://", "rediss://")):
+                raise ValueError("store.online: shards = 'partition' needs a Redis online store"
+                                 " (redis://...), shared by every shard's daemon")
+            for name, source in self.sources.items():
+                if source.kind != "kafka":
+                    raise ValueError(f"sources.{name}.kind: shards = 'partition' shards by Kafka"
+                                     f" partition; a {source.kind!r} source has none (produce to"
+                                     " Kafka instead)")
         for name, source in self.sources.items():
             if source.view is not None and source.view not in self.views:
                 raise ValueError(

@@ -83,8 +83,12 @@ def from_log_row(r: LogRow) -> OnlineRow:
     return OnlineRow(r.view, r.entity, r.event_ts, r.seq, r.ingest_ts, r.features)
 
 
-def open_online(url: str) -> OnlineStore:
-    """Open an online store by URL: ``sqlite:///PATH`` or ``redis://HOST:PORT/DB``."""
+def open_online(url: str, *, track: str = "") -> OnlineStore:
+    """Open an online store by URL: ``sqlite:///PATH`` or ``redis://HOST:PORT/DB``.
+
+    ``track`` names the log whose seqs a shared (Redis) store counts as applied, when
+    the log is split into shards; the SQLite store belongs to one log and has none.
+    """
     if url.startswith("sqlite:///"):
         from .online_sqlite import SqliteOnlineStore
 
@@ -92,7 +96,7 @@ def open_online(url: str) -> OnlineStore:
     if url.startswith(("redis://", "rediss://")):
         from .online_redis import RedisOnlineStore
 
-        return RedisOnlineStore(url)
+        return RedisOnlineStore(url, track=track)
     raise ValueError(f"unsupported online store URL {url!r}")
 
 

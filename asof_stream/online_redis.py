@@ -12,6 +12,8 @@ the current generation, a number kept in ``P:gen``, ``0`` before the first rebui
     P:G:views               set of the views that have rows
     P:G:applied             the highest log seq below which every batch has been applied
     P:G:pending             zset of applied batches above ``applied`` (member "lo:hi")
+    P:G:applied:pNNNN       the same per shard, when the log is split into partition
+    P:G:pending:pNNNN       shards (each shard has its own seqs; rows are shared)
 
 The header compares as a string in the same order as ``(event_timestamp, seq)`` does as
 numbers, so the Lua script needs no number parsing (Lua numbers are doubles and would
@@ -57,8 +59,9 @@ local p = ARGV[1]
 local base = p .. (redis.call('GET', p .. 'gen') or '0') .. ':'
 local high = tonumber(ARGV[2])
 local low = tonumber(ARGV[3])
+local track = ARGV[4]
 local changed = 0
-for i = 4, #ARGV, 3 do
+for i = 5, #ARGV, 3 do
   local view, ent, val = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local k = base .. 'r:' .. view .. ':' .. ent
   local cur = redis.call('GET', k)
@@ -73,7 +76,7 @@ for i = 4, #ARGV, 3 do
   end
 end
 if high >= 0 then
-  local ak, pk = base .. 'applied', base .. 'pending'
+  local ak, pk = base .. 'applied' .. track, base .. 'pending' .. track
   local applied = tonumber(redis.call('GET', ak) or '0')
   if low <= 0 or low <= applied + 1 then
     if high > applied then applied = high end
@@ -92,20 +95,23 @@ end
 return changed
 """
 
-# Switch the live generation; returns the old one. ARGV: prefix, new gen, applied seq.
+# Switch the live generation; returns the old one.
+# ARGV: prefix, new gen, then (track, applied seq) pairs.
 SWITCH = """
 local p = ARGV[1]
 local old = redis.call('GET', p .. 'gen') or '0'
-redis.call('SET', p .. ARGV[2] .. ':applied', ARGV[3])
+for i = 3, #ARGV, 2 do
+  redis.call('SET', p .. ARGV[2] .. ':applied' .. ARGV[i], ARGV[i + 1])
+end
 redis.call('SET', p .. 'gen', ARGV[2])
 return old
 """
 
-# [generation, applied seq] read together.
+# [generation, applied seq of a track] read together. ARGV: prefix, track.
 APPLIED = """
 local p = ARGV[1]
 local g = redis.call('GET', p .. 'gen') or '0'
-return {g, redis.call('GET', p .. g .. ':applied') or '0'}
+return {g, redis.call('GET', p .. g .. ':applied' .. ARGV[2]) or '0'}
 """
 
 COUNT = """
@@ -147,8 +153,10 @@ class RedisOnlineStore:
 
     transactional = False
 
-    def __init__(self, url: str, **client_options: Any) -> None:
+    def __init__(self, url: str, *, track: str = "", **client_options: Any) -> None:
         self.url = url
+        #: whose log seqs ``applied`` counts: "" for the one log, ":p0003" for a shard's
+        self.track = track
         plain, name = split_url(url)
         self.prefix = name + ":"
         options: dict[str, Any] = {"socket_connect_timeout": 5, "socket_timeout": 30,
@@ -179,20 +187,26 @@ class RedisOnlineStore:
         p = self.prefix
         low = 0 if low_seq is None else low_seq
         if not rows:
-            self._apply(args=[p, high_seq, low])
+            self._apply(args=[p, high_seq, low, self.track])
             return
         for start in range(0, len(rows), CHUNK):
             part = rows[start:start + CHUNK]
             last = start + CHUNK >= len(rows)
-            args: list[Any] = [p, high_seq if last else -1, low]
+            args: list[Any] = [p, high_seq if last else -1, low, self.track]
             for r in part:
                 args.append(r.view)
                 args.append(r.entity)
                 args.append(pack(r))
             self._apply(args=args)
 
-    def replace_all(self, rows: Iterable[OnlineRow], high_seq: int) -> None:
-        """Build a new generation off to the side, switch to it, drop the old one."""
+    def replace_all(self, rows: Iterable[OnlineRow], high_seq: int,
+                    tracks: dict[str, int] | None = None) -> None:
+        """Build a new generation off to the side, switch to it, drop the old one.
+
+        ``tracks``: the applied seq of each track (several shards' logs) instead of
+        ``high_seq`` for this store's own.
+        """
+        applied = tracks if tracks is not None else {self.track: high_seq}
         p = self.prefix
         gen = int(self.client.incr(p + "gencounter"))
         base = f"{p}{gen}:"
@@ -211,7 +225,7 @@ class RedisOnlineStore:
         if views:
             pipe.sadd(base + "views", *sorted(views))
         pipe.execute()
-        old = self._switch(args=[p, gen, high_seq])
+        old = self._switch(args=[p, gen, *[x for kv in sorted(applied.items()) for x in kv]])
         old_gen = old.decode() if isinstance(old, bytes) else str(old)
         self._delete_generation(old_gen)
         # Generations older than this one that a crashed rebuild may have left behind.
@@ -223,7 +237,7 @@ class RedisOnlineStore:
         found: set[str] = set()
         for key in self.client.scan_iter(match=self.prefix + "*:views", count=1000):
             found.add(key.decode()[len(self.prefix):].split(":", 1)[0])
-        for key in self.client.scan_iter(match=self.prefix + "*:applied", count=1000):
+        for key in self.client.scan_iter(match=self.prefix + "*:applied*", count=1000):
             found.add(key.decode()[len(self.prefix):].split(":", 1)[0])
         return found
 
@@ -240,7 +254,7 @@ class RedisOnlineStore:
     # -- reads -------------------------------------------------------------------------
 
     def applied_seq(self) -> int:
-        _gen, applied = self._applied(args=[self.prefix])
+        _gen, applied = self._applied(args=[self.prefix, self.track])
         return int(applied)
 
     def get(self, view: str, entities: list[str]) -> list[OnlineRow | None]:
@@ -260,7 +274,7 @@ class RedisOnlineStore:
         return int(self._count(args=[self.prefix, view]))
 
     def entries(self, view: str | None = None) -> Iterator[OnlineRow]:
-        gen, _ = self._applied(args=[self.prefix])
+        gen, _ = self._applied(args=[self.prefix, self.track])
         base = f"{self.prefix}{gen.decode()}:"
         if view is not None:
             views = [view]

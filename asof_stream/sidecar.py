@@ -69,6 +69,8 @@ class Sidecar(_Strict):
     columns: list[str]
     flags: Flags
     high_water_seq: int
+    #: with partition shards: each shard's high-water seq (high_water_seq is then 0)
+    shard_high_water: dict[str, int] | None = None
     views: dict[str, ViewRecord]
 
     def definitions(self) -> Definitions:
@@ -116,7 +118,8 @@ def _package_version() -> str:
 def describe(defs: Definitions, *, out: str | os.PathLike[str], labels_path: str | os.PathLike[str],
              label_rows: int, timestamp_column: str, refs: list[str],
              pairs: list[tuple[str, str]], columns: list[str], strict: bool, as_known_at: bool,
-             full_feature_names: bool, high_water_seq: int) -> Sidecar:
+             full_feature_names: bool, high_water_seq: int,
+             shard_high_water: dict[str, int] | None = None) -> Sidecar:
     """The sidecar of a training set just built from ``labels_path``."""
     size, digest = file_digest(labels_path)
     used = dict.fromkeys(v for v, _ in pairs)
@@ -132,7 +135,7 @@ def describe(defs: Definitions, *, out: str | os.PathLike[str], labels_path: str
         features=list(refs), resolved=[f"{v}:{f}" for v, f in pairs], columns=columns,
         flags=Flags(strict=strict, as_known_at=as_known_at,
                     full_feature_names=full_feature_names),
-        high_water_seq=high_water_seq, views=views)
+        high_water_seq=high_water_seq, shard_high_water=shard_high_water, views=views)
 
 
 def write_sidecar(out: str | os.PathLike[str], sidecar: Sidecar) -> Path:

@@ -18,13 +18,14 @@ import math
 import operator
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from .config import Config
 from .definitions import Definitions
 from .join import JoinMode, ViewMatches, asof_join, gc_paused
 from .labels import Labels
@@ -44,6 +45,7 @@ class TrainingSet:
     dtypes: list[str]  # per feature column
     matches: dict[str, ViewMatches]  # per view: the chosen rows (times and values)
     high_water_seq: int = 0  # the log rows it saw: seq <= this
+    shard_high_water: dict[str, int] | None = None  # the same per shard, over shards
 
     @property
     def columns(self) -> list[str]:
@@ -307,12 +309,45 @@ def build_training_set(log: OfflineLog, defs: Definitions, labels: Labels, refs:
     ``upto_seq`` bounds the log to the rows with a seq at most this one (default: every
     row committed when the join starts); the result records the bound it used.
     """
+    upto = log.max_seq() if upto_seq is None else upto_seq
+
+    def join(keys: dict[str, list[str]], mode: JoinMode) -> dict[str, ViewMatches]:
+        return asof_join(log, defs, keys, labels.times, mode, progress, upto_seq=upto)
+
+    ts = _assemble(defs, labels, refs, join, JoinMode(strict, as_known_at), full_feature_names)
+    ts.high_water_seq = upto
+    return ts
+
+
+def build_sharded_training_set(config: Config, defs: Definitions, labels: Labels,
+                               refs: Sequence[str], *, strict: bool = False,
+                               as_known_at: bool = False, full_feature_names: bool = False,
+                               progress: Callable[[int], None] | None = None, jobs: int = 1,
+                               marks: Mapping[str, int] | None = None) -> TrainingSet:
+    """:func:`build_training_set` over partition shards (``jobs`` processes); ``marks``
+    bounds each shard's log as ``upto_seq`` does the one log."""
+    from .shard_join import sharded_join
+
+    used: dict[str, int] = {}
+
+    def join(keys: dict[str, list[str]], mode: JoinMode) -> dict[str, ViewMatches]:
+        matches, marks_used = sharded_join(config, defs, keys, labels.times, mode, jobs=jobs,
+                                           marks=marks, progress=progress)
+        used.update(marks_used)
+        return matches
+
+    ts = _assemble(defs, labels, refs, join, JoinMode(strict, as_known_at), full_feature_names)
+    ts.shard_high_water = used
+    return ts
+
+
+def _assemble(defs: Definitions, labels: Labels, refs: Sequence[str],
+              join: Callable[[dict[str, list[str]], JoinMode], dict[str, ViewMatches]],
+              mode: JoinMode, full_feature_names: bool) -> TrainingSet:
     pairs, names = feature_pairs(defs, labels, refs, full_feature_names)
     views = list(dict.fromkeys(v for v, _ in pairs))
     keys = {v: labels.entity_keys(v) for v in views}
-    upto = log.max_seq() if upto_seq is None else upto_seq
     with gc_paused():
-        matches = asof_join(log, defs, keys, labels.times, JoinMode(strict, as_known_at),
-                            progress, upto_seq=upto)
+        matches = join(keys, mode)
     dtypes: list[str] = [defs.views[v].feature(f).dtype for v, f in pairs]
-    return TrainingSet(labels, pairs, names, dtypes, matches, upto)
+    return TrainingSet(labels, pairs, names, dtypes, matches)

@@ -155,9 +155,9 @@ async def consume_only(bootstrap: str, topic: str, n: int, batch_size: int) -> N
 
 def sqlite_only(folder: Path, n: int, customers: int, batch_size: int) -> float:
     """Insert the rows the daemon would write; returns the timed seconds."""
-    from asof_stream.daemon import WAL_AUTOCHECKPOINT_PAGES
     from asof_stream.events import dumps_values
     from asof_stream.log import OfflineLog
+    from asof_stream.sqlite_db import WAL_AUTOCHECKPOINT_PAGES
 
     log = OfflineLog(folder / "bare.sqlite")
     log.conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")  # as the daemon

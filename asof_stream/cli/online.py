@@ -9,6 +9,8 @@ import click
 from ..config import Config
 from ..lookup import output_names, read_online
 from ..online import materialize as rebuild
+from ..online import open_online
+from ..shards import is_sharded
 from ..stores import open_stores
 from ..timestamps import to_iso
 from .common import CliError, config_option, handle_errors, main
@@ -43,8 +45,15 @@ def online(config: Config, features: str, entities: tuple[str, ...], as_json: bo
         names = output_names(pairs, full_feature_names)
     except ValueError as exc:
         raise CliError(f"--features: {exc}") from None
-    with open_stores(config) as stores:
-        result = read_online(config.defs, stores.online, pairs, [row], from_text=True)[0]
+    if is_sharded(config):  # the shared online store alone; each shard's daemon heals it
+        store = open_online(config.online_url)
+        try:
+            result = read_online(config.defs, store, pairs, [row], from_text=True)[0]
+        finally:
+            store.close()
+    else:
+        with open_stores(config) as stores:
+            result = read_online(config.defs, stores.online, pairs, [row], from_text=True)[0]
     out = {name: {"value": fv.value, "status": fv.status,
                   "event_timestamp": to_iso(fv.event_timestamp)}
            for name, fv in zip(names, result.values(), strict=True)}
@@ -66,6 +75,11 @@ def materialize(config: Config, view: str | None) -> None:
     if view is not None and view not in config.defs.views:
         raise CliError(f"--view: unknown view {view!r}; known views: "
                        + ", ".join(sorted(config.defs.views)))
-    with open_stores(config, heal=False) as stores:
-        n = rebuild(stores.log, stores.online, view)
+    if is_sharded(config):
+        from ..shard_commit import materialize_shards
+
+        n = materialize_shards(config, view)
+    else:
+        with open_stores(config, heal=False) as stores:
+            n = rebuild(stores.log, stores.online, view)
     click.echo(f"materialized {n} online rows")

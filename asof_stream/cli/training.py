@@ -10,10 +10,11 @@ import click
 from ..config import Config
 from ..definitions import Definitions
 from ..join import tune_reader
-from ..labels import labels_from_any
+from ..labels import Labels, labels_from_any
 from ..log import open_log
+from ..shards import is_sharded
 from ..sidecar import check_labels, describe, read_sidecar, write_sidecar
-from ..training import build_training_set, output_format
+from ..training import TrainingSet, build_sharded_training_set, build_training_set, output_format
 from .common import config_option, handle_errors, main
 from .progress import row_progress
 
@@ -44,31 +45,45 @@ def with_label_options(fn: Callable[..., None]) -> Callable[..., None]:
 
 def make_training_set(config: Config, defs: Definitions, labels_path: str, refs: list[str],
                       out: str, *, timestamp_column: str, strict: bool, as_known_at: bool,
-                      full_feature_names: bool, upto_seq: int | None = None) -> str:
-    """Read labels, join, write ``out`` and its sidecar; returns the summary line."""
+                      full_feature_names: bool, upto_seq: int | None = None,
+                      shard_marks: dict[str, int] | None = None, jobs: int = 1) -> str:
+    """Read labels, join, write ``out`` and its sidecar; returns the summary line.
+
+    ``upto_seq`` (one log) or ``shard_marks`` (partition shards) bound the log rows seen.
+    """
     started = time.perf_counter()
     output_format(out)  # an unknown extension fails before any work
     defs.resolve_refs(refs)  # unknown refs fail before reading the labels
     labels = labels_from_any(labels_path, defs, timestamp_column=timestamp_column)
-    with open_log(config.offline_path, readonly=True) as log:
-        if upto_seq is not None and log.max_seq() < upto_seq:
-            raise ValueError(f"{config.offline_path}: the log ends at seq {log.max_seq()},"
-                             f" below the recorded high-water mark {upto_seq}: is it the same log?")
-        tune_reader(log.conn)
-        views = len({v for v, _ in defs.resolve_refs(refs)})
-        with row_progress(len(labels) * views, "joining") as advance:
-            ts = build_training_set(log, defs, labels, refs, strict=strict,
-                                    as_known_at=as_known_at, full_feature_names=full_feature_names,
-                                    progress=advance, upto_seq=upto_seq)
+    views = len({v for v, _ in defs.resolve_refs(refs)})
+    options = {"strict": strict, "as_known_at": as_known_at,
+               "full_feature_names": full_feature_names}
+    with row_progress(len(labels) * views, "joining") as advance:
+        if is_sharded(config):
+            ts = build_sharded_training_set(config, defs, labels, refs, progress=advance,
+                                            jobs=jobs, marks=shard_marks, **options)
+        else:
+            ts = _join_one_log(config, defs, labels, refs, advance, upto_seq, options)
     with row_progress(len(ts), "writing") as advance:
         rows = ts.write(out, progress=advance)
     write_sidecar(out, describe(
         defs, out=out, labels_path=labels_path, label_rows=len(ts),
         timestamp_column=timestamp_column, refs=refs, pairs=ts.pairs, columns=ts.columns,
-        strict=strict, as_known_at=as_known_at, full_feature_names=full_feature_names,
-        high_water_seq=ts.high_water_seq))
+        high_water_seq=ts.high_water_seq, shard_high_water=ts.shard_high_water, **options))
     return (f"wrote {rows:,} rows x {len(ts.columns)} columns to {out} "
             f"in {time.perf_counter() - started:.2f} s")
+
+
+def _join_one_log(config: Config, defs: Definitions, labels: Labels, refs: list[str],
+                  advance: Callable[[int], None], upto_seq: int | None,
+                  options: dict[str, bool]) -> TrainingSet:
+    with open_log(config.offline_path, readonly=True) as log:
+        if upto_seq is not None and log.max_seq() < upto_seq:
+            raise ValueError(f"{config.offline_path}: the log ends at seq {log.max_seq()},"
+                             f" below the recorded high-water mark {upto_seq}: is it the same log?")
+        tune_reader(log.conn)
+        return build_training_set(log, defs, labels, refs, progress=advance, upto_seq=upto_seq,
+                                  **options)
 
 
 @main.command("training-set")
@@ -76,11 +91,13 @@ def make_training_set(config: Config, defs: Definitions, labels_path: str, refs:
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="Output file: .csv, .jsonl or .parquet (its sidecar: OUT.json).")
 @click.option("--full-feature-names", is_flag=True, help="Name features view__feature.")
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1),
+              help="With partition shards: join this many shards at once, in processes.")
 @config_option
 @handle_errors
 def training_set(config: Config, labels_path: str, features: tuple[str, ...], out: str,
                  timestamp_column: str, strict: bool, as_known_at: bool,
-                 full_feature_names: bool) -> None:
+                 full_feature_names: bool, jobs: int) -> None:
     """Build a point-in-time-correct training set from the offline log.
 
     Beside OUT it writes OUT.json, what the set was built from (labels, definitions,
@@ -88,7 +105,8 @@ def training_set(config: Config, labels_path: str, features: tuple[str, ...], ou
     """
     click.echo(make_training_set(config, config.defs, labels_path, split_refs(features), out,
                                  timestamp_column=timestamp_column, strict=strict,
-                                 as_known_at=as_known_at, full_feature_names=full_feature_names))
+                                 as_known_at=as_known_at, full_feature_names=full_feature_names,
+                                 jobs=jobs))
 
 
 @main.command("rebuild")
@@ -110,4 +128,6 @@ def rebuild(config: Config, sidecar: str, out: str | None) -> None:
                                  out or spec.output, timestamp_column=spec.labels.timestamp_column,
                                  strict=flags.strict, as_known_at=flags.as_known_at,
                                  full_feature_names=flags.full_feature_names,
-                                 upto_seq=spec.high_water_seq))
+                                 upto_seq=None if spec.shard_high_water is not None
+                                 else spec.high_water_seq,
+                                 shard_marks=spec.shard_high_water))

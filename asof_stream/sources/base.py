@@ -11,7 +11,7 @@ positions still equal them (see :class:`~asof_stream.commit.PositionConflict`).
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -38,8 +38,14 @@ class Chunk:
 #: repeats a record.
 FlushHook = Callable[[], Awaitable[None]]
 
-#: Reads the committed positions of this source from SQLite (through the commit thread).
-PositionReader = Callable[[], Awaitable[dict[str, Position]]]
+class PositionReader(Protocol):
+    """Reads the committed positions of this source from SQLite (through the commit thread).
+
+    ``keys``: the position keys the source is about to read (a Kafka assignment), so a
+    sharded daemon can open the shards that hold them; None for every stored one.
+    """
+
+    def __call__(self, keys: Collection[str] | None = None) -> Awaitable[dict[str, Position]]: ...
 
 
 class Source(Protocol):

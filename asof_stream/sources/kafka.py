@@ -156,7 +156,7 @@ class KafkaSource:
     async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
         try:
             assert self._positions is not None
-            stored = await self._positions()
+            stored = await self._positions({tp_key(t) for t in assigned})
             self._at = {}
             for tp in assigned:
                 pos = stored.get(tp_key(tp))
@@ -240,6 +240,10 @@ class KafkaSource:
         except (KafkaError, TimeoutError) as exc:
             log.info("kafka source %s: offset commit for monitoring failed (%s)", self.name,
                      exc, extra={"source": self.name})
+
+    def partition_counts(self) -> dict[str, int]:
+        """Partitions per topic of this source, as the consumer's metadata knows them."""
+        return {t: len(self.consumer.partitions_for_topic(t) or ()) for t in self.cfg.topics}
 
     def caught_up(self) -> bool:
         if not self._assigned_once:
