@@ -42,7 +42,9 @@ class DeadLetter:
 
 
 def list_dead_letters(log: OfflineLog, *, limit: int | None = None, source: str | None = None,
-                      include_requeued: bool = False, after_id: int = 0) -> list[DeadLetter]:
+                      include_requeued: bool = False, after_id: int = 0,
+                      newest_first: bool = False) -> list[DeadLetter]:
+    """Dead letters in id order (``newest_first``: the latest ``limit`` of them, newest first)."""
     where: list[str] = ["id > ?"]
     params: list[Any] = [after_id]
     if not include_requeued:
@@ -52,7 +54,7 @@ def list_dead_letters(log: OfflineLog, *, limit: int | None = None, source: str 
         params.append(source)
     sql = "SELECT id, source, position, raw, reason, error_ts, requeued_ts FROM dead_letters"
     sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY id"
+    sql += " ORDER BY id DESC" if newest_first else " ORDER BY id"
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
     return [DeadLetter(i, s, p, bytes(r), why, ts, rq)
