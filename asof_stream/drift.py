@@ -528,13 +528,17 @@ def _num(x: float | None, fmt: str) -> str:
     return "-" if x is None else format(x, fmt)
 
 
-def render_html(report: dict[str, Any]) -> str:
-    """The report as one self-contained HTML page (no scripts, inline SVG charts)."""
+def describe_current(current: dict[str, Any]) -> str:
+    """One line naming the current sample of a report (plain text, not escaped)."""
+    return {"online": f"online store {current.get('store', '')}",
+            "window": f"log window {current.get('start') or '-inf'} .. {current.get('end') or '+inf'}",
+            "training_set": f"training set {current.get('path', '')}"}.get(
+        current["kind"], current["kind"])
+
+
+def table_rows_html(report: dict[str, Any]) -> str:
+    """The ``<tr>`` rows of the per-feature table (8 columns), every value escaped."""
     esc = html.escape
-    cur = report["current"]
-    cur_text = {"online": f"online store {cur.get('store', '')}",
-                "window": f"log window {cur.get('start') or '-inf'} .. {cur.get('end') or '+inf'}",
-                "training_set": f"training set {cur.get('path', '')}"}.get(cur["kind"], cur["kind"])
     rows = []
     for r in report["features"]:
         cls = ' class="drifted"' if r["drifted"] else ""
@@ -544,6 +548,16 @@ def render_html(report: dict[str, Any]) -> str:
             f"<td>{_num(r['psi'], '.4f')}</td><td>{_num(r['ks_statistic'], '.4f')}</td>"
             f"<td>{_num(r['ks_pvalue'], '.3g')}</td>"
             f"<td>{esc(', '.join(r['flags']) or (r['note'] or 'ok'))}</td></tr>")
+    return "\n".join(rows) or '<tr><td colspan="8">no features to compare</td></tr>'
+
+
+TABLE_HEAD = ("<tr><th>feature</th><th>type</th><th>reference n</th><th>current n</th>\n"
+              "<th>PSI</th><th>KS D</th><th>KS p</th><th>flags</th></tr>")
+
+
+def charts_html(report: dict[str, Any]) -> str:
+    """One ``<section>`` per flagged feature: its statistics and SVG chart."""
+    esc = html.escape
     charts = []
     for r in report["features"]:
         if r["drifted"]:
@@ -552,8 +566,16 @@ def render_html(report: dict[str, Any]) -> str:
                           + (f", KS D {_num(r['ks_statistic'], '.4f')}, p {_num(r['ks_pvalue'], '.3g')}"
                              if r["kind"] == "numeric" else "")
                           + f"</p>{svg_chart(r)}</section>")
+    return "".join(charts)
+
+
+def render_html(report: dict[str, Any]) -> str:
+    """The report as one self-contained HTML page (no scripts, inline SVG charts)."""
+    esc = html.escape
+    cur_text = describe_current(report["current"])
+    charts = charts_html(report)
     m = report["method"]
-    body = "\n".join(rows) or '<tr><td colspan="8">no features to compare</td></tr>'
+    body = table_rows_html(report)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>asof-stream drift report</title>
 <style>
@@ -568,12 +590,11 @@ tr.drifted td {{ background: #fde2e1; }}
 <p>Flagged when PSI &gt; {m['psi_threshold']} or KS p &lt; {m['ks_pvalue_threshold']};
 PSI bins are the reference's deciles (ties merged) or its categories, empty bins count as
 {m['empty_bin_epsilon']}.</p>
-<table><thead><tr><th>feature</th><th>type</th><th>reference n</th><th>current n</th>
-<th>PSI</th><th>KS D</th><th>KS p</th><th>flags</th></tr></thead>
+<table><thead>{TABLE_HEAD}</thead>
 <tbody>
 {body}
 </tbody></table>
 <h2>Flagged features ({len(report['flagged'])})</h2>
-{''.join(charts) or '<p>None.</p>'}
+{charts or '<p>None.</p>'}
 </body></html>
 """
