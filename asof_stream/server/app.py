@@ -10,6 +10,7 @@
   transaction per request, bad rows become dead letters. Every accepted row is logged
   and applied online whatever ``to`` says (see :data:`PUSH_TARGETS`).
 - ``GET /health`` (200 only when both stores answer), ``GET /metrics`` (Prometheus).
+- ``GET /`` (``?q=`` filters the registry): the web page of :mod:`asof_stream.server.page`.
 
 Reads run on the event loop: an online read is one indexed SQLite SELECT or one Redis
 MGET. Measured with ``scripts/bench_serving.py``: handing Redis reads to a pool of four
@@ -41,7 +42,7 @@ import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from ..commit import Committer, Record, StoreError
@@ -51,6 +52,7 @@ from ..lookup import FeatureValue, output_names, read_online
 from ..metrics import FRESHNESS, INGEST_FRESHNESS, REGISTRY, REQUEST_SECONDS, record_batch
 from ..stores import Stores, open_stores
 from ..timestamps import now_micros, to_iso
+from . import page as web_page
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,7 @@ PUSH_KEYS = frozenset({"push_source_name", "view", "df", "to", "allow_registry_c
                        "transform_on_write"})
 READ_KEYS = frozenset({"features", "feature_service", "entities", "full_feature_names"})
 HEALTH_TIMEOUT = 2.0
+PAGE_TIMEOUT = 10.0  # the page waits behind pushes on the commit thread
 _encode = msgspec.json.Encoder().encode
 
 
@@ -449,6 +452,26 @@ async def metrics(state: ServerState, request: Request) -> Response:
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
+# -- / (the web page) ------------------------------------------------------------------
+
+
+@endpoint("page")
+async def index(state: ServerState, request: Request) -> Response:
+    """The web page; its reads run on the commit thread, which owns the log's connection."""
+    stores = state.stores
+    if stores is None:
+        return HTMLResponse(web_page.render_unavailable("the stores are not open yet"), 503)
+    try:
+        data = await asyncio.wait_for(
+            state.on_commit_thread(web_page.collect, state.config, stores.log), PAGE_TIMEOUT)
+    except (TimeoutError, sqlite3.Error, OSError) as exc:
+        log.warning("page: cannot read the stores: %s", exc)
+        return HTMLResponse(web_page.render_unavailable(f"{type(exc).__name__}: {exc}"), 503)
+    nonce = web_page.new_nonce()
+    return HTMLResponse(web_page.render(data, request.query_params.get("q", ""), nonce),
+                        headers=web_page.headers(nonce))
+
+
 # -- the app ----------------------------------------------------------------------------
 
 
@@ -488,6 +511,7 @@ def create_app(config: Config) -> Starlette:
             Route("/push", bind(push), methods=["POST"]),
             Route("/health", bind(health), methods=["GET"]),
             Route("/metrics", bind(metrics), methods=["GET"]),
+            Route("/", bind(index), methods=["GET"]),
         ],
         lifespan=lifespan,
         exception_handlers={404: not_found, 405: not_allowed},
