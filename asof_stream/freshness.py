@@ -23,7 +23,8 @@ from typing import Any
 from . import metrics
 from .config import Config
 from .definitions import Definitions
-from .log import OfflineLog, open_log
+from .log import OfflineLog
+from .shard_read import open_reader
 from .timestamps import now_micros, to_iso
 
 NEAR_FRACTION = 0.8
@@ -96,9 +97,9 @@ def _stats(log: OfflineLog) -> dict[str, dict[str, Any]]:
 def check_freshness(config: Config, now: int | None = None) -> list[ViewFreshness]:
     """Freshness of every view of a config; a log that does not exist yet has no data."""
     now = now_micros() if now is None else now
-    if not config.offline_path.exists():
+    log = open_reader(config)
+    if log is None:
         return view_freshness(config.defs, {}, now)
-    log = open_log(config.offline_path, readonly=True)
     try:
         return view_freshness(config.defs, _stats(log), now)
     finally:

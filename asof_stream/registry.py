@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from .config import Config
 from .definitions import Definitions
-from .log import open_log
+from .shard_read import open_reader
 from .timestamps import to_iso
 from .versions import view_version
 
@@ -35,11 +34,11 @@ def services_by_feature(defs: Definitions) -> dict[tuple[str, str], list[str]]:
     return out
 
 
-def _log_facts(path: Path) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, str], int]]:
-    """View stats and version first-seen times from the log, if the log exists yet."""
-    if not path.exists():
+def _log_facts(config: Config) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, str], int]]:
+    """View stats and version first-seen times from the log (or shards), if there is one."""
+    log = open_reader(config)
+    if log is None:
         return {}, {}
-    log = open_log(path, readonly=True)
     try:
         try:
             stats = log.view_stats()
@@ -75,7 +74,7 @@ def list_features(config: Config, *, tag: str | None = None, owner: str | None =
     _check_filter(view, defs.views, "view")
     _check_filter(tag, (t for v in defs.views.values() for t in v.tags), "tag")
     _check_filter(owner, (v.owner for v in defs.views.values() if v.owner), "owner")
-    stats, first_seen = _log_facts(config.offline_path)
+    stats, first_seen = _log_facts(config)
     users = services_by_feature(defs)
     out: list[dict[str, Any]] = []
     for vname, v in defs.views.items():

@@ -27,8 +27,6 @@ import re
 import sqlite3
 from pathlib import Path
 
-from aiokafka.partitioner import murmur2
-
 from .config import Config
 
 SHARD_FILE = re.compile(r"^p(\d{4,})\.sqlite$")
@@ -82,6 +80,8 @@ def partition_of(position: str) -> int:
 
 def partition_for(entity: str, partitions: int) -> int:
     """The partition Kafka's default (murmur2) partitioner picks for this entity key."""
+    from aiokafka.partitioner import murmur2  # aiokafka's import is heavy; callers cache
+
     return (murmur2(entity.encode("utf-8")) & 0x7FFFFFFF) % partitions
 
 

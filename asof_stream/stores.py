@@ -46,3 +46,20 @@ def open_stores(config: Config, *, heal: bool = True) -> Stores:
     if heal:
         catch_up(log, online)
     return Stores(config, log, online)
+
+
+def open_serving_stores(config: Config) -> Stores:
+    """The stores the feature server reads: :func:`open_stores`, or over partition shards
+    the shared online store beside a read-only union of the shards (each shard's daemon
+    heals the online store; the server only reads)."""
+    from .shard_read import ShardUnion
+    from .shards import is_sharded
+
+    if not is_sharded(config):
+        return open_stores(config)
+    log = ShardUnion(config)
+    try:
+        return Stores(config, log, open_online(config.online_url))
+    except BaseException:
+        log.close()
+        raise

@@ -68,7 +68,7 @@ def test_sharded_config_needs_redis_and_kafka(tmp_path: Path) -> None:
                      + '[sources.f]\nkind = "file"\npath = "e/*.jsonl"\n', path)
     # A command that reads one log says so instead of creating a stray file.
     path.write_text(SHARDED % "redis://127.0.0.1:6379/0")
-    r = CliRunner().invoke(main, ["freshness", "--config", str(path)])
+    r = CliRunner().invoke(main, ["skew", "--config", str(path)])
     assert r.exit_code != 0
     assert "store.shards = 'partition' keeps one log per Kafka partition" in r.output
     assert not (tmp_path / "data" / "offline.sqlite").exists()
@@ -231,7 +231,36 @@ group = "{group}"
     assert set(st["sources"]["events"]["positions"]) == {f"{topic}/{p}" for p in range(3)}
     assert all(v["online_applied_seq"] == v["max_seq"] for v in st["shards"].values())
 
+    _check_serving(config, newest, total)
     _check_training_sets(tmp_path, config, rows, total)
+
+
+def _check_serving(config_path: Path, newest: dict[str, tuple[int, str]], total: int) -> None:
+    """The feature server and the read-only commands over the shards."""
+    import httpx
+
+    from tests.server_helpers import running_server
+
+    config = load_config(config_path)
+    some = sorted(newest)[:5]
+    with running_server(config) as url:
+        assert httpx.get(url + "/health").status_code == 200
+        r = httpx.post(url + "/get-online-features", json={
+            "features": ["customer_stats:orders_7d"], "entities": {"customer_id": some}})
+        assert r.status_code == 200, r.text
+        got = r.json()["results"][1]["values"]
+        assert got == [json.loads(newest[e][1])["orders_7d"] for e in some]
+        r = httpx.post(url + "/push", json={"view": "customer_stats", "df": {
+            "customer_id": ["c1"], "event_timestamp": [1], "orders_7d": [1]}})
+        assert r.status_code == 409 and "produce them to Kafka" in r.text
+        metrics = httpx.get(url + "/metrics").text
+        assert 'view="customer_stats"' in metrics
+        page = httpx.get(url + "/")
+        assert page.status_code == 200 and "customer_stats" in page.text
+    features = json.loads(run_cli("features", "--json", "--config", str(config_path)).stdout)
+    assert {f["rows"] for f in features} == {total}
+    fresh = run_cli("freshness", "--json", "--config", str(config_path))
+    assert "customer_stats" in fresh.stdout
 
 
 def _check_training_sets(tmp_path: Path, config: Path, rows: dict[str, list[tuple[str, int, int, str]]],

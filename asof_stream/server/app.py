@@ -50,7 +50,8 @@ from ..config import Config
 from ..definitions import HttpSourceConfig
 from ..lookup import FeatureValue, output_names, read_online
 from ..metrics import FRESHNESS, INGEST_FRESHNESS, REGISTRY, REQUEST_SECONDS, record_batch
-from ..stores import Stores, open_stores
+from ..shards import is_sharded
+from ..stores import Stores, open_serving_stores
 from ..timestamps import now_micros, to_iso
 from . import page as web_page
 
@@ -136,6 +137,10 @@ class ServerState:
 
     def committer(self, view: str | None) -> Committer:
         """One committer per bound view, made and used on the commit thread only."""
+        if is_sharded(self.config):
+            raise HTTPError(409, "push is not available with store.shards = 'partition':"
+                                 " each shard takes its events from its Kafka partition;"
+                                 " produce them to Kafka, keyed by entity")
         c = self.committers.get(view)
         if c is None:
             c = self.committers[view] = self.ready_stores.committer(view)
@@ -488,7 +493,7 @@ def create_app(config: Config) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        state.stores = await state.on_commit_thread(open_stores, config)
+        state.stores = await state.on_commit_thread(open_serving_stores, config)
         try:
             yield
         finally:
