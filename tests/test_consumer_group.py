@@ -95,10 +95,7 @@ group = "{group}"
         daemons[1].send_signal(signal.SIGTERM)
         assert daemons[1].wait(30) == 0
     finally:
-        for d in daemons:
-            if d.poll() is None:
-                d.kill()
-                d.wait()
+        kill_all(daemons)
     assert_exactly_once(tmp_path, set(range(total)))
     stored = positions(tmp_path, "events")
     assert sum(stored.values()) == total
@@ -106,14 +103,27 @@ group = "{group}"
     assert asyncio.run(group_offsets(kafka_broker.bootstrap, group, topic)) == stored
 
 
-def _hand_over(topic: str, logs: list[Path], daemons: list[subprocess.Popen[bytes]],
-               tmp_path: Path) -> None:
+def split_between(logs: list[Path], partitions: int) -> Callable[[], bool]:
+    """True once two daemons (by their logs) own disjoint, non-empty sets of all partitions."""
     def split() -> bool:
         a, b = latest_assignment(logs[0]), latest_assignment(logs[1])
         return bool(a) and bool(b) and a is not None and b is not None and not (a & b) \
-            and len(a | b) == 3
+            and len(a | b) == partitions
 
-    wait_for("both daemons to own partitions", split)
+    return split
+
+
+def kill_all(daemons: list[subprocess.Popen[bytes]]) -> None:
+    """SIGKILL whatever a test left running."""
+    for d in daemons:
+        if d.poll() is None:
+            d.kill()
+            d.wait()
+
+
+def _hand_over(topic: str, logs: list[Path], daemons: list[subprocess.Popen[bytes]],
+               tmp_path: Path) -> None:
+    wait_for("both daemons to own partitions", split_between(logs, 3))
     wait_for("both daemons to commit", lambda: len(positions(tmp_path, "events")) == 3)
     time.sleep(1.0)
     daemons[0].send_signal(signal.SIGTERM)  # stop one mid-stream

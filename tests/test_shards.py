@@ -23,7 +23,7 @@ from asof_stream.config import ConfigError, load_config, parse_config
 from asof_stream.online_redis import RedisOnlineStore
 from asof_stream.shards import Router, partition_for
 from tests.fixtures_kafka import Broker, cli, event, run_cli, write_config
-from tests.test_consumer_group import latest_assignment, wait_for
+from tests.test_consumer_group import kill_all, latest_assignment, split_between, wait_for
 
 TOPIC_PARTITIONS = 3
 
@@ -156,14 +156,9 @@ group = "{group}"
             sent[0] += 80
             time.sleep(0.05)
 
-    def split() -> bool:
-        a, b = latest_assignment(logs[0]), latest_assignment(logs[1])
-        return bool(a) and bool(b) and a is not None and b is not None \
-            and not (a & b) and len(a | b) == TOPIC_PARTITIONS
-
     t = threading.Thread(target=producer)
     try:
-        wait_for("both daemons to own partitions", split)
+        wait_for("both daemons to own partitions", split_between(logs, TOPIC_PARTITIONS))
         t.start()
         try:
             wait_for("a commit in every shard", lambda: len(shard_rows(tmp_path)) == 3 and all(
@@ -187,10 +182,7 @@ group = "{group}"
         daemons[1].send_signal(signal.SIGTERM)
         assert daemons[1].wait(30) == 0
     finally:
-        for d in daemons:
-            if d.poll() is None:
-                d.kill()
-                d.wait()
+        kill_all(daemons)
 
     rows = shard_rows(tmp_path)
     assert set(rows) == {"p0000", "p0001", "p0002"}

@@ -9,7 +9,10 @@ import pytest
 
 from asof_stream import FeatureStore
 from asof_stream.config import Config
-from tests.test_training_cli import EVENTS, LABELS, run
+from tests import test_training_cli
+from tests.test_training_cli import LABELS, run
+
+project = test_training_cli.project  # the fixture: labels.csv and three events
 
 LATER = [  # arrive after the first build; each would change the set if it were seen
     {"view": "customer_stats", "customer_id": "c1", "event_timestamp": "2026-01-04T00:00:00Z",
@@ -17,14 +20,6 @@ LATER = [  # arrive after the first build; each would change the set if it were 
     {"view": "customer_stats", "customer_id": "c2", "event_timestamp": "2026-01-01T00:00:00Z",
      "spend_7d": 5.0, "orders_7d": 5, "tier": "silver"},
 ]
-
-
-@pytest.fixture
-def project(config: Config) -> Path:
-    with FeatureStore(config) as store:
-        assert store.push(EVENTS).stored == 3
-    (config.root / "labels.csv").write_text(LABELS)
-    return config.root
 
 
 def build(project: Path, out: str, *extra: str) -> Path:
