@@ -251,6 +251,8 @@ def _check_serving(config_path: Path, newest: dict[str, tuple[int, str]], total:
         assert page.status_code == 200 and "customer_stats" in page.text
     features = json.loads(run_cli("features", "--json", "--config", str(config_path)).stdout)
     assert {f["rows"] for f in features} == {total}
+    text = run_cli("status", "--config", str(config_path))
+    assert text.returncode == 0 and "shard p0000: seq" in text.stdout
     fresh = run_cli("freshness", "--json", "--config", str(config_path))
     assert "customer_stats" in fresh.stdout
 

@@ -22,7 +22,12 @@ def status(config: Config, as_json: bool) -> None:
         click.echo(json.dumps(st, indent=2))
         return
     click.echo(f"offline log  {st['offline']}  ({st['log_rows']} rows, seq {st['max_seq']})")
-    click.echo(f"online store {st['online']}  (applied seq {st['online_applied_seq']})")
+    if "shards" in st:
+        for name, sh in st["shards"].items():
+            click.echo(f"  shard {name}: seq {sh['max_seq']}, applied online {sh['online_applied_seq']}")
+        click.echo(f"online store {st['online']}")
+    else:
+        click.echo(f"online store {st['online']}  (applied seq {st['online_applied_seq']})")
     click.echo("views:")
     for name, v in st["views"].items():
         fresh = v["freshness_seconds"]
