@@ -7,6 +7,7 @@ from __future__ import annotations
 
 # Importing a command module registers its command(s) on ``main``.
 from . import deadletters as _deadletters  # noqa: F401,E402  dead-letters
+from . import demo as _demo  # noqa: F401,E402  demo
 from . import drift as _drift  # noqa: F401,E402  drift
 from . import features as _features  # noqa: F401,E402  features
 from . import freshness as _freshness  # noqa: F401,E402  freshness

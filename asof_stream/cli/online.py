@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -40,8 +41,19 @@ def online(config: Config, features: str, entities: tuple[str, ...], as_json: bo
         if not sep or not key.strip():
             raise CliError(f"--entity {item!r}: expected KEY=VALUE")
         row[key.strip()] = value
+    out = lookup(config, _split_refs(features), row, full_feature_names)
+    if as_json:
+        click.echo(json.dumps({"entity": row, "features": out}))
+        return
+    for line in render_lookup(out):
+        click.echo(line)
+
+
+def lookup(config: Config, refs: list[str], row: dict[str, str],
+           full_feature_names: bool = False) -> dict[str, dict[str, Any]]:
+    """Per output name: value, status and event time of one entity (KEY=VALUE text)."""
     try:
-        pairs = config.defs.resolve_refs(_split_refs(features))
+        pairs = config.defs.resolve_refs(refs)
         names = output_names(pairs, full_feature_names)
     except ValueError as exc:
         raise CliError(f"--features: {exc}") from None
@@ -54,16 +66,16 @@ def online(config: Config, features: str, entities: tuple[str, ...], as_json: bo
     else:
         with open_stores(config) as stores:
             result = read_online(config.defs, stores.online, pairs, [row], from_text=True)[0]
-    out = {name: {"value": fv.value, "status": fv.status,
-                  "event_timestamp": to_iso(fv.event_timestamp)}
-           for name, fv in zip(names, result.values(), strict=True)}
-    if as_json:
-        click.echo(json.dumps({"entity": row, "features": out}))
-        return
-    width = max(len(n) for n in names)
-    for name, d in out.items():
-        click.echo(f"{name:<{width}}  {d['status']:<15}  {d['event_timestamp'] or '-':<27}  "
-                   f"{json.dumps(d['value'])}")
+    return {name: {"value": fv.value, "status": fv.status,
+                   "event_timestamp": to_iso(fv.event_timestamp)}
+            for name, fv in zip(names, result.values(), strict=True)}
+
+
+def render_lookup(out: dict[str, dict[str, Any]]) -> list[str]:
+    """One aligned line per feature: name, status, event time, value."""
+    width = max(len(n) for n in out)
+    return [f"{name:<{width}}  {d['status']:<15}  {d['event_timestamp'] or '-':<27}  "
+            f"{json.dumps(d['value'])}" for name, d in out.items()]
 
 
 @main.command()
