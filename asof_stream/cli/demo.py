@@ -52,7 +52,7 @@ def demo(folder: str, customers: int, days: int) -> None:
         raise CliError(str(exc)) from None
     click.echo(f"      {got.lines:,} lines -> {got.stored:,} events in the log, {got.duplicates}"
                f" repeats skipped (same event_id), {got.dead_letters} dead letters"
-               f" (asof-stream dead-letters), in {got.seconds:.1f} s\n")
+               f" (malformed on purpose: asof-stream dead-letters), in {got.seconds:.1f} s\n")
 
     labels = root / "labels.csv"
     out = root / "train.csv"
