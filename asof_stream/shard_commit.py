@@ -28,7 +28,6 @@ from .shards import (
     existing_shards,
     partition_of,
     record_meta,
-    shard_dir,
     shard_name,
     shard_path,
 )
@@ -76,10 +75,6 @@ class ShardedCommitter:
         self.router: Router | None = None
         #: set by the daemon: the partition count of each topic of the source
         self.partition_counts: Callable[[], dict[str, int]] = dict
-
-    @property
-    def where(self) -> str:
-        return str(shard_dir(self.config))
 
     def decode(self, records: Sequence[Record]) -> Decoded:
         """Decode and validate; an event on another partition than its key routes to is
