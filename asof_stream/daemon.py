@@ -416,14 +416,19 @@ def _on_signal(sig: signal.Signals, stop: asyncio.Event) -> None:
 GC_THRESHOLDS = (50_000, 20, 50)
 
 
+def tune_gc_for_ingest() -> None:
+    """For a process that ingests (``run``, ``replay``): freeze the objects of start-up
+    out of the collector and make collections rarer (:data:`GC_THRESHOLDS`)."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def run_blocking(config: Config, *, until_caught_up: bool = False) -> int:
     """Run the daemon on uvloop when installed (else asyncio), with signal handling.
 
-    This owns the process (``asof-stream run``), so it also tunes the garbage collector:
-    the objects of start-up are frozen out of it and collections are made rarer.
+    This owns the process (``asof-stream run``), so it also tunes the garbage collector.
     """
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
+    tune_gc_for_ingest()
     coro = run_daemon(config, until_caught_up=until_caught_up, install_signals=True)
     try:
         import uvloop

@@ -44,6 +44,9 @@ def replay(config: Config, files: tuple[str, ...], view: str | None, available_a
         except TimestampError as exc:
             raise CliError(f"--available-at: {exc}") from None
     size = batch_size or config.defs.ingest.batch_size
+    from ..daemon import tune_gc_for_ingest
+
+    tune_gc_for_ingest()  # this process only ingests from here on
     if kafka_topic is not None:
         if files:
             raise CliError("give either FILES or --kafka, not both")
