@@ -189,10 +189,10 @@ SourceConfig = Annotated[
 
 
 class IngestConfig(_Model):
-    batch_size: int = PydField(default=5000, gt=0)
+    batch_size: int = PydField(default=20000, gt=0)
     batch_timeout_ms: int = PydField(default=200, gt=0)
     max_event_bytes: int = PydField(default=1 << 20, gt=0)
-    max_buffered: int = PydField(default=20000, gt=0)
+    max_buffered: int = PydField(default=60000, gt=0)
 
 
 class ServerConfig(_Model):

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Ingest benchmark: end-to-end `asof-stream run --until-caught-up` against its baselines.
 
-    python scripts/bench_ingest.py [--events 500000] [--bootstrap HOST:PORT] [--batch-size 5000]
+    python scripts/bench_ingest.py [--events 500000] [--bootstrap HOST:PORT] [--batch-size 20000]
     python scripts/bench_ingest.py --shards [--events 500000] [--redis redis://127.0.0.1:6379/0]
 
 With --shards: events keyed by entity (murmur2, as Kafka's default partitioner), a shard
@@ -16,7 +16,7 @@ with --jobs 1 and --jobs 2, and prints the scaling ratios.
      online upsert, positions: exactly once);
    - a bare aiokafka consume-only loop over the same topic;
    - a bare SQLite batch insert of the same log rows (same schema, pragmas and
-     5000-row transactions; rows prepared beforehand, not timed).
+     --batch-size-row transactions, like the daemon; rows prepared beforehand, not timed).
 3. Prints events/s, ratios, peak RSS and the user/sys CPU split.
 """
 
@@ -212,7 +212,7 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=500_000)
     ap.add_argument("--customers", type=int, default=10_000)
     ap.add_argument("--partitions", type=int, default=3)
-    ap.add_argument("--batch-size", type=int, default=5000)
+    ap.add_argument("--batch-size", type=int, default=20000)
     ap.add_argument("--bootstrap", default=None)
     ap.add_argument("--shards", action="store_true",
                     help="Sharded mode: 1 vs 2 daemons, training-set --jobs 1 vs 2.")
