@@ -53,9 +53,8 @@ def make_training_set(config: Config, defs: Definitions, labels_path: str, refs:
     """
     started = time.perf_counter()
     output_format(out)  # an unknown extension fails before any work
-    defs.resolve_refs(refs)  # unknown refs fail before reading the labels
+    views = len({v for v, _ in defs.resolve_refs(refs)})  # unknown refs fail before the labels
     labels = labels_from_any(labels_path, defs, timestamp_column=timestamp_column)
-    views = len({v for v, _ in defs.resolve_refs(refs)})
     options = {"strict": strict, "as_known_at": as_known_at,
                "full_feature_names": full_feature_names}
     with row_progress(len(labels) * views, "joining") as advance:
