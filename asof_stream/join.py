@@ -58,13 +58,24 @@ class ViewMatches:
     values: list[dict[str, Any] | None]
     by_seq: dict[int, dict[str, Any]]  # each chosen row's values, once
 
+    @classmethod
+    def empty(cls, view: str, n: int) -> ViewMatches:
+        """No row chosen yet for any of ``n`` labels."""
+        return cls(view, [None] * n, [None] * n, [None] * n, {})
+
     def table(self, render: Callable[[dict[str, Any]], Any]) -> list[Any]:
         """Per label, ``render(values)`` of its chosen row, computed once per row.
 
         Labels with no row get ``render({})`` (every feature missing).
         """
-        rendered: dict[int | None, Any] = {seq: render(v) for seq, v in self.by_seq.items()}
-        rendered[None] = render({})
+        return self.table_of_rows(lambda rows: list(map(render, rows)))
+
+    def table_of_rows(self, render_rows: Callable[[list[dict[str, Any]]], list[Any]]
+                      ) -> list[Any]:
+        """Like :meth:`table`, with ``render_rows`` rendering every chosen row (and the
+        empty row, last) in one call, so it can work a column at a time."""
+        seqs: list[int | None] = [*self.by_seq, None]
+        rendered = dict(zip(seqs, render_rows([*self.by_seq.values(), {}]), strict=True))
         return list(map(rendered.__getitem__, self.seqs))
 
     def column(self, feature: str) -> list[Any]:
@@ -126,14 +137,12 @@ CHUNK = 32_768  # labels per query: bounds the JSON text and paces the progress 
 _decode_matches = msgspec.json.Decoder(list[tuple[int, int, int, str]])
 
 
-def asof_view(log: OfflineLog, defs: Definitions, view: str, keys: Sequence[str],
-              times: Sequence[int], mode: JoinMode = JoinMode(), *,
-              upto_seq: int | None = None,
-              progress: Callable[[int], None] | None = None) -> ViewMatches:
-    """Join one view for labels given as entity keys and times (same length, any order).
-
-    ``upto_seq`` bounds the log to the rows committed when the join started, so every
-    view of one training set sees the same log even while the daemon appends.
+def probe_view(log: OfflineLog, defs: Definitions, view: str, keys: Sequence[str],
+               times: Sequence[int], mode: JoinMode = JoinMode(), *,
+               upto_seq: int | None = None,
+               progress: Callable[[int], None] | None = None) -> Iterator[str]:
+    """The join of one view as SQLite returns it: per chunk of labels, the JSON text
+    of :func:`probe_sql` (label indices are positions in ``keys``). See :func:`asof_view`.
     """
     if len(keys) != len(times):
         raise ValueError("keys and times differ in length")
@@ -141,10 +150,6 @@ def asof_view(log: OfflineLog, defs: Definitions, view: str, keys: Sequence[str]
     ttl = defs.views[view].ttl
     if upto_seq is None:
         upto_seq = log.max_seq()
-    seqs: list[int | None] = [None] * n
-    found_ts: list[int | None] = [None] * n
-    found: list[dict[str, Any] | None] = [None] * n
-    decoded: dict[int, dict[str, Any]] = {}  # a row chosen by many labels: decode once
     conn = log.conn
     table = f"temp.asof_labels_{next(_temp_ids)}"
     # Labels in entity order: consecutive probes walk neighbouring index pages.
@@ -166,31 +171,67 @@ def asof_view(log: OfflineLog, defs: Definitions, view: str, keys: Sequence[str]
         sql = probe_sql(table, ttl=ttl, mode=mode)
         for lo in range(0, n, CHUNK):
             hi = min(n, lo + CHUNK)
-            text = conn.execute(sql, {"view": view, "upto": upto_seq, "ttl": ttl, "lo": lo,
-                                      "hi": hi}).fetchone()[0]
-            for i, seq, ets, features in _decode_matches.decode(text):
-                values = decoded.get(seq)
-                if values is None:
-                    values = decoded[seq] = loads_values(features)
-                seqs[i] = seq
-                found_ts[i] = ets
-                found[i] = values
+            yield conn.execute(sql, {"view": view, "upto": upto_seq, "ttl": ttl, "lo": lo,
+                                     "hi": hi}).fetchone()[0]
             if progress is not None:
                 progress(hi - lo)
     finally:
         conn.execute(f"DROP TABLE IF EXISTS {table}")
-    return ViewMatches(view, seqs, found_ts, found, decoded)
+
+
+def decode_into(matches: ViewMatches, text: str, idx: Sequence[int] | None = None,
+                uid: Callable[[int], int] | None = None) -> None:
+    """Add one chunk of :func:`probe_view` output to ``matches``; ``idx`` maps the
+    chunk's label indices to those of ``matches`` and ``uid`` renames row ids (for
+    joins done in parts). Each chosen row's features are decoded once."""
+    seqs, found_ts, found, decoded = matches.seqs, matches.event_ts, matches.values, \
+        matches.by_seq
+    for i, seq, ets, features in _decode_matches.decode(text):
+        if idx is not None:
+            i = idx[i]
+        if uid is not None:
+            seq = uid(seq)
+        values = decoded.get(seq)
+        if values is None:
+            values = decoded[seq] = loads_values(features)
+        seqs[i] = seq
+        found_ts[i] = ets
+        found[i] = values
+
+
+def asof_view(log: OfflineLog, defs: Definitions, view: str, keys: Sequence[str],
+              times: Sequence[int], mode: JoinMode = JoinMode(), *,
+              upto_seq: int | None = None,
+              progress: Callable[[int], None] | None = None) -> ViewMatches:
+    """Join one view for labels given as entity keys and times (same length, any order).
+
+    ``upto_seq`` bounds the log to the rows committed when the join started, so every
+    view of one training set sees the same log even while the daemon appends.
+    """
+    matches = ViewMatches.empty(view, len(keys))
+    for text in probe_view(log, defs, view, keys, times, mode, upto_seq=upto_seq,
+                           progress=progress):
+        decode_into(matches, text)
+    return matches
 
 
 def asof_join(log: OfflineLog, defs: Definitions, keys_by_view: Mapping[str, Sequence[str]],
               times: Sequence[int], mode: JoinMode = JoinMode(),
               progress: Callable[[int], None] | None = None, *,
-              upto_seq: int | None = None) -> dict[str, ViewMatches]:
+              upto_seq: int | None = None, jobs: int = 1) -> dict[str, ViewMatches]:
     """Join several views for the same labels, all against one state of the log.
 
     ``upto_seq``: only log rows with a seq at most this one (default: all committed now),
-    so a training set can be rebuilt later exactly as it was.
+    so a training set can be rebuilt later exactly as it was. ``jobs`` > 1 joins each
+    view in that many processes (:mod:`asof_stream.join_pool`), with the same result.
     """
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
     upto = log.max_seq() if upto_seq is None else upto_seq
+    if jobs > 1:
+        from .join_pool import parallel_join
+
+        return parallel_join(log, defs, keys_by_view, times, mode, upto_seq=upto, jobs=jobs,
+                             progress=progress)
     return {view: asof_view(log, defs, view, keys, times, mode, upto_seq=upto, progress=progress)
             for view, keys in keys_by_view.items()}

@@ -13,6 +13,8 @@ booleans are ``true``/``false`` in CSV.
 from __future__ import annotations
 
 import csv
+import functools
+import itertools
 import json
 import math
 import operator
@@ -87,7 +89,7 @@ class TrainingSet:
             return ["," + ",".join(map(csv_cell, r)) for r in self.feature_rows()]
         out: list[str] | None = None
         for v, fs in zip(views, feats, strict=True):
-            part = self.matches[v].table(_csv_fragment(fs))
+            part = self.matches[v].table_of_rows(functools.partial(csv_fragments, features=fs))
             out = part if out is None else list(map(operator.add, out, part))
         assert out is not None
         return out
@@ -189,14 +191,34 @@ def _csv_value(v: Any) -> Any:
     return "true" if v is True else "false" if v is False else v
 
 
-def _csv_fragment(features: list[str]) -> Callable[[dict[str, Any]], str]:
-    def render(values: dict[str, Any]) -> str:
-        return "," + ",".join([csv_cell(values.get(f)) for f in features])
-
-    return render
+def csv_fragments(rows: list[dict[str, Any]], features: list[str]) -> list[str]:
+    """Per row, these features as the end of a CSV line, ``,v1,v2...``; a column at a
+    time, which is several times faster than a cell at a time."""
+    columns = [csv_column([v.get(f) for v in rows]) for f in features]
+    return list(map(",".join, zip(itertools.repeat("", len(rows)), *columns,
+                                  strict=True)))
 
 
 _NEEDS_QUOTES = re.compile(r'[,"\r\n]')
+_NONE = type(None)
+
+
+def csv_column(values: list[Any]) -> list[str]:
+    """``[csv_cell(v) for v in values]``, with fast paths for a column of one type."""
+    classes = set(map(type, values))
+    nulls = _NONE in classes
+    classes.discard(_NONE)
+    if classes == {float}:
+        render: Callable[[Any], str] = float.__repr__
+    elif classes == {int}:
+        render = int.__str__
+    elif classes == {str} and not _NEEDS_QUOTES.search("".join(filter(None, values))):
+        return [v or "" for v in values] if nulls else values
+    else:
+        return list(map(csv_cell, values))
+    if not nulls:
+        return list(map(render, values))
+    return ["" if v is None else render(v) for v in values]
 
 
 def csv_cell(v: Any) -> str:
@@ -303,16 +325,18 @@ def build_training_set(log: OfflineLog, defs: Definitions, labels: Labels, refs:
                        *, strict: bool = False, as_known_at: bool = False,
                        full_feature_names: bool = False,
                        progress: Callable[[int], None] | None = None,
-                       upto_seq: int | None = None) -> TrainingSet:
+                       upto_seq: int | None = None, jobs: int = 1) -> TrainingSet:
     """Join the referenced features onto the labels as of each label's time.
 
     ``upto_seq`` bounds the log to the rows with a seq at most this one (default: every
     row committed when the join starts); the result records the bound it used.
+    ``jobs``: processes per view (the result does not depend on it).
     """
     upto = log.max_seq() if upto_seq is None else upto_seq
 
     def join(keys: dict[str, list[str]], mode: JoinMode) -> dict[str, ViewMatches]:
-        return asof_join(log, defs, keys, labels.times, mode, progress, upto_seq=upto)
+        return asof_join(log, defs, keys, labels.times, mode, progress, upto_seq=upto,
+                         jobs=jobs)
 
     ts = _assemble(defs, labels, refs, join, JoinMode(strict, as_known_at), full_feature_names)
     ts.high_water_seq = upto
