@@ -12,15 +12,12 @@ Each shard has its own ``seq`` space. Merged results number a chosen row
 
 from __future__ import annotations
 
-import concurrent.futures
-import multiprocessing
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from typing import Any
 
 from .config import Config
 from .definitions import Definitions
-from .join import JoinMode, ViewMatches, asof_view, tune_reader
+from .join import JoinMode, ViewMatches, decode_into
+from .join_pool import Task, run_parts
 from .log import open_log
 from .shards import Router, existing_shards, partition_count, shard_name
 
@@ -34,11 +31,9 @@ def shard_marks(config: Config) -> dict[str, int]:
     return out
 
 
-def _join_part(path: Path, defs: Definitions, view: str, keys: list[str], times: list[int],
-               mode: JoinMode, upto: int) -> ViewMatches:
-    with open_log(path, readonly=True) as log:
-        tune_reader(log.conn)
-        return asof_view(log, defs, view, keys, times, mode, upto_seq=upto)
+def _renumber(partitions: int, partition: int) -> Callable[[int], int]:
+    """Each shard has its own seqs: merged, a row is ``seq * partitions + partition``."""
+    return lambda seq: seq * partitions + partition
 
 
 def sharded_join(config: Config, defs: Definitions, keys_by_view: Mapping[str, Sequence[str]],
@@ -56,12 +51,11 @@ def sharded_join(config: Config, defs: Definitions, keys_by_view: Mapping[str, S
     shards = existing_shards(config)
     used = dict(shard_marks(config) if marks is None else marks)
     partitions = partition_count(config)
-    empty = {view: ViewMatches(view, [None] * n, [None] * n, [None] * n, {})
-             for view in keys_by_view}
+    results = {view: ViewMatches.empty(view, n) for view in keys_by_view}
     if partitions is None or not shards:
-        return empty, used
+        return results, used
     route = Router(partitions)
-    tasks: list[tuple[str, int, list[int], tuple[Any, ...]]] = []
+    tasks: list[Task] = []
     for view, keys in keys_by_view.items():
         groups: dict[int, list[int]] = {}
         for i, key in enumerate(keys):
@@ -74,35 +68,10 @@ def sharded_join(config: Config, defs: Definitions, keys_by_view: Mapping[str, S
                 continue
             args = (shards[p], defs, view, [keys[i] for i in idx], [times[i] for i in idx],
                     mode, used[name])
-            tasks.append((view, p, idx, args))
-    results = empty
-    if jobs == 1 or len(tasks) <= 1:
-        for view, p, idx, args in tasks:
-            _merge(results[view], _join_part(*args), idx, p, partitions)
-            if progress is not None:
-                progress(len(idx))
-        return results, used
-    ctx = multiprocessing.get_context("fork")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-        futures = {pool.submit(_join_part, *args): (view, p, idx)
-                   for view, p, idx, args in tasks}
-        for fut in concurrent.futures.as_completed(futures):
-            view, p, idx = futures[fut]
-            _merge(results[view], fut.result(), idx, p, partitions)
-            if progress is not None:
-                progress(len(idx))
+            tasks.append(((view, p), idx, args))
+    for (view, p), idx, texts, _ in run_parts(tasks, jobs):
+        for text in texts:
+            decode_into(results[view], text, idx, _renumber(partitions, p))
+        if progress is not None:
+            progress(len(idx))
     return results, used
-
-
-def _merge(into: ViewMatches, part: ViewMatches, idx: list[int], partition: int,
-           partitions: int) -> None:
-    """Scatter one shard's matches into the label-order result, with unique row ids."""
-    for j, i in enumerate(idx):
-        seq = part.seqs[j]
-        if seq is None:
-            continue
-        uid = seq * partitions + partition
-        into.seqs[i] = uid
-        into.event_ts[i] = part.event_ts[j]
-        into.values[i] = part.values[j]
-        into.by_seq[uid] = part.by_seq[seq]

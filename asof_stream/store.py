@@ -86,15 +86,19 @@ class FeatureStore:
     def get_historical_features(self, entity_df: Any, features: Sequence[str], *,
                                 timestamp_column: str = "event_timestamp", strict: bool = False,
                                 as_known_at: bool = False,
-                                full_feature_names: bool = False) -> Any:
-        """Point-in-time join of labels (a path, a list of dicts or a pandas DataFrame)."""
+                                full_feature_names: bool = False, jobs: int = 1) -> Any:
+        """Point-in-time join of labels (a path, a list of dicts or a pandas DataFrame).
+
+        ``jobs`` > 1 joins in that many forked processes (same result); leave it at 1
+        where forking this process is unsafe (threads holding locks).
+        """
         from .labels import labels_from_any
         from .training import build_training_set
 
         labels = labels_from_any(entity_df, self.config.defs, timestamp_column=timestamp_column)
         return build_training_set(self.stores.log, self.config.defs, labels, list(features),
                                   strict=strict, as_known_at=as_known_at,
-                                  full_feature_names=full_feature_names)
+                                  full_feature_names=full_feature_names, jobs=jobs)
 
     def materialize(self, view: str | None = None) -> int:
         """Rebuild the online store from the log; returns rows written."""

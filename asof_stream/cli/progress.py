@@ -39,7 +39,14 @@ def row_progress(total: int, label: str, threshold: int = 50_000) -> Iterator[Ca
     if not _enabled(total, threshold):
         yield lambda n: None
         return
+    # Redrawn on each advance, not by a thread: the join forks worker processes, and
+    # forking while another thread may hold a lock can hang the child.
     with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
+                  console=Console(stderr=True), transient=True, auto_refresh=False) as bar:
         task = bar.add_task(label, total=total)
-        yield lambda n: bar.advance(task, n)
+
+        def advance(n: int) -> None:
+            bar.advance(task, n)
+            bar.refresh()
+
+        yield advance

@@ -10,6 +10,7 @@ import click
 from ..config import Config
 from ..definitions import Definitions
 from ..join import tune_reader
+from ..join_pool import auto_jobs
 from ..labels import Labels, labels_from_any
 from ..log import open_log
 from ..shards import is_sharded
@@ -46,10 +47,12 @@ def with_label_options(fn: Callable[..., None]) -> Callable[..., None]:
 def make_training_set(config: Config, defs: Definitions, labels_path: str, refs: list[str],
                       out: str, *, timestamp_column: str, strict: bool, as_known_at: bool,
                       full_feature_names: bool, upto_seq: int | None = None,
-                      shard_marks: dict[str, int] | None = None, jobs: int = 1) -> str:
+                      shard_marks: dict[str, int] | None = None,
+                      jobs: int | None = None) -> str:
     """Read labels, join, write ``out`` and its sidecar; returns the summary line.
 
     ``upto_seq`` (one log) or ``shard_marks`` (partition shards) bound the log rows seen.
+    ``jobs``: join processes (default :func:`~asof_stream.join_pool.auto_jobs`).
     """
     started = time.perf_counter()
     output_format(out)  # an unknown extension fails before any work
@@ -57,12 +60,14 @@ def make_training_set(config: Config, defs: Definitions, labels_path: str, refs:
     labels = labels_from_any(labels_path, defs, timestamp_column=timestamp_column)
     options = {"strict": strict, "as_known_at": as_known_at,
                "full_feature_names": full_feature_names}
+    if jobs is None:
+        jobs = auto_jobs(len(labels))
     with row_progress(len(labels) * views, "joining") as advance:
         if is_sharded(config):
             ts = build_sharded_training_set(config, defs, labels, refs, progress=advance,
                                             jobs=jobs, marks=shard_marks, **options)
         else:
-            ts = _join_one_log(config, defs, labels, refs, advance, upto_seq, options)
+            ts = _join_one_log(config, defs, labels, refs, advance, upto_seq, jobs, options)
     with row_progress(len(ts), "writing") as advance:
         rows = ts.write(out, progress=advance)
     write_sidecar(out, describe(
@@ -74,7 +79,7 @@ def make_training_set(config: Config, defs: Definitions, labels_path: str, refs:
 
 
 def _join_one_log(config: Config, defs: Definitions, labels: Labels, refs: list[str],
-                  advance: Callable[[int], None], upto_seq: int | None,
+                  advance: Callable[[int], None], upto_seq: int | None, jobs: int,
                   options: dict[str, bool]) -> TrainingSet:
     with open_log(config.offline_path, readonly=True) as log:
         if upto_seq is not None and log.max_seq() < upto_seq:
@@ -82,7 +87,7 @@ def _join_one_log(config: Config, defs: Definitions, labels: Labels, refs: list[
                              f" below the recorded high-water mark {upto_seq}: is it the same log?")
         tune_reader(log.conn)
         return build_training_set(log, defs, labels, refs, progress=advance, upto_seq=upto_seq,
-                                  **options)
+                                  jobs=jobs, **options)
 
 
 @main.command("training-set")
@@ -90,13 +95,14 @@ def _join_one_log(config: Config, defs: Definitions, labels: Labels, refs: list[
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="Output file: .csv, .jsonl or .parquet (its sidecar: OUT.json).")
 @click.option("--full-feature-names", is_flag=True, help="Name features view__feature.")
-@click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1),
-              help="With partition shards: join this many shards at once, in processes.")
+@click.option("--jobs", type=click.IntRange(min=1),
+              help="Join in this many processes (the output is the same). Default: one per "
+                   "CPU, at most 8, for 50,000 labels or more; one for fewer.")
 @config_option
 @handle_errors
 def training_set(config: Config, labels_path: str, features: tuple[str, ...], out: str,
                  timestamp_column: str, strict: bool, as_known_at: bool,
-                 full_feature_names: bool, jobs: int) -> None:
+                 full_feature_names: bool, jobs: int | None) -> None:
     """Build a point-in-time-correct training set from the offline log.
 
     Beside OUT it writes OUT.json, what the set was built from (labels, definitions,
