@@ -138,3 +138,20 @@ def test_missing_config_is_one_clear_line(tmp_path: Path) -> None:
     r = run("status", cwd=tmp_path)
     assert r.returncode != 0
     assert "asof.toml: config file not found" in r.stderr
+
+
+def test_every_command_module_is_listed_and_loads_lazily() -> None:
+    """The lazy root group knows each command's module, and nothing else registers."""
+    import importlib
+    import pkgutil
+
+    import asof_stream.cli as cli
+    from asof_stream.cli.common import COMMAND_MODULES
+
+    for info in pkgutil.iter_modules(cli.__path__):
+        importlib.import_module(f"asof_stream.cli.{info.name}")
+    registered = {name: cmd.callback.__module__.rsplit(".", 1)[1]
+                  for name, cmd in cli.main.commands.items() if cmd.callback is not None}
+    assert registered == COMMAND_MODULES
+    help_text = CliRunner().invoke(cli.main, ["--help"]).output
+    assert all(name in help_text for name in COMMAND_MODULES)
