@@ -51,10 +51,11 @@ def oracle_view(log: OfflineLog, defs: Definitions, view: str, keys: Sequence[st
         out_ts.append(ets)
         out_values.append(loads_values(features))
     by_seq: dict[int, dict[str, Any]] = {}
-    for s, v in zip(out_seq, out_values, strict=True):
-        if s is not None and v is not None:
-            by_seq[s] = v
-    return ViewMatches(view, out_seq, out_ts, out_values, by_seq)
+    times_by_seq: dict[int, int] = {}
+    for s, e, v in zip(out_seq, out_ts, out_values, strict=True):
+        if s is not None and e is not None and v is not None:
+            by_seq[s], times_by_seq[s] = v, e
+    return ViewMatches(view, out_seq, by_seq, times_by_seq)
 
 
 @dataclass(slots=True)

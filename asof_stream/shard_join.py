@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 from .config import Config
 from .definitions import Definitions
-from .join import JoinMode, ViewMatches, decode_into
-from .join_pool import Task, run_parts
+from .join import JoinMode, ViewMatches
+from .join_pool import Gathered, Task, run_parts
 from .log import open_log
 from .shards import Router, existing_shards, partition_count, shard_name
 
@@ -51,9 +51,8 @@ def sharded_join(config: Config, defs: Definitions, keys_by_view: Mapping[str, S
     shards = existing_shards(config)
     used = dict(shard_marks(config) if marks is None else marks)
     partitions = partition_count(config)
-    results = {view: ViewMatches.empty(view, n) for view in keys_by_view}
     if partitions is None or not shards:
-        return results, used
+        return {view: ViewMatches.empty(view, n) for view in keys_by_view}, used
     route = Router(partitions)
     tasks: list[Task] = []
     for view, keys in keys_by_view.items():
@@ -67,11 +66,11 @@ def sharded_join(config: Config, defs: Definitions, keys_by_view: Mapping[str, S
                     progress(len(idx))  # no shard yet (or not at the recorded time): nulls
                 continue
             args = (shards[p], defs, view, [keys[i] for i in idx], [times[i] for i in idx],
-                    mode, used[name])
+                    mode, used[name], None)
             tasks.append(((view, p), idx, args))
-    for (view, p), idx, texts, _ in run_parts(tasks, jobs):
-        for text in texts:
-            decode_into(results[view], text, idx, _renumber(partitions, p))
+    results = {view: Gathered(view, n) for view in keys_by_view}
+    for (view, p), idx, part, _ in run_parts(tasks, jobs):
+        results[view].add(part, idx, _renumber(partitions, p))
         if progress is not None:
             progress(len(idx))
-    return results, used
+    return {view: gathered.matches() for view, gathered in results.items()}, used

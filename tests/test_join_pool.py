@@ -92,13 +92,14 @@ def test_with_every_row_it_is_the_oracle(filled: tuple[Path, list[tuple[str, int
             assert ts.matches[view].column(feature) == want.column(feature)
 
 
-def test_split_keeps_entities_whole_and_every_label() -> None:
-    keys = [f"k{i % 97}" for i in range(5000)]
+def test_split_cuts_entity_order_into_runs_and_keeps_every_label() -> None:
+    keys = [f"k{i % 97:02d}" for i in range(5000)]
     parts = split(keys, 3)
-    assert sorted(i for p in parts for i in p) == list(range(5000))
-    owners = {keys[i]: n for n, p in enumerate(parts) for i in p}
-    assert all(owners[keys[i]] == n for n, p in enumerate(parts) for i in p)
-    assert min(map(len, parts)) > 1000
+    assert [len(p) for p in parts] == [1667, 1667, 1666]
+    flat = [i for p in parts for i in p]
+    assert sorted(flat) == list(range(5000))
+    assert [keys[i] for i in flat] == sorted(keys)
+    assert split([], 3) == [] and split(["a"], 4) == [[0]]
     assert auto_jobs(10) == 1
 
 
