@@ -194,9 +194,12 @@ def _csv_value(v: Any) -> Any:
 def csv_fragments(rows: list[dict[str, Any]], features: list[str]) -> list[str]:
     """Per row, these features as the end of a CSV line, ``,v1,v2...``; a column at a
     time, which is several times faster than a cell at a time."""
-    columns = [csv_column([v.get(f) for v in rows]) for f in features]
-    return list(map(",".join, zip(itertools.repeat("", len(rows)), *columns,
-                                  strict=True)))
+    out: list[str] = []
+    for lo in range(0, len(rows), CHUNK):  # in chunks: the columns' cells are short-lived
+        part = rows[lo:lo + CHUNK]
+        columns = [csv_column([v.get(f) for v in part]) for f in features]
+        out.extend(map(",".join, zip(itertools.repeat("", len(part)), *columns, strict=True)))
+    return out
 
 
 _NEEDS_QUOTES = re.compile(r'[,"\r\n]')
