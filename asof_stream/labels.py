@@ -96,8 +96,9 @@ class Labels:
 
     def _key_column(self, name: str, dtype: str, values: list[Any]) -> list[Any]:
         """Check (or convert from text) one join key column; empty cells are errors."""
-        if dtype == "string" and all(v.__class__ is str and v for v in values):
-            return values  # the common case, checked in one pass
+        if dtype == "string" and "" not in values and (
+                self.from_text or set(map(type, values)) == {str}):
+            return values  # the common case, checked in C
         out = []
         for i, v in enumerate(values):
             if v is None or v == "" or _is_nan(v):
@@ -119,16 +120,28 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 # The usual RFC 3339 shape; anything else takes the general path (cell_to_micros).
 _ISO_SHAPE = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)"
-_FAST_ISO_COLUMN = re.compile(rf"(?:{_ISO_SHAPE}\n)*{_ISO_SHAPE}", re.ASCII)
+_FAST_ISO = re.compile(_ISO_SHAPE, re.ASCII)
+_DIGITS_TO_ZERO = str.maketrans("123456789", "000000000")
+
+
+def _all_plain_iso(cells: list[str]) -> bool:
+    """Whether every cell has the usual RFC 3339 shape.
+
+    The shape only tells ASCII digits from other characters, so cells are checked by
+    their distinct shapes (digits made ``0``): a column has few, and ``str.translate``
+    runs in C, several times faster than matching every cell.
+    """
+    shapes = set("\n".join(cells).translate(_DIGITS_TO_ZERO).split("\n"))
+    return all(_FAST_ISO.fullmatch(shape) for shape in shapes)
 
 
 def cells_to_micros(cells: list[str]) -> list[int]:
     """:func:`cell_to_micros` of every cell, the same results, fast for plain RFC 3339.
 
-    One regular-expression pass checks that every cell has the usual shape; then
+    When every cell has the usual shape (:func:`_all_plain_iso`),
     ``datetime.fromisoformat`` reads them. Otherwise each cell takes the general path.
     """
-    if cells and _FAST_ISO_COLUMN.fullmatch("\n".join(cells)):
+    if cells and _all_plain_iso(cells):
         try:
             parse = datetime.fromisoformat
             out = [(parse(c) - _EPOCH) // _US for c in cells]
@@ -225,7 +238,7 @@ def _plain_csv_rows(text: str, origin: str) -> tuple[list[str], list[Sequence[An
     body = [line for line in lines[1:] if line]
     rows: list[Sequence[Any]] = [line.split(",") for line in body]
     width = len(header)
-    if any(len(r) != width for r in rows):
+    if rows and set(map(len, rows)) != {width}:
         numbered = [(n, line) for n, line in enumerate(lines[1:], 2) if line]
         i = next(i for i, r in enumerate(rows) if len(r) != width)
         raise LabelError(f"{origin} row {i + 1} (line {numbered[i][0]}): {len(rows[i])} cells, "

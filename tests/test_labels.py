@@ -198,3 +198,15 @@ def test_records_accept_datetimes(config: Config) -> None:
     assert lab.times == [T0, T0, T0]
     with pytest.raises(LabelError, match="must be a file path"):
         labels_from_any(42, config.defs)
+
+
+@given(st.lists(st.one_of(
+    st.text(alphabet="0123456789-T:.Z+ ", max_size=26),
+    st.sampled_from(["2026-01-05T10:00:00Z", "2026-01-05T10:00:00.123456+05:30",
+                     "2026-01-05T10:00:00.1234567Z", "2026-1-05T10:00:00Z", "١٢٣٤-01-05T10:00:00Z"])),
+    min_size=1, max_size=8))
+def test_shape_check_equals_matching_every_cell(cells: list[str]) -> None:
+    """Checking the distinct digit shapes says what matching each cell says."""
+    from asof_stream.labels import _FAST_ISO, _all_plain_iso
+
+    assert _all_plain_iso(cells) == all(_FAST_ISO.fullmatch(c) for c in cells)
