@@ -165,9 +165,12 @@ def parallel_join(log: OfflineLog, defs: Definitions, keys_by_view: Mapping[str,
                   progress: Callable[[int], None] | None = None) -> dict[str, ViewMatches]:
     """:func:`~asof_stream.join.asof_join` with ``jobs`` processes per view.
 
-    A log in memory has no file for the workers to open: it is joined here alone.
+    Joined here alone: a log in memory (no file for the workers to open), a connection
+    inside a transaction (the workers could not see its uncommitted rows), and where
+    processes cannot be forked.
     """
-    if str(log.path) == ":memory:":
+    if (str(log.path) == ":memory:" or log.conn.in_transaction
+            or "fork" not in multiprocessing.get_all_start_methods()):
         jobs = 1
     results = {view: Gathered(view, len(times)) for view in keys_by_view}
 

@@ -113,6 +113,25 @@ def test_memory_log_is_joined_in_this_process() -> None:
         assert got["cs"].column("x") == [1]
 
 
+def test_uncommitted_rows_are_joined_in_this_process(tmp_path: Path) -> None:
+    """Inside a transaction the workers could not see its rows: one process joins."""
+    config = join_config(tmp_path)
+    names = [f"e{i}" for i in range(12)]
+    with OfflineLog(tmp_path / "offline.sqlite") as log:
+        committer = Committer(log, None, EventDecoder(config.defs))
+        commit(committer, [event("cs", BASE, customer_id=n, x=1, s="p") for n in names])
+        log.conn.execute("BEGIN")
+        log.conn.executemany(
+            "INSERT INTO log (view, entity, event_timestamp, ingest_ts, source, features)"
+            " VALUES ('cs', ?, ?, ?, 't', '{\"x\":2,\"s\":\"p\"}')",
+            [(n, BASE + 1, BASE + 1) for n in names])
+        lab = labels_from_any(label_rows([(n, 1, BASE + S) for n in names]), config.defs)
+        got = asof_join(log, config.defs, {"cs": lab.entity_keys("cs")}, lab.times, jobs=2)
+        assert log.conn.in_transaction
+        assert got["cs"].column("x") == [2] * len(names)
+        log.conn.execute("ROLLBACK")
+
+
 def test_cli_jobs_output_is_the_same_file(filled: tuple[Path, list[tuple[str, int, int]]]
                                           ) -> None:
     root, rows = filled
