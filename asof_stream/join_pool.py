@@ -108,9 +108,10 @@ def run_parts(tasks: Sequence[Task], jobs: int,
     tag, indices and result as it finishes, and whether it ran in this process.
 
     ``inline``, when given, runs the first ``inline_count`` tasks here (with the same
-    arguments) while ``jobs - 1`` workers run the rest; with one job it runs them all.
+    arguments) while ``jobs - 1`` workers run the rest; with one job, or where processes
+    cannot be forked, it runs them all.
     """
-    if jobs <= 1 or len(tasks) <= 1:
+    if jobs <= 1 or len(tasks) <= 1 or "fork" not in multiprocessing.get_all_start_methods():
         for tag, idx, args in tasks:
             yield tag, idx, (inline or join_part)(*args), inline is not None
         return
@@ -165,12 +166,10 @@ def parallel_join(log: OfflineLog, defs: Definitions, keys_by_view: Mapping[str,
                   progress: Callable[[int], None] | None = None) -> dict[str, ViewMatches]:
     """:func:`~asof_stream.join.asof_join` with ``jobs`` processes per view.
 
-    Joined here alone: a log in memory (no file for the workers to open), a connection
-    inside a transaction (the workers could not see its uncommitted rows), and where
-    processes cannot be forked.
+    Joined here alone: a log in memory (no file for the workers to open) and a
+    connection inside a transaction (the workers could not see its uncommitted rows).
     """
-    if (str(log.path) == ":memory:" or log.conn.in_transaction
-            or "fork" not in multiprocessing.get_all_start_methods()):
+    if str(log.path) == ":memory:" or log.conn.in_transaction:
         jobs = 1
     results = {view: Gathered(view, len(times)) for view in keys_by_view}
 
