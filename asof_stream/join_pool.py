@@ -4,10 +4,10 @@ the labels split into parts, each part joined by its own process and SQLite conn
 Exact by construction: every label is joined on its own, against the same log bounded
 by the same ``upto_seq``, so how the labels are split cannot change what is chosen.
 A part is a run of labels in entity order, so each process walks its own stretch of
-the index. This process joins the first part itself while
-forked workers join the others. A worker sends back its chosen seqs and SQLite's JSON
-text of the rows, not decoded rows: pickling decoded rows cost as much as the probes
-it saved.
+the index. This process joins a smaller share of the parts itself (it also decodes
+every part's rows) while forked workers join the others. A worker sends back its
+chosen seqs and SQLite's JSON text of the rows, not decoded rows: pickling decoded
+rows cost as much as the probes it saved.
 
 Forking needs no threads in the parent: the progress bars redraw without one.
 """

@@ -89,7 +89,7 @@ class TrainingSet:
             return ["," + ",".join(map(csv_cell, r)) for r in self.feature_rows()]
         out: list[str] | None = None
         for v, fs in zip(views, feats, strict=True):
-            part = self.matches[v].table_of_rows(functools.partial(csv_fragments, features=fs))
+            part = self.matches[v].table_of_rows(functools.partial(render_csv_fragments, features=fs))
             out = part if out is None else list(map(operator.add, out, part))
         assert out is not None
         return out
@@ -191,7 +191,7 @@ def _csv_value(v: Any) -> Any:
     return "true" if v is True else "false" if v is False else v
 
 
-def csv_fragments(rows: list[dict[str, Any]], features: list[str]) -> list[str]:
+def render_csv_fragments(rows: list[dict[str, Any]], features: list[str]) -> list[str]:
     """Per row, these features as the end of a CSV line, ``,v1,v2...``; a column at a
     time, which is several times faster than a cell at a time."""
     out: list[str] = []
