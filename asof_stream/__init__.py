@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .definitions import Entity, FeatureService, FeatureView, Field
-    from .store import FeatureStore
+    from .feature_store import FeatureStore
 
 __all__ = ["Entity", "FeatureService", "FeatureStore", "FeatureView", "Field"]
 __version__ = "0.1.0"
 
 # Imported on first use, so the command line starts without the whole Python API.
 _LAZY = {"Entity": "definitions", "FeatureService": "definitions", "FeatureView": "definitions",
-         "Field": "definitions", "FeatureStore": "store"}
+         "Field": "definitions", "FeatureStore": "feature_store"}
 
 
 def __getattr__(name: str) -> Any:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .commit import Committer
 from .config import Config
 from .events import EventDecoder
-from .log import OfflineLog, open_log
-from .online import OnlineStore, catch_up, open_online
+from .ingest.commit import Committer
+from .offline.log import OfflineLog, open_log
+from .online import open_online
+from .online.base import OnlineStore
+from .online.materialize import catch_up
 
 
 @dataclass
@@ -52,8 +54,8 @@ def open_serving_stores(config: Config) -> Stores:
     """The stores the feature server reads: :func:`open_stores`, or over partition shards
     the shared online store beside a read-only union of the shards (each shard's daemon
     heals the online store; the server only reads)."""
-    from .shard_read import ShardUnion
-    from .shards import is_sharded
+    from .offline.shard_union import ShardUnion
+    from .offline.shards import is_sharded
 
     if not is_sharded(config):
         return open_stores(config)

@@ -121,7 +121,7 @@ async def produce(bootstrap: str, topic: str, n: int, customers: int, partitions
     try:
         futures = []
         batches = {p: producer.create_batch() for p in range(partitions)}
-        from asof_stream.shards import Router
+        from asof_stream.offline.shards import Router
 
         route = Router(partitions)
         for i in range(n):
@@ -166,8 +166,8 @@ async def consume_only(bootstrap: str, topic: str, n: int, batch_size: int) -> N
 def sqlite_only(folder: Path, n: int, customers: int, batch_size: int) -> float:
     """Insert the rows the daemon would write; returns the timed seconds."""
     from asof_stream.events import dumps_values
-    from asof_stream.log import OfflineLog
-    from asof_stream.sqlite_db import WAL_AUTOCHECKPOINT_PAGES
+    from asof_stream.offline.log import OfflineLog
+    from asof_stream.offline.sqlite import WAL_AUTOCHECKPOINT_PAGES
 
     log = OfflineLog(folder / "bare.sqlite")
     log.conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")  # as the daemon

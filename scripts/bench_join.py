@@ -45,8 +45,8 @@ import msgspec
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from asof_stream.commit import Record  # noqa: E402
 from asof_stream.config import load_config  # noqa: E402
+from asof_stream.ingest.commit import Record  # noqa: E402
 from asof_stream.stores import open_stores  # noqa: E402
 from asof_stream.timestamps import to_iso  # noqa: E402
 

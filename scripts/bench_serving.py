@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the checkout's package, however it is installed
 
 from asof_stream import FeatureStore  # noqa: E402
-from asof_stream.online_redis import RedisOnlineStore, split_url  # noqa: E402
+from asof_stream.online.redis import RedisOnlineStore, split_url  # noqa: E402
 
 FEATURES = [f"f{i}" for i in range(10)]
 TOML = """

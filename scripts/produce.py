@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from asof_stream.demo_data import generate
+from asof_stream.demo.data import generate
 
 
 async def ensure_topic(bootstrap: str, topic: str, partitions: int) -> None:

@@ -7,10 +7,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from asof_stream.commit import Committer, Record
 from asof_stream.config import Config, parse_config
 from asof_stream.events import EventDecoder
-from asof_stream.log import OfflineLog
+from asof_stream.ingest.commit import Committer
+from asof_stream.ingest.sources.base import Record
+from asof_stream.offline.log import OfflineLog
 from asof_stream.timestamps import to_iso
 
 JOIN_TOML = """

@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 
 from asof_stream import FeatureStore
 from asof_stream.config import Config
-from asof_stream.drift import build_report, default_report_dir, write_report
+from asof_stream.monitoring.drift import build_report, default_report_dir, write_report
 from asof_stream.timestamps import now_micros, to_iso
 
 EVIL = '<script>alert("owned")</script>'

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from asof_stream.commit import Record
 from asof_stream.config import Config
-from asof_stream.log import Position
+from asof_stream.ingest.sources.base import Record
+from asof_stream.offline.log import Position
 from asof_stream.stores import open_stores
 
 

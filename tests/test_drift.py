@@ -17,10 +17,10 @@ from click.testing import CliRunner
 from scipy import stats
 
 from asof_stream.cli import main
-from asof_stream.commit import Record
 from asof_stream.config import Config
-from asof_stream.drift import build_report, latest_report, parse_window, write_report
-from asof_stream.drift_stats import (
+from asof_stream.ingest.sources.base import Record
+from asof_stream.monitoring.drift import build_report, latest_report, parse_window, write_report
+from asof_stream.monitoring.drift_stats import (
     EPSILON,
     categorical_psi,
     decile_edges,

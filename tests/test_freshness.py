@@ -11,9 +11,9 @@ from click.testing import CliRunner
 
 from asof_stream import metrics
 from asof_stream.cli import main
-from asof_stream.commit import Record
 from asof_stream.config import Config
-from asof_stream.freshness import (
+from asof_stream.ingest.sources.base import Record
+from asof_stream.monitoring.freshness import (
     BREACH,
     NEAR,
     NO_DATA,

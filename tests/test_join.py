@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from asof_stream.join import JoinMode, asof_join, asof_view
-from asof_stream.labels import labels_from_any
-from asof_stream.log import OfflineLog
-from asof_stream.training import build_training_set
+from asof_stream.offline.log import OfflineLog
+from asof_stream.training.join import JoinMode, asof_join, asof_view
+from asof_stream.training.labels import labels_from_any
+from asof_stream.training.training_set import build_training_set
 from tests.join_helpers import BASE, S, commit, event, join_config, label_rows, memory_log
 
 CFG = join_config()

@@ -9,14 +9,14 @@ import pytest
 from click.testing import CliRunner
 
 from asof_stream.cli import main
-from asof_stream.commit import Committer
 from asof_stream.events import EventDecoder
-from asof_stream.join import JoinMode, asof_join
-from asof_stream.join_pool import auto_jobs, split
-from asof_stream.labels import labels_from_any
-from asof_stream.log import OfflineLog
-from asof_stream.oracle import oracle_view
-from asof_stream.training import build_training_set
+from asof_stream.ingest.commit import Committer
+from asof_stream.offline.log import OfflineLog
+from asof_stream.training.join import JoinMode, asof_join
+from asof_stream.training.labels import labels_from_any
+from asof_stream.training.oracle import oracle_view
+from asof_stream.training.parallel_join import auto_jobs, split
+from asof_stream.training.training_set import build_training_set
 from tests.join_helpers import BASE, JOIN_TOML, S, commit, event, join_config, label_rows
 
 CUSTOMERS = [f"c{i}" for i in range(40)] + ['é,"x']

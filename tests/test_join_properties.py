@@ -13,10 +13,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from asof_stream.join import JoinMode, asof_view
-from asof_stream.labels import labels_from_any
-from asof_stream.oracle import naive_view, naive_view_oracle, oracle_view
-from asof_stream.training import build_training_set
+from asof_stream.training.join import JoinMode, asof_view
+from asof_stream.training.labels import labels_from_any
+from asof_stream.training.oracle import naive_view, naive_view_oracle, oracle_view
+from asof_stream.training.training_set import build_training_set
 from tests.join_helpers import BASE, S, commit, event, join_config, label_rows, memory_log
 
 CONFIG = join_config()

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from asof_stream.commit import PositionConflict, Record
 from asof_stream.config import load_config
 from asof_stream.daemon import run_daemon
-from asof_stream.log import Position
+from asof_stream.ingest.commit import PositionConflict
+from asof_stream.ingest.sources.base import Record
+from asof_stream.offline.log import Position
 from asof_stream.stores import open_stores
 from tests.daemon_checks import assert_exactly_once, logged_orders, positions
 from tests.fixtures_kafka import Broker, event, run_cli, write_config
@@ -55,7 +56,7 @@ def test_lag_is_the_recorded_high_watermark_minus_the_position(tmp_path: Path) -
     config = load_config(tmp_path / "asof.toml")
     with open_stores(config) as s:
         s.committer().commit("events", [], [Position("t/0", 40, json.dumps({"highwater": 100}))])
-    from asof_stream.status import kafka_lag
+    from asof_stream.monitoring.status import kafka_lag
 
     with open_stores(config) as s:
         assert kafka_lag(s.log.positions("events")["events"]) == {"lag": {"t/0": 60},

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from asof_stream.config import Config
 from asof_stream.events import entity_key
-from asof_stream.labels import LabelError, cells_to_micros, labels_from_any, read_labels
 from asof_stream.timestamps import TimestampError, cell_to_micros, parse_iso
+from asof_stream.training.labels import LabelError, cells_to_micros, labels_from_any, read_labels
 from tests.join_helpers import join_config
 
 T0 = parse_iso("2026-01-05T10:00:00Z")
@@ -207,6 +207,6 @@ def test_records_accept_datetimes(config: Config) -> None:
     min_size=1, max_size=8))
 def test_shape_check_equals_matching_every_cell(cells: list[str]) -> None:
     """Checking the distinct digit shapes says what matching each cell says."""
-    from asof_stream.labels import _FAST_ISO, _all_plain_iso
+    from asof_stream.training.labels import _FAST_ISO, _all_plain_iso
 
     assert _all_plain_iso(cells) == all(_FAST_ISO.fullmatch(c) for c in cells)

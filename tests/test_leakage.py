@@ -8,12 +8,12 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from asof_stream.cli import main
-from asof_stream.commit import Committer
 from asof_stream.config import Config
-from asof_stream.labels import labels_from_any
-from asof_stream.leakage import from_future, leakage_report
-from asof_stream.log import OfflineLog
+from asof_stream.ingest.commit import Committer
+from asof_stream.offline.log import OfflineLog
 from asof_stream.stores import open_stores
+from asof_stream.training.labels import labels_from_any
+from asof_stream.training.leakage import from_future, leakage_report
 from tests.join_helpers import BASE, S, commit, event, join_config, label_rows, memory_log
 
 CFG = join_config()

@@ -9,9 +9,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from asof_stream.commit import Record
 from asof_stream.config import Config
-from asof_stream.online import catch_up, materialize
+from asof_stream.ingest.sources.base import Record
+from asof_stream.online.materialize import catch_up, materialize
 from asof_stream.stores import open_stores
 
 

@@ -19,8 +19,9 @@ from click.testing import CliRunner
 from asof_stream import FeatureStore
 from asof_stream.cli import main
 from asof_stream.config import Config, load_config
-from asof_stream.online import OnlineRow, catch_up, materialize
-from asof_stream.online_redis import RedisOnlineStore
+from asof_stream.online.base import OnlineRow
+from asof_stream.online.materialize import catch_up, materialize
+from asof_stream.online.redis import RedisOnlineStore
 from asof_stream.stores import open_stores
 from asof_stream.timestamps import MAX_US, MIN_US, now_micros, to_iso
 
@@ -255,11 +256,12 @@ def test_feature_store_reads_over_both_backends(any_config: Config) -> None:
 
 STUCK_WRITER = """
 import json, sys, time
-from asof_stream.commit import Committer, Record
+from asof_stream.ingest.commit import Committer
+from asof_stream.ingest.sources.base import Record
 from asof_stream.config import load_config
 from asof_stream.events import EventDecoder
-from asof_stream.log import open_log
-from asof_stream.online_redis import RedisOnlineStore
+from asof_stream.offline.log import open_log
+from asof_stream.online.redis import RedisOnlineStore
 
 
 class StuckAfterLogCommit(RedisOnlineStore):

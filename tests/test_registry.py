@@ -9,9 +9,9 @@ from typing import Any
 from click.testing import CliRunner
 
 from asof_stream.cli import main
-from asof_stream.commit import Record
 from asof_stream.config import Config
-from asof_stream.registry import format_seconds, list_features
+from asof_stream.ingest.sources.base import Record
+from asof_stream.monitoring.registry import format_seconds, list_features
 from asof_stream.stores import open_stores
 from asof_stream.versions import view_version
 

@@ -6,10 +6,10 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from asof_stream.cli import main
-from asof_stream.commit import Record
 from asof_stream.config import Config
-from asof_stream.online import materialize
-from asof_stream.retention import apply_retention
+from asof_stream.ingest.sources.base import Record
+from asof_stream.offline.retention import apply_retention
+from asof_stream.online.materialize import materialize
 from asof_stream.stores import open_stores
 
 

@@ -9,8 +9,8 @@ import httpx
 
 from asof_stream import FeatureStore
 from asof_stream.config import Config
-from asof_stream.drift import default_report_dir
-from asof_stream.registry import list_features
+from asof_stream.monitoring.drift import default_report_dir
+from asof_stream.monitoring.registry import list_features
 from asof_stream.server.page import DEAD_LETTER_LIMIT
 
 from .page_helpers import EVIL, SEEDED_STATUS, Tables, page_config, seed

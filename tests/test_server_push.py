@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from asof_stream.config import Config
-from asof_stream.log import open_log
+from asof_stream.offline.log import open_log
 from asof_stream.stores import open_stores
 
 from .server_helpers import running_server

@@ -20,8 +20,8 @@ from click.testing import CliRunner
 from asof_stream import FeatureStore
 from asof_stream.cli import main
 from asof_stream.config import ConfigError, load_config, parse_config
-from asof_stream.online_redis import RedisOnlineStore
-from asof_stream.shards import Router, partition_for
+from asof_stream.offline.shards import Router, partition_for
+from asof_stream.online.redis import RedisOnlineStore
 from tests.fixtures_kafka import Broker, cli, event, run_cli, write_config
 from tests.test_consumer_group import kill_all, latest_assignment, split_between, wait_for
 

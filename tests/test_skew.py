@@ -10,10 +10,9 @@ from typing import Any
 from click.testing import CliRunner
 
 from asof_stream.cli import main
-from asof_stream.commit import Record
 from asof_stream.config import Config
-from asof_stream.online import OnlineRow
-from asof_stream.skew import (
+from asof_stream.ingest.sources.base import Record
+from asof_stream.monitoring.skew import (
     DIFFERENT_ROW,
     DIFFERENT_VALUES,
     KNOWN_LATER,
@@ -22,6 +21,7 @@ from asof_stream.skew import (
     audit,
     same_features,
 )
+from asof_stream.online.base import OnlineRow
 from asof_stream.stores import open_stores
 from asof_stream.timestamps import now_micros
 
@@ -143,7 +143,7 @@ def test_differences_gone_on_the_second_read_are_not_reported(config: Config) ->
     online_file = config.online_url[len("sqlite:///"):]
     with sqlite3.connect(online_file) as db:
         db.execute("DELETE FROM online WHERE entity IN ('c1', 'c3')")
-    from asof_stream.online import materialize
+    from asof_stream.online.materialize import materialize
 
     with open_stores(config, heal=False) as s:
         def clock() -> int:  # runs after the first pass: the stores come back in line

@@ -137,7 +137,7 @@ def test_bad_timestamp_leaves_no_file(project: Path) -> None:
 
 
 def test_failed_write_leaves_no_file(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import asof_stream.training as training
+    import asof_stream.training.training_set as training
 
     def boom(*args: Any) -> None:
         Path(args[1]).write_text("half")
@@ -213,8 +213,8 @@ def test_python_api(project: Path, config: Config) -> None:
 def test_csv_line_copy_equals_the_csv_module(config: Config, tmp_path: Path) -> None:
     """Plain label lines are copied and features appended; the result is what csv.writer
     writes for the parsed cells (quotes, booleans, nulls, floats), CRLF input included."""
-    from asof_stream.labels import read_labels
-    from asof_stream.training import build_training_set
+    from asof_stream.training.labels import read_labels
+    from asof_stream.training.training_set import build_training_set
 
     with FeatureStore(config) as store:
         store.push([
@@ -249,7 +249,7 @@ cells = st.one_of(st.none(), st.floats(), st.integers(), st.booleans(), st.text(
                           max_size=12)))
 def test_csv_column_renders_each_cell_as_csv_cell(values: list[Any]) -> None:
     """The column-at-a-time renderer's fast paths give what the cell renderer gives."""
-    from asof_stream.training import csv_cell, csv_column
+    from asof_stream.training.training_set import csv_cell, csv_column
 
     assert csv_column(list(values)) == [csv_cell(v) for v in values]
 

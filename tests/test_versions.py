@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from asof_stream.commit import Record
+from asof_stream.ingest.sources.base import Record
 from asof_stream.stores import open_stores
 from asof_stream.versions import known_versions, view_version
 from tests.conftest import BASIC_TOML

@@ -26,9 +26,9 @@ class CliError(click.ClickException):
 
 # Each command's module; it registers the command on ``main`` when imported.
 COMMAND_MODULES = {
-    "dead-letters": "deadletters", "demo": "demo", "drift": "drift", "features": "features",
+    "dead-letters": "dead_letters", "demo": "demo", "drift": "drift", "features": "features",
     "freshness": "freshness", "init": "project", "leakage": "leakage",
-    "materialize": "online", "online": "online", "rebuild": "training", "replay": "ingest",
+    "materialize": "online", "online": "online", "rebuild": "training", "replay": "replay",
     "retention": "retention", "run": "run", "serve": "serve", "skew": "skew",
     "status": "status", "training-set": "training", "validate": "project",
 }
@@ -56,7 +56,7 @@ class LazyGroup(click.Group):
 @click.option("--log-json", is_flag=True, help="Log as JSON lines.")
 def main(log_level: str, log_json: bool) -> None:
     """asof-stream: exactly-once feature ingest, point-in-time training sets, online serving."""
-    from ..logs import setup_logging
+    from ..logging_setup import setup_logging
 
     setup_logging(log_level.upper(), json_lines=log_json)
 

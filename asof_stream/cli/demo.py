@@ -12,11 +12,11 @@ from pathlib import Path
 
 import click
 
-from ..demo import DemoError, first_customer, ingest, prepare
-from ..join import tune_reader
-from ..labels import labels_from_any
-from ..leakage import leakage_report
-from ..log import open_log
+from ..demo.run import DemoError, first_customer, ingest, prepare
+from ..offline.log import open_log
+from ..training.join import tune_reader
+from ..training.labels import labels_from_any
+from ..training.leakage import leakage_report
 from .common import CliError, handle_errors, main
 from .online import lookup, render_lookup
 from .training import make_training_set

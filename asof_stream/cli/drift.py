@@ -8,7 +8,7 @@ import sys
 import click
 
 from ..config import Config
-from ..drift import build_report, default_report_dir, write_report
+from ..monitoring.drift import build_report, default_report_dir, write_report
 from .common import config_option, handle_errors, main
 
 

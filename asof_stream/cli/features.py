@@ -7,7 +7,7 @@ import json
 import click
 
 from ..config import Config
-from ..registry import format_seconds, list_features
+from ..monitoring.registry import format_seconds, list_features
 from .common import config_option, handle_errors, main
 
 

@@ -8,8 +8,8 @@ import sys
 import click
 
 from ..config import Config
-from ..freshness import NEAR_FRACTION, any_breach, check_freshness
-from ..registry import format_seconds
+from ..monitoring.freshness import NEAR_FRACTION, any_breach, check_freshness
+from ..monitoring.registry import format_seconds
 from ..timestamps import now_micros, to_iso
 from .common import config_option, handle_errors, main
 

@@ -8,10 +8,10 @@ from typing import Any
 import click
 
 from ..config import Config
-from ..lookup import output_names, read_online
-from ..online import materialize as rebuild
+from ..offline.shards import is_sharded
 from ..online import open_online
-from ..shards import is_sharded
+from ..online.lookup import output_names, read_online
+from ..online.materialize import materialize as rebuild
 from ..stores import open_stores
 from ..timestamps import to_iso
 from .common import CliError, config_option, handle_errors, main
@@ -88,7 +88,7 @@ def materialize(config: Config, view: str | None) -> None:
         raise CliError(f"--view: unknown view {view!r}; known views: "
                        + ", ".join(sorted(config.defs.views)))
     if is_sharded(config):
-        from ..shard_commit import materialize_shards
+        from ..ingest.sharded_commit import materialize_shards
 
         n = materialize_shards(config, view)
     else:

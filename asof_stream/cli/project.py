@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..config import Config
-from ..scaffold import write_example_project
+from ..demo.scaffold import write_example_project
 from .common import CliError, config_option, handle_errors, main
 
 

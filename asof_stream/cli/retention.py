@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from ..config import Config
-from ..log import open_log
-from ..retention import apply_retention
+from ..offline.log import open_log
+from ..offline.retention import apply_retention
 from ..timestamps import TimestampError, cell_to_micros, now_micros, parse_duration
 from .common import CliError, config_option, handle_errors, main
 

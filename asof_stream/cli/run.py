@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from ..commit import StoreError
 from ..config import Config
+from ..ingest.commit import StoreError
 from .common import CliError, config_option, handle_errors, main
 
 

@@ -7,9 +7,9 @@ import sys
 import click
 
 from ..config import Config
-from ..log import open_log
+from ..monitoring.skew import audit, dumps
+from ..offline.log import open_log
 from ..online import open_online
-from ..skew import audit, dumps
 from ..timestamps import now_micros
 from .common import CliError, config_option, handle_errors, main
 

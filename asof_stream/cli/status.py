@@ -7,7 +7,7 @@ import json
 import click
 
 from ..config import Config
-from ..status import gather_status
+from ..monitoring.status import gather_status
 from .common import config_option, handle_errors, main
 
 

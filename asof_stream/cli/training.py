@@ -9,13 +9,13 @@ import click
 
 from ..config import Config
 from ..definitions import Definitions
-from ..join import tune_reader
-from ..join_pool import auto_jobs
-from ..labels import Labels, labels_from_any
-from ..log import open_log
-from ..shards import is_sharded
-from ..sidecar import check_labels, describe, read_sidecar, write_sidecar
-from ..training import TrainingSet, build_sharded_training_set, build_training_set, output_format
+from ..offline.log import open_log
+from ..offline.shards import is_sharded
+from ..training.join import tune_reader
+from ..training.labels import Labels, labels_from_any
+from ..training.parallel_join import auto_jobs
+from ..training.sidecar import check_labels, describe, read_sidecar, write_sidecar
+from ..training.training_set import TrainingSet, build_sharded_training_set, build_training_set, output_format
 from .common import config_option, handle_errors, main
 from .progress import row_progress
 

@@ -45,12 +45,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from ..commit import Committer, Record, StoreError
 from ..config import Config
 from ..definitions import HttpSourceConfig
-from ..lookup import FeatureValue, output_names, read_online
+from ..ingest.commit import Committer, StoreError
+from ..ingest.sources.base import Record
 from ..metrics import FRESHNESS, INGEST_FRESHNESS, REGISTRY, REQUEST_SECONDS, record_batch
-from ..shards import is_sharded
+from ..offline.shards import is_sharded
+from ..online.lookup import FeatureValue, output_names, read_online
 from ..stores import Stores, open_serving_stores
 from ..timestamps import now_micros, to_iso
 from . import page as web_page

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config
-from ..dead_letters import DeadLetter, list_dead_letters
-from ..drift import (
+from ..ingest.dead_letters import DeadLetter, list_dead_letters
+from ..monitoring.drift import (
     TABLE_HEAD,
     charts_html,
     default_report_dir,
@@ -27,9 +27,9 @@ from ..drift import (
     latest_report,
     table_rows_html,
 )
-from ..freshness import BREACH, NEAR, OK, ViewFreshness, view_freshness
-from ..log import OfflineLog
-from ..registry import format_seconds, list_features
+from ..monitoring.freshness import BREACH, NEAR, OK, ViewFreshness, view_freshness
+from ..monitoring.registry import format_seconds, list_features
+from ..offline.log import OfflineLog
 from ..timestamps import now_micros, to_iso
 
 #: How many of the latest open dead letters the page lists.

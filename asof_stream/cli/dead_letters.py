@@ -1,0 +1,54 @@
+"""``asof-stream dead-letters``: list rejected records, or re-queue them."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..config import Config
+from ..ingest.dead_letters import list_dead_letters, requeue
+from ..stores import open_stores
+from ..timestamps import to_iso
+from .common import config_option, handle_errors, main
+
+
+@main.command("dead-letters")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Show at most N.")
+@click.option("--source", default=None, help="Only this source.")
+@click.option("--all", "include_requeued", is_flag=True, help="Include re-queued ones.")
+@click.option("--requeue", "do_requeue", is_flag=True,
+              help="Validate open dead letters again with the current definitions; commit the "
+                   "ones that pass, keep the others (with their new reason).")
+@config_option
+@handle_errors
+def dead_letters(config: Config, as_json: bool, limit: int | None, source: str | None,
+                 include_requeued: bool, do_requeue: bool) -> None:
+    """List dead letters (id, source, position, reason, time, raw preview), or re-queue them."""
+    with open_stores(config) as stores:
+        if do_requeue:
+            r = requeue(stores, source=source, batch_size=config.defs.ingest.batch_size)
+            if as_json:
+                click.echo(json.dumps({"examined": r.examined, "requeued": r.requeued,
+                                       "still_bad": r.still_bad, "stored": r.stored,
+                                       "duplicates": r.duplicates}))
+            else:
+                click.echo(f"re-queued {r.requeued} of {r.examined} (stored {r.stored}, "
+                           f"duplicates {r.duplicates}); {r.still_bad} still rejected")
+            return
+        rows = list_dead_letters(stores.log, limit=limit, source=source,
+                                 include_requeued=include_requeued)
+        if as_json:
+            click.echo(json.dumps({"count": len(rows),
+                                   "open": stores.log.dead_letter_count(open_only=True),
+                                   "dead_letters": [d.as_json() for d in rows]}))
+            return
+        if not rows:
+            click.echo("no dead letters")
+            return
+        for d in rows:
+            click.echo(f"#{d.id} {d.source} {d.position or '-'} {to_iso(d.error_ts)}"
+                       + (f" requeued {to_iso(d.requeued_ts)}" if d.requeued_ts else ""))
+            click.echo(f"    reason: {d.reason}")
+            click.echo(f"    raw:    {d.preview()}")

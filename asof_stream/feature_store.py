@@ -1,0 +1,115 @@
+"""The Python API: :class:`FeatureStore`, shaped after Feast's."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .config import Config, load_config
+from .ingest.commit import BatchResult
+from .ingest.sources.base import Record
+from .online.lookup import output_names, read_online
+from .stores import Stores, open_stores
+
+
+class FeatureStore:
+    """Definitions from one ``asof.toml`` plus its offline log and online store.
+
+    >>> store = FeatureStore("asof.toml")                              # doctest: +SKIP
+    >>> store.push([{"view": "customer_stats", "customer_id": "c1",    # doctest: +SKIP
+    ...              "event_timestamp": "2026-01-05T10:00:00Z", "spend_7d": 12.5}])
+    >>> store.get_online_features(["customer_stats:spend_7d"],         # doctest: +SKIP
+    ...                           [{"customer_id": "c1"}])
+    """
+
+    def __init__(self, config_path: str | os.PathLike[str] | Config = "asof.toml") -> None:
+        self.config = config_path if isinstance(config_path, Config) else load_config(config_path)
+        self._stores: Stores | None = None
+
+    @property
+    def stores(self) -> Stores:
+        if self._stores is None:
+            self._stores = open_stores(self.config)
+        return self._stores
+
+    def close(self) -> None:
+        if self._stores is not None:
+            self._stores.close()
+            self._stores = None
+
+    def __enter__(self) -> FeatureStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # Definitions, as in Feast.
+    def list_entities(self) -> list[Any]:
+        return list(self.config.defs.entities.values())
+
+    def list_feature_views(self) -> list[Any]:
+        return list(self.config.defs.views.values())
+
+    def list_feature_services(self) -> list[Any]:
+        return list(self.config.defs.services.values())
+
+    def push(self, rows: Iterable[Mapping[str, Any]], *, view: str | None = None,
+             source: str = "python", available_at: int | None = None) -> BatchResult:
+        """Validate and commit rows in one transaction; bad rows become dead letters."""
+        records = [Record(json.dumps(dict(r), default=str).encode(), f"{source}:{i}")
+                   for i, r in enumerate(rows)]
+        return self.stores.committer(view).commit(source, records, available_at=available_at)
+
+    def get_online_features(self, features: Sequence[str],
+                            entity_rows: Sequence[Mapping[str, Any]],
+                            full_feature_names: bool = False) -> dict[str, list[Any]]:
+        """Feast-style columns: join keys, then per feature its values; plus statuses and
+        event timestamps under ``__statuses__`` / ``__event_timestamps__``."""
+        pairs = self.config.defs.resolve_refs(list(features))
+        names = output_names(pairs, full_feature_names)
+        results = read_online(self.config.defs, self.stores.online, pairs, entity_rows)
+        out: dict[str, list[Any]] = {}
+        for key in dict.fromkeys(k for row in entity_rows for k in row):
+            out[key] = [row.get(key) for row in entity_rows]
+        statuses: dict[str, list[str]] = {}
+        times: dict[str, list[int | None]] = {}
+        for name, pair in zip(names, pairs, strict=True):
+            out[name] = [r[pair].value for r in results]
+            statuses[name] = [r[pair].status for r in results]
+            times[name] = [r[pair].event_timestamp for r in results]
+        out["__statuses__"] = [statuses]
+        out["__event_timestamps__"] = [times]
+        return out
+
+    def get_historical_features(self, entity_df: Any, features: Sequence[str], *,
+                                timestamp_column: str = "event_timestamp", strict: bool = False,
+                                as_known_at: bool = False,
+                                full_feature_names: bool = False, jobs: int = 1) -> Any:
+        """Point-in-time join of labels (a path, a list of dicts or a pandas DataFrame).
+
+        ``jobs`` > 1 joins in that many forked processes (same result); leave it at 1
+        where forking this process is unsafe (threads holding locks).
+        """
+        from .training.labels import labels_from_any
+        from .training.training_set import build_training_set
+
+        labels = labels_from_any(entity_df, self.config.defs, timestamp_column=timestamp_column)
+        return build_training_set(self.stores.log, self.config.defs, labels, list(features),
+                                  strict=strict, as_known_at=as_known_at,
+                                  full_feature_names=full_feature_names, jobs=jobs)
+
+    def materialize(self, view: str | None = None) -> int:
+        """Rebuild the online store from the log; returns rows written."""
+        from .online.materialize import materialize
+
+        return materialize(self.stores.log, self.stores.online, view)
+
+    @staticmethod
+    def init(directory: str | os.PathLike[str]) -> Path:
+        """Write an example project; returns its asof.toml."""
+        from .demo.scaffold import write_example_project
+
+        return write_example_project(Path(directory))[0]

@@ -1,0 +1,266 @@
+"""Commit one batch: log rows, online upserts, dead letters and positions in one transaction.
+
+This is the only write path into the offline log; the daemon, replays, HTTP pushes
+and dead-letter re-queues all call :meth:`Committer.commit` (contract section 7).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ..events import Event, EventDecoder, EventError, dumps_values
+from ..offline.log import OfflineLog, Position
+from ..offline.sqlite import is_busy
+from ..online.base import OnlineRow, OnlineStore
+from ..timestamps import now_micros
+from ..versions import record_versions
+from .sources.base import Record
+
+log = logging.getLogger(__name__)
+
+INSERT_LOG = (
+    "INSERT INTO log (seq, view, entity, event_timestamp, ingest_ts, source, position,"
+    " event_id, features, def_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+INSERT_DEAD = (
+    "INSERT INTO dead_letters (source, position, raw, reason, error_ts) VALUES (?, ?, ?, ?, ?)"
+)
+UPSERT_POSITION = (
+    "INSERT INTO positions (source, key, next_offset, detail, updated_ts) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (source, key) DO UPDATE SET next_offset = excluded.next_offset,"
+    " detail = excluded.detail, updated_ts = excluded.updated_ts"
+)
+UPSERT_STATS = """
+INSERT INTO view_stats (view, rows, earliest_event_timestamp, latest_event_timestamp,
+                        latest_ingest_ts, duplicates)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (view) DO UPDATE SET
+    rows = rows + excluded.rows,
+    earliest_event_timestamp = coalesce(min(earliest_event_timestamp, excluded.earliest_event_timestamp),
+                                        earliest_event_timestamp, excluded.earliest_event_timestamp),
+    latest_event_timestamp = coalesce(max(latest_event_timestamp, excluded.latest_event_timestamp),
+                                      latest_event_timestamp, excluded.latest_event_timestamp),
+    latest_ingest_ts = coalesce(max(latest_ingest_ts, excluded.latest_ingest_ts),
+                                latest_ingest_ts, excluded.latest_ingest_ts),
+    duplicates = duplicates + excluded.duplicates
+"""
+
+
+class StoreError(Exception):
+    """A store fault that retrying will not fix (disk full, corrupt file, read-only)."""
+
+
+class PositionConflict(Exception):
+    """The stored positions moved since the batch was read: another writer owns the source.
+
+    Raised by :meth:`Committer.commit` when ``expect`` does not match; nothing is written.
+    """
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What one commit did."""
+
+    stored: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    high_seq: int = 0
+    rejects: list[tuple[str, str]] = field(default_factory=list)  # (position, reason)
+    seconds: float = 0.0
+
+    def add(self, other: BatchResult) -> None:
+        self.stored += other.stored
+        self.duplicates += other.duplicates
+        self.rejected += other.rejected
+        self.high_seq = max(self.high_seq, other.high_seq)
+        self.seconds += other.seconds
+
+
+#: Decoded records: (event, position) for the good ones, (record, reason) for the bad.
+Decoded = tuple[list[tuple[Event, str]], list[tuple[Record, str]]]
+
+
+def decode_records(decoder: EventDecoder, records: Sequence[Record]) -> Decoded:
+    """Decode and validate records; a rejection is a reason, never an exception."""
+    good: list[tuple[Event, str]] = []
+    bad: list[tuple[Record, str]] = []
+    decode = decoder.decode
+    for rec in records:
+        try:
+            good.append((decode(rec.raw), rec.position))
+        except EventError as exc:
+            bad.append((rec, str(exc)))
+        except (ValueError, TypeError, ArithmeticError, RecursionError) as exc:
+            # A decoder gap must not stop the daemon: the record is a dead letter.
+            log.warning("unexpected decode error at %s: %r", rec.position, exc)
+            bad.append((rec, f"cannot decode: {exc}"))
+    return good, bad
+
+
+class Committer:
+    """Validates records and commits them with their positions, exactly once."""
+
+    def __init__(self, log_: OfflineLog, online: OnlineStore | None, decoder: EventDecoder, *,
+                 clock: Callable[[], int] = now_micros, busy_retries: int = 50) -> None:
+        self.log = log_
+        self.online = online
+        self.decoder = decoder
+        self.clock = clock
+        self.busy_retries = busy_retries
+        if online is not None and online.transactional:
+            online.attach_to(log_.conn)
+        self.versions = record_versions(log_.conn, decoder.defs, clock())
+
+    def decode(self, records: Sequence[Record]) -> Decoded:
+        return decode_records(self.decoder, records)
+
+    def positions(self, source: str, keys: Collection[str] | None = None) -> dict[str, Position]:
+        """The committed positions of one source (``keys``: the ones it is about to read)."""
+        return self.log.positions(source).get(source, {})
+
+    def commit(self, source: str, records: Sequence[Record], positions: Sequence[Position] = (),
+               *, available_at: int | None = None,
+               decoded: Decoded | None = None,
+               expect: Mapping[str, int | None] | None = None,
+               also: Callable[[sqlite3.Connection], None] | None = None,
+               ) -> BatchResult:
+        """Decode, then commit everything in one transaction; retries while the file is busy.
+
+        ``expect`` fences the commit: for each position key, the ``next_offset`` that must
+        still be stored for ``source`` (None: no row yet). If another writer moved it, the
+        transaction is rolled back and :class:`PositionConflict` raised. ``also`` runs
+        more statements in the same transaction, just before COMMIT (dead-letter re-queues
+        mark their rows with it).
+        """
+        started = time.perf_counter()
+        good, bad = decoded if decoded is not None else self.decode(records)
+        for attempt in range(self.busy_retries + 1):
+            try:
+                result = self._commit_once(source, good, bad, positions, available_at, expect,
+                                           also)
+                break
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc) or attempt == self.busy_retries:
+                    raise StoreError(f"{self.log.path}: {exc}") from exc
+                log.warning("offline log is busy, retrying commit (%s)", exc)
+                time.sleep(min(0.05 * 2 ** attempt, 1.0))
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"{self.log.path}: {exc}") from exc
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def _commit_once(self, source: str, good: list[tuple[Event, str]],
+                     bad: list[tuple[Record, str]], positions: Sequence[Position],
+                     available_at: int | None,
+                     expect: Mapping[str, int | None] | None = None,
+                     also: Callable[[sqlite3.Connection], None] | None = None) -> BatchResult:
+        conn = self.log.conn
+        now = self.clock()
+        ingest_ts = available_at if available_at is not None else now
+        result = BatchResult(rejected=len(bad), rejects=[(r.position, why) for r, why in bad])
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if expect:
+                self._check_positions(conn, source, expect)
+            seq = int(conn.execute("SELECT coalesce(max(seq), 0) FROM log").fetchone()[0])
+            first_seq = seq + 1
+            fresh = self._drop_duplicates(conn, good)
+            offered = Counter(ev.view for ev, _ in good)
+            versions = self.versions
+            rows = []
+            # Newest (event_timestamp, seq) per key, reduced while the rows are built: seq
+            # only grows in this loop, so a later row wins when its timestamp is >=.
+            best: dict[tuple[str, str], tuple[int, int, str]] = {}
+            stats: dict[str, list[int]] = {}  # view -> [rows, earliest, latest event_timestamp]
+            for ev, pos in fresh:
+                seq += 1
+                features = ev.features if ev.features is not None else dumps_values(ev.values)
+                rows.append((seq, ev.view, ev.entity, ev.event_ts, ingest_ts, source, pos,
+                             ev.event_id, features, versions[ev.view]))
+                key = (ev.view, ev.entity)
+                cur = best.get(key)
+                if cur is None or ev.event_ts >= cur[0]:
+                    best[key] = (ev.event_ts, seq, features)
+                st = stats.get(ev.view)
+                if st is None:
+                    stats[ev.view] = [1, ev.event_ts, ev.event_ts]
+                else:
+                    st[0] += 1
+                    if ev.event_ts < st[1]:
+                        st[1] = ev.event_ts
+                    elif ev.event_ts > st[2]:
+                        st[2] = ev.event_ts
+            conn.executemany(INSERT_LOG, rows)
+            upserts = [OnlineRow(view, entity, ts, s, ingest_ts, features)
+                       for (view, entity), (ts, s, features) in best.items()]
+            if self.online is not None and self.online.transactional and upserts:
+                self.online.write_in_transaction(conn, upserts, seq)
+            for view, total in offered.items():
+                n, first, latest = stats.get(view) or (0, None, None)
+                conn.execute(UPSERT_STATS,
+                             (view, n, first, latest, ingest_ts if n else None, total - n))
+            if bad:
+                conn.executemany(INSERT_DEAD, [(source, r.position, r.raw, why, now)
+                                               for r, why in bad])
+            if positions:
+                conn.executemany(UPSERT_POSITION, [(source, p.key, p.next_offset, p.detail, now)
+                                                   for p in positions])
+            if also is not None:
+                also(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        result.stored = len(rows)
+        result.duplicates = len(good) - len(rows)
+        result.high_seq = seq
+        if self.online is not None and not self.online.transactional and upserts:
+            # The log is committed; a crash here is healed by catch_up() on the next start.
+            self.online.apply(upserts, seq, low_seq=first_seq)
+        return result
+
+    @staticmethod
+    def _check_positions(conn: sqlite3.Connection, source: str,
+                         expect: Mapping[str, int | None]) -> None:
+        for key, want in expect.items():
+            row = conn.execute("SELECT next_offset FROM positions WHERE source = ? AND key = ?",
+                               (source, key)).fetchone()
+            have = None if row is None else int(row[0])
+            if have != want:
+                raise PositionConflict(f"{source} {key}: stored position is {have}, expected {want}")
+
+    @staticmethod
+    def _drop_duplicates(conn: sqlite3.Connection,
+                         good: list[tuple[Event, str]]) -> list[tuple[Event, str]]:
+        """Skip events whose (view, event_id) is already logged or repeated in the batch."""
+        by_view: dict[str, set[str]] = {}
+        for ev, _ in good:
+            if ev.event_id is not None:
+                by_view.setdefault(ev.view, set()).add(ev.event_id)
+        if not by_view:
+            return good
+        seen: set[tuple[str, str]] = set()
+        for view, ids in by_view.items():
+            id_list = list(ids)
+            for i in range(0, len(id_list), 500):
+                part = id_list[i:i + 500]
+                marks = ",".join("?" * len(part))
+                for (eid,) in conn.execute(
+                        f"SELECT event_id FROM log WHERE view = ? AND event_id IN ({marks})",
+                        (view, *part)):
+                    seen.add((view, eid))
+        out = []
+        for ev, pos in good:
+            if ev.event_id is not None:
+                key = (ev.view, ev.event_id)
+                if key in seen:
+                    continue
+                seen.add(key)
+            out.append((ev, pos))
+        return out

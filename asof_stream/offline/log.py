@@ -1,0 +1,166 @@
+"""The offline log: append-only SQLite history of every accepted event (contract section 4).
+
+The same file holds the dead letters and the source positions, so one transaction
+commits a batch's rows, its rejects and how far each source has been read (section 7).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .sqlite import connect
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS log (
+    seq INTEGER PRIMARY KEY,
+    view TEXT NOT NULL,
+    entity TEXT NOT NULL,
+    event_timestamp INTEGER NOT NULL,
+    ingest_ts INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    position TEXT,
+    event_id TEXT,
+    features TEXT NOT NULL,
+    def_version TEXT
+);
+CREATE INDEX IF NOT EXISTS log_asof ON log (view, entity, event_timestamp, seq, ingest_ts);
+CREATE UNIQUE INDEX IF NOT EXISTS log_event_id ON log (view, event_id) WHERE event_id IS NOT NULL;
+CREATE TRIGGER IF NOT EXISTS log_append_only BEFORE UPDATE ON log
+BEGIN SELECT RAISE(ABORT, 'the offline log is append-only'); END;
+
+CREATE TABLE IF NOT EXISTS view_stats (
+    view TEXT PRIMARY KEY,
+    rows INTEGER NOT NULL,
+    earliest_event_timestamp INTEGER,
+    latest_event_timestamp INTEGER,
+    latest_ingest_ts INTEGER,
+    duplicates INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE IF NOT EXISTS positions (
+    source TEXT NOT NULL,
+    key TEXT NOT NULL,
+    next_offset INTEGER NOT NULL,
+    detail TEXT,
+    updated_ts INTEGER NOT NULL,
+    PRIMARY KEY (source, key)
+);
+
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    position TEXT,
+    raw BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    error_ts INTEGER NOT NULL,
+    requeued_ts INTEGER
+);
+CREATE INDEX IF NOT EXISTS dead_letters_open ON dead_letters (requeued_ts, id);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class LogRow:
+    """One row of the offline log."""
+
+    seq: int
+    view: str
+    entity: str
+    event_ts: int
+    ingest_ts: int
+    features: str  # JSON object text
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """How far a source has been read: the next offset to read at ``key``."""
+
+    key: str
+    next_offset: int
+    detail: str | None = None
+
+
+class OfflineLog:
+    """A connection to the offline log database (created on first open)."""
+
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
+        self.path = Path(path)
+        if readonly and not self.path.exists():
+            raise FileNotFoundError(f"offline log {self.path} does not exist yet")
+        self.conn = connect(self.path, readonly=readonly)
+        if not readonly:
+            self.conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> OfflineLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def max_seq(self) -> int:
+        row = self.conn.execute("SELECT coalesce(max(seq), 0) FROM log").fetchone()
+        return int(row[0])
+
+    def rows_after(self, seq: int, chunk: int = 10000) -> Iterator[list[LogRow]]:
+        """Log rows with ``seq`` greater than the given one, in seq order, in chunks."""
+        while True:
+            cur = self.conn.execute(
+                "SELECT seq, view, entity, event_timestamp, ingest_ts, features FROM log"
+                " WHERE seq > ? ORDER BY seq LIMIT ?", (seq, chunk))
+            rows = [LogRow(*r) for r in cur]
+            if not rows:
+                return
+            yield rows
+            seq = rows[-1].seq
+
+    def latest_rows(self, view: str | None = None) -> Iterator[LogRow]:
+        """Per (view, entity), the row with the greatest (event_timestamp, seq)."""
+        where = "WHERE view = ?" if view else ""
+        params: tuple[Any, ...] = (view,) if view else ()
+        cur = self.conn.execute(
+            "SELECT seq, view, entity, event_timestamp, ingest_ts, features FROM ("
+            " SELECT *, row_number() OVER (PARTITION BY view, entity"
+            "   ORDER BY event_timestamp DESC, seq DESC) AS rn"
+            f" FROM log {where}) WHERE rn = 1", params)
+        for r in cur:
+            yield LogRow(*r)
+
+    def positions(self, source: str | None = None) -> dict[str, dict[str, Position]]:
+        sql = "SELECT source, key, next_offset, detail FROM positions"
+        params: tuple[Any, ...] = ()
+        if source is not None:
+            sql += " WHERE source = ?"
+            params = (source,)
+        out: dict[str, dict[str, Position]] = {}
+        for src, key, off, detail in self.conn.execute(sql, params):
+            out.setdefault(src, {})[key] = Position(key, off, detail)
+        return out
+
+    def view_stats(self) -> dict[str, dict[str, Any]]:
+        cur = self.conn.execute(
+            "SELECT view, rows, earliest_event_timestamp, latest_event_timestamp, latest_ingest_ts,"
+            " duplicates FROM view_stats")
+        return {v: {"rows": r, "earliest_event_timestamp": first, "latest_event_timestamp": e,
+                    "latest_ingest_ts": i, "duplicates": d}
+                for v, r, first, e, i, d in cur}
+
+    def dead_letter_count(self, *, open_only: bool = False) -> int:
+        sql = "SELECT count(*) FROM dead_letters"
+        if open_only:
+            sql += " WHERE requeued_ts IS NULL"
+        return int(self.conn.execute(sql).fetchone()[0])
+
+
+def open_log(path: str | Path, *, readonly: bool = False) -> OfflineLog:
+    """Open (and create, unless read-only) the offline log."""
+    try:
+        return OfflineLog(path, readonly=readonly)
+    except sqlite3.DatabaseError as exc:
+        raise sqlite3.DatabaseError(f"{path}: {exc}") from None

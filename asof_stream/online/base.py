@@ -1,0 +1,83 @@
+"""The online store interface, the monotonic rule, and healing from the log.
+
+Key ``(view, entity)``; a candidate replaces the stored row only if its
+``(event_timestamp, seq)`` is greater (contract section 6). Every backend records the
+highest log ``seq`` it has applied, so :func:`catch_up` can replay the log tail it
+missed (a crash between the log commit and a Redis write, say).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..offline.log import LogRow
+
+
+@dataclass(frozen=True, slots=True)
+class OnlineRow:
+    """The stored latest row of one (view, entity)."""
+
+    view: str
+    entity: str
+    event_ts: int
+    seq: int
+    ingest_ts: int
+    features: str  # JSON object text
+
+
+class OnlineStore(Protocol):
+    """What the committer, materialize and readers need from a backend."""
+
+    url: str
+    #: True when writes join the log's SQLite transaction (the store is ATTACHed).
+    transactional: bool
+
+    def attach_to(self, conn: sqlite3.Connection) -> None:
+        """Prepare the log's connection for :meth:`write_in_transaction`."""
+
+    def write_in_transaction(self, conn: sqlite3.Connection, rows: list[OnlineRow],
+                             high_seq: int) -> None:
+        """Apply rows inside the log's open transaction (transactional stores only)."""
+
+    def apply(self, rows: list[OnlineRow], high_seq: int, low_seq: int | None = None) -> None:
+        """Apply rows on its own, then record ``high_seq`` as applied.
+
+        ``low_seq``: the first log seq of the batch, so a backend written by several
+        processes can tell a gap (an earlier batch not applied yet) from a run; None
+        when the rows follow on from what is applied (a replay of the log tail).
+        """
+
+    def applied_seq(self) -> int:
+        """Every log row with a seq at most this one has been applied."""
+
+    def get(self, view: str, entities: list[str]) -> list[OnlineRow | None]:
+        """The stored rows for these entities of one view (None where absent)."""
+
+    def count(self, view: str) -> int:
+        """How many entities of the view are stored."""
+
+    def entries(self, view: str | None = None) -> Iterable[OnlineRow]:
+        """Every stored row (for audits and tests)."""
+
+    def replace_all(self, rows: Iterable[OnlineRow], high_seq: int) -> None:
+        """Drop everything and store exactly these rows (materialize)."""
+
+    def close(self) -> None: ...
+
+
+def newest_per_key(rows: Iterable[OnlineRow]) -> list[OnlineRow]:
+    """Reduce candidates to the greatest (event_timestamp, seq) per key, before writing."""
+    best: dict[tuple[str, str], OnlineRow] = {}
+    for r in rows:
+        k = (r.view, r.entity)
+        cur = best.get(k)
+        if cur is None or (r.event_ts, r.seq) > (cur.event_ts, cur.seq):
+            best[k] = r
+    return list(best.values())
+
+
+def from_log_row(r: LogRow) -> OnlineRow:
+    return OnlineRow(r.view, r.entity, r.event_ts, r.seq, r.ingest_ts, r.features)

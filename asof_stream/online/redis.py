@@ -1,0 +1,304 @@
+"""Redis online store: the monotonic rule applied atomically inside Redis by a Lua script.
+
+Layout (``P`` is the key prefix, ``asof`` unless the URL says ``?prefix=NAME``; ``G`` is
+the current generation, a number kept in ``P:gen``, ``0`` before the first rebuild)::
+
+    P:gen                   the live generation G
+    P:gencounter            INCR source of new generation numbers
+    P:G:r:VIEW:ENTITY       one online row, a string: a fixed-width header then the JSON
+                            features: 18 digits (event_timestamp - MIN_US), 19 digits seq,
+                            18 digits (ingest_ts - MIN_US), features
+    P:G:e:VIEW              set of the entity keys of VIEW (count() is SCARD)
+    P:G:views               set of the views that have rows
+    P:G:applied             the highest log seq below which every batch has been applied
+    P:G:pending             zset of applied batches above ``applied`` (member "lo:hi")
+    P:G:applied:pNNNN       the same per shard, when the log is split into partition
+    P:G:pending:pNNNN       shards (each shard has its own seqs; rows are shared)
+
+The header compares as a string in the same order as ``(event_timestamp, seq)`` does as
+numbers, so the Lua script needs no number parsing (Lua numbers are doubles and would
+lose precision past 2**53 microseconds). One ``EVALSHA`` applies a whole chunk of rows:
+a row replaces the stored one only if its header is greater, so concurrent writers
+(several daemons, the feature server) can never move a key backward.
+
+``applied`` only advances over a contiguous run of seqs: a batch whose first seq is not
+next to it is parked in ``pending`` until the gap is filled. So when two processes
+commit batches 1..10 and 11..20 to the log and the first dies before its Redis write,
+``applied`` stays at 0 and :func:`~asof_stream.online.catch_up` replays 1..20 on the next
+start (a plain maximum would say 20 and lose 1..10).
+
+``replace_all`` (materialize) writes the new rows into a fresh generation nobody reads,
+then switches ``P:gen`` in one script and deletes the old generation: readers see the
+old rows or the new ones, never a half-filled store. Reads are one ``MGET`` of
+``P:gen`` plus the row keys, so a read that raced a switch sees a generation mismatch
+and retries. Batches applied while the rebuild ran land in the old generation; their
+seqs are above the rebuild's high-water mark, so the ``catch_up`` that
+:func:`~asof_stream.online.materialize` runs after ``replace_all`` replays them.
+
+The keys of one prefix are built inside the scripts, so this needs a standalone Redis
+(or one primary): it is not written for Redis Cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis
+
+from ..timestamps import MIN_US
+from .base import OnlineRow
+
+HEADER = 55  # 18 + 19 + 18 digits
+ORDER = 37  # the (event_timestamp, seq) part of the header
+CHUNK = 2000  # rows per script call: bounds how long one call holds Redis
+
+APPLY = """
+local p = ARGV[1]
+local base = p .. (redis.call('GET', p .. 'gen') or '0') .. ':'
+local high = tonumber(ARGV[2])
+local low = tonumber(ARGV[3])
+local track = ARGV[4]
+local changed = 0
+for i = 5, #ARGV, 3 do
+  local view, ent, val = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local k = base .. 'r:' .. view .. ':' .. ent
+  local cur = redis.call('GET', k)
+  if not cur then
+    redis.call('SET', k, val)
+    redis.call('SADD', base .. 'e:' .. view, ent)
+    redis.call('SADD', base .. 'views', view)
+    changed = changed + 1
+  elseif string.sub(cur, 1, 37) < string.sub(val, 1, 37) then
+    redis.call('SET', k, val)
+    changed = changed + 1
+  end
+end
+if high >= 0 then
+  local ak, pk = base .. 'applied' .. track, base .. 'pending' .. track
+  local applied = tonumber(redis.call('GET', ak) or '0')
+  if low <= 0 or low <= applied + 1 then
+    if high > applied then applied = high end
+    while true do
+      local first = redis.call('ZRANGE', pk, 0, 0, 'WITHSCORES')
+      if #first == 0 or tonumber(first[2]) > applied + 1 then break end
+      local hi = tonumber(string.match(first[1], ':(%d+)$'))
+      if hi > applied then applied = hi end
+      redis.call('ZREM', pk, first[1])
+    end
+    redis.call('SET', ak, string.format('%.0f', applied))
+  else
+    redis.call('ZADD', pk, low, string.format('%.0f:%.0f', low, high))
+  end
+end
+return changed
+"""
+
+# Switch the live generation; returns the old one.
+# ARGV: prefix, new gen, then (track, applied seq) pairs.
+SWITCH = """
+local p = ARGV[1]
+local old = redis.call('GET', p .. 'gen') or '0'
+for i = 3, #ARGV, 2 do
+  redis.call('SET', p .. ARGV[2] .. ':applied' .. ARGV[i], ARGV[i + 1])
+end
+redis.call('SET', p .. 'gen', ARGV[2])
+return old
+"""
+
+# [generation, applied seq of a track] read together. ARGV: prefix, track.
+APPLIED = """
+local p = ARGV[1]
+local g = redis.call('GET', p .. 'gen') or '0'
+return {g, redis.call('GET', p .. g .. ':applied' .. ARGV[2]) or '0'}
+"""
+
+COUNT = """
+local p = ARGV[1]
+local g = redis.call('GET', p .. 'gen') or '0'
+return redis.call('SCARD', p .. g .. ':e:' .. ARGV[2])
+"""
+
+
+def pack(row: OnlineRow) -> bytes:
+    """The stored value of one row: the ordered fixed-width header, then the features."""
+    return (f"{row.event_ts - MIN_US:018d}{row.seq:019d}{row.ingest_ts - MIN_US:018d}"
+            + row.features).encode()
+
+
+def unpack(view: str, entity: str, value: bytes) -> OnlineRow:
+    return OnlineRow(view, entity, int(value[:18]) + MIN_US, int(value[18:37]),
+                     int(value[37:55]) + MIN_US, value[55:].decode())
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """``redis://h:p/db?prefix=x&...`` -> (the URL without ``prefix``, the prefix)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    prefix = "asof"
+    rest = []
+    for k, v in query:
+        if k == "prefix":
+            prefix = v
+        else:
+            rest.append((k, v))
+    if not prefix or any(c in prefix for c in " \t\r\n"):
+        raise ValueError(f"redis URL {url!r}: prefix must be non-empty, without spaces")
+    return urlunsplit(parts._replace(query=urlencode(rest))), prefix
+
+
+class RedisOnlineStore:
+    """The shared online store; writes are applied after the log commit (not transactional)."""
+
+    transactional = False
+
+    def __init__(self, url: str, *, track: str = "", **client_options: Any) -> None:
+        self.url = url
+        #: whose log seqs ``applied`` counts: "" for the one log, ":p0003" for a shard's
+        self.track = track
+        plain, name = split_url(url)
+        self.prefix = name + ":"
+        options: dict[str, Any] = {"socket_connect_timeout": 5, "socket_timeout": 30,
+                                   "health_check_interval": 30}
+        options.update(client_options)
+        self.client: redis.Redis = redis.Redis.from_url(plain, **options)
+        self._apply = self.client.register_script(APPLY)
+        self._switch = self.client.register_script(SWITCH)
+        self._applied = self.client.register_script(APPLIED)
+        self._count = self.client.register_script(COUNT)
+        self._gen_key = self.prefix + "gen"
+        self._gen = b"0"  # the generation last seen; reads check it in the same MGET
+
+    # -- writes ------------------------------------------------------------------------
+
+    def attach_to(self, conn: Any) -> None:
+        raise TypeError("the Redis online store is not transactional")
+
+    def write_in_transaction(self, conn: Any, rows: list[OnlineRow], high_seq: int) -> None:
+        raise TypeError("the Redis online store is not transactional")
+
+    def apply(self, rows: list[OnlineRow], high_seq: int, low_seq: int | None = None) -> None:
+        """Apply rows with the monotonic rule; then mark ``low_seq..high_seq`` applied.
+
+        ``low_seq`` is the first log seq of the batch (None: the batch follows on from
+        whatever is applied, as in a replay of the log tail).
+        """
+        p = self.prefix
+        low = 0 if low_seq is None else low_seq
+        if not rows:
+            self._apply(args=[p, high_seq, low, self.track])
+            return
+        for start in range(0, len(rows), CHUNK):
+            part = rows[start:start + CHUNK]
+            last = start + CHUNK >= len(rows)
+            args: list[Any] = [p, high_seq if last else -1, low, self.track]
+            for r in part:
+                args.append(r.view)
+                args.append(r.entity)
+                args.append(pack(r))
+            self._apply(args=args)
+
+    def replace_all(self, rows: Iterable[OnlineRow], high_seq: int,
+                    tracks: dict[str, int] | None = None) -> None:
+        """Build a new generation off to the side, switch to it, drop the old one.
+
+        ``tracks``: the applied seq of each track (several shards' logs) instead of
+        ``high_seq`` for this store's own.
+        """
+        applied = tracks if tracks is not None else {self.track: high_seq}
+        p = self.prefix
+        gen = int(self.client.incr(p + "gencounter"))
+        base = f"{p}{gen}:"
+        self._delete_generation(str(gen))  # leftovers of a crashed earlier attempt
+        pipe = self.client.pipeline(transaction=False)
+        pending = 0
+        views: set[str] = set()
+        for r in rows:
+            pipe.set(f"{base}r:{r.view}:{r.entity}", pack(r))
+            pipe.sadd(f"{base}e:{r.view}", r.entity)
+            views.add(r.view)
+            pending += 1
+            if pending >= CHUNK:
+                pipe.execute()
+                pending = 0
+        if views:
+            pipe.sadd(base + "views", *sorted(views))
+        pipe.execute()
+        old = self._switch(args=[p, gen, *[x for kv in sorted(applied.items()) for x in kv]])
+        old_gen = old.decode() if isinstance(old, bytes) else str(old)
+        self._delete_generation(old_gen)
+        # Generations older than this one that a crashed rebuild may have left behind.
+        for g in self._generations():
+            if g != str(gen) and g.isdigit() and int(g) < gen:
+                self._delete_generation(g)
+
+    def _generations(self) -> set[str]:
+        found: set[str] = set()
+        for key in self.client.scan_iter(match=self.prefix + "*:views", count=1000):
+            found.add(key.decode()[len(self.prefix):].split(":", 1)[0])
+        for key in self.client.scan_iter(match=self.prefix + "*:applied*", count=1000):
+            found.add(key.decode()[len(self.prefix):].split(":", 1)[0])
+        return found
+
+    def _delete_generation(self, gen: str) -> None:
+        batch: list[bytes] = []
+        for key in self.client.scan_iter(match=f"{self.prefix}{gen}:*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                self.client.unlink(*batch)
+                batch = []
+        if batch:
+            self.client.unlink(*batch)
+
+    # -- reads -------------------------------------------------------------------------
+
+    def applied_seq(self) -> int:
+        _gen, applied = self._applied(args=[self.prefix, self.track])
+        return int(applied)
+
+    def get(self, view: str, entities: list[str]) -> list[OnlineRow | None]:
+        """One MGET of the generation and the rows; retried if a rebuild switched it."""
+        for _ in range(5):
+            gen = self._gen
+            base = f"{self.prefix}{gen.decode()}:r:{view}:"
+            values: list[Any] = self.client.mget([self._gen_key, *[base + e for e in entities]])
+            live: bytes = values[0] or b"0"
+            if live == gen:
+                return [None if v is None else unpack(view, e, v)
+                        for e, v in zip(entities, values[1:], strict=True)]
+            self._gen = live
+        raise redis.RedisError("the online store generation kept changing during a read")
+
+    def count(self, view: str) -> int:
+        return int(self._count(args=[self.prefix, view]))
+
+    def entries(self, view: str | None = None) -> Iterator[OnlineRow]:
+        gen, _ = self._applied(args=[self.prefix, self.track])
+        base = f"{self.prefix}{gen.decode()}:"
+        if view is not None:
+            views = [view]
+        else:
+            members: Any = self.client.smembers(base + "views")
+            views = sorted(v.decode() for v in members)
+        for v in views:
+            batch: list[str] = []
+            for ent in self.client.sscan_iter(f"{base}e:{v}", count=1000):
+                batch.append(ent.decode())
+                if len(batch) >= 1000:
+                    yield from self._rows(base, v, batch)
+                    batch = []
+            if batch:
+                yield from self._rows(base, v, batch)
+
+    def _rows(self, base: str, view: str, entities: list[str]) -> Iterator[OnlineRow]:
+        values: list[Any] = self.client.mget([f"{base}r:{view}:{e}" for e in entities])
+        for e, v in zip(entities, values, strict=True):
+            if v is not None:
+                yield unpack(view, e, v)
+
+    def ping(self) -> bool:
+        return bool(self.client.ping())
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,122 @@
+"""SQLite online store: one row per (view, entity), written in the log's transaction."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+from ..offline.sqlite import connect
+from .base import OnlineRow
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS {s}online (
+    view TEXT NOT NULL,
+    entity TEXT NOT NULL,
+    event_timestamp INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    ingest_ts INTEGER NOT NULL,
+    features TEXT NOT NULL,
+    PRIMARY KEY (view, entity)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS {s}online_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+# The monotonic rule, applied by SQLite itself: only a greater (event_timestamp, seq) wins.
+UPSERT = """
+INSERT INTO {s}online (view, entity, event_timestamp, seq, ingest_ts, features)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (view, entity) DO UPDATE SET
+    event_timestamp = excluded.event_timestamp, seq = excluded.seq,
+    ingest_ts = excluded.ingest_ts, features = excluded.features
+WHERE (excluded.event_timestamp, excluded.seq) > (event_timestamp, seq)
+"""
+SET_APPLIED = """
+INSERT INTO {s}online_meta (key, value) VALUES ('applied_seq', ?)
+ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)
+"""
+ATTACHED = "asof_online"
+
+
+class SqliteOnlineStore:
+    """The default online store, a SQLite file beside the log."""
+
+    transactional = True
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.url = f"sqlite:///{self.path}"
+        self.conn = connect(self.path)
+        self.conn.executescript(SCHEMA.format(s=""))
+        self._get_one = "SELECT entity, event_timestamp, seq, ingest_ts, features FROM online" \
+                        " WHERE view = ? AND entity = ?"
+
+    def attach_to(self, conn: sqlite3.Connection) -> None:
+        names = {row[1] for row in conn.execute("PRAGMA database_list")}
+        if ATTACHED not in names:
+            conn.execute(f"ATTACH DATABASE ? AS {ATTACHED}", (str(self.path),))
+
+    def _write(self, conn: sqlite3.Connection, schema: str, rows: list[OnlineRow],
+               high_seq: int) -> None:
+        conn.executemany(UPSERT.format(s=schema),
+                         [(r.view, r.entity, r.event_ts, r.seq, r.ingest_ts, r.features)
+                          for r in rows])
+        conn.execute(SET_APPLIED.format(s=schema), (high_seq,))
+
+    def write_in_transaction(self, conn: sqlite3.Connection, rows: list[OnlineRow],
+                             high_seq: int) -> None:
+        self._write(conn, ATTACHED + ".", rows, high_seq)
+
+    def apply(self, rows: list[OnlineRow], high_seq: int, low_seq: int | None = None) -> None:
+        # Written in the log's transaction, the SQLite store never has gaps: low_seq is unused.
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._write(self.conn, "", rows, high_seq)
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def applied_seq(self) -> int:
+        row = self.conn.execute(
+            "SELECT value FROM online_meta WHERE key = 'applied_seq'").fetchone()
+        return int(row[0]) if row else 0
+
+    def get(self, view: str, entities: list[str]) -> list[OnlineRow | None]:
+        if len(entities) == 1:
+            r = self.conn.execute(self._get_one, (view, entities[0])).fetchone()
+            return [OnlineRow(view, *r) if r else None]
+        found: dict[str, OnlineRow] = {}
+        uniq = list(dict.fromkeys(entities))
+        for i in range(0, len(uniq), 500):
+            part = uniq[i:i + 500]
+            marks = ",".join("?" * len(part))
+            for r in self.conn.execute(
+                    "SELECT entity, event_timestamp, seq, ingest_ts, features FROM online"
+                    f" WHERE view = ? AND entity IN ({marks})", (view, *part)):
+                found[r[0]] = OnlineRow(view, *r)
+        return [found.get(e) for e in entities]
+
+    def count(self, view: str) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM online WHERE view = ?",
+                                     (view,)).fetchone()[0])
+
+    def entries(self, view: str | None = None) -> Iterable[OnlineRow]:
+        sql = "SELECT view, entity, event_timestamp, seq, ingest_ts, features FROM online"
+        cur = self.conn.execute(sql + " WHERE view = ?", (view,)) if view else self.conn.execute(sql)
+        for r in cur:
+            yield OnlineRow(*r)
+
+    def replace_all(self, rows: Iterable[OnlineRow], high_seq: int) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.execute("DELETE FROM online")
+            self.conn.execute("DELETE FROM online_meta")
+            self._write(self.conn, "", list(rows), high_seq)
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self.conn.close()

@@ -1,0 +1,380 @@
+"""Training sets: labels plus point-in-time features, and their writers (contract section 5).
+
+Output: exactly one row per label row, in label order, every label column first (with
+its original values: a CSV cell stays the text it was), then one column per feature,
+named ``feature`` or ``view__feature``. The format follows the extension (``.csv``,
+``.jsonl``, ``.parquet``); the file is written under a temporary name in the same
+folder and renamed, so a failed run leaves no file behind.
+
+Null features are an empty cell in CSV, ``null`` in JSONL and a null in Parquet;
+booleans are ``true``/``false`` in CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import itertools
+import json
+import math
+import operator
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from ..config import Config
+from ..definitions import Definitions
+from ..offline.log import OfflineLog
+from ..online.lookup import output_names
+from .join import JoinMode, ViewMatches, asof_join, gc_paused
+from .labels import Labels
+
+OUTPUT_FORMATS = (".csv", ".jsonl", ".parquet")
+
+
+@dataclass
+class TrainingSet:
+    """A built training set: the labels, then one column per (view, feature) pair."""
+
+    labels: Labels
+    pairs: list[tuple[str, str]]  # (view, feature) per feature column
+    names: list[str]  # output name per feature column
+    dtypes: list[str]  # per feature column
+    matches: dict[str, ViewMatches]  # per view: the chosen rows (times and values)
+    high_water_seq: int = 0  # the log rows it saw: seq <= this
+    shard_high_water: dict[str, int] | None = None  # the same per shard, over shards
+
+    @property
+    def columns(self) -> list[str]:
+        return self.labels.columns + self.names
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def features(self) -> list[list[Any]]:
+        """Per feature column, one value per label row."""
+        return [self.matches[v].column(f) for v, f in self.pairs]
+
+    def _by_view(self) -> tuple[list[str], list[list[str]], bool]:
+        """Views in order, their features, and whether the columns come grouped by view."""
+        views = list(dict.fromkeys(v for v, _ in self.pairs))
+        feats = [[f for vv, f in self.pairs if vv == v] for v in views]
+        grouped = [(v, f) for v, fs in zip(views, feats, strict=True) for f in fs] == self.pairs
+        return views, feats, grouped
+
+    def feature_rows(self, convert: Callable[[Any], Any] | None = None) -> list[tuple[Any, ...]]:
+        """Per label row, the feature values in column order (each converted)."""
+        views, feats, grouped = self._by_view()
+        rows: list[tuple[Any, ...]] | None = None
+        for v, fs in zip(views, feats, strict=True):
+            part = self.matches[v].project(fs, convert)
+            rows = part if rows is None else list(map(operator.add, rows, part))
+        assert rows is not None
+        if not grouped:  # back to the order the references were given in
+            order = [(v, f) for v, fs in zip(views, feats, strict=True) for f in fs]
+            perm = [order.index(p) for p in self.pairs]
+            rows = [tuple(r[j] for j in perm) for r in rows]
+        return rows
+
+    def csv_fragments(self) -> list[str]:
+        """Per label row, its features as the end of a CSV line: ``,v1,v2...``."""
+        views, feats, grouped = self._by_view()
+        if not grouped:
+            return ["," + ",".join(map(csv_cell, r)) for r in self.feature_rows()]
+        out: list[str] | None = None
+        for v, fs in zip(views, feats, strict=True):
+            part = self.matches[v].table_of_rows(functools.partial(render_csv_fragments, features=fs))
+            out = part if out is None else list(map(operator.add, out, part))
+        assert out is not None
+        return out
+
+    def rows(self) -> Iterator[list[Any]]:
+        """Each output row: the label's original values, then the features."""
+        for r, f in zip(self.labels.rows, self.feature_rows(), strict=True):
+            yield [*r, *f]
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One dict per label row, columns in output order."""
+        cols = self.columns
+        return [dict(zip(cols, row, strict=True)) for row in self.rows()]
+
+    def to_pandas(self) -> Any:
+        """A pandas DataFrame (pandas is imported here; it is optional).
+
+        A DataFrame input keeps its columns and dtypes; int64 and bool features use
+        pandas' nullable ``Int64`` and ``boolean`` dtypes, so a missing value stays null.
+        """
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("to_pandas() needs pandas: pip install pandas") from None
+        if self.labels.frame is not None:
+            df = self.labels.frame.copy()
+            df.index = range(len(df))
+        else:
+            df = pd.DataFrame({c: [r[j] for r in self.labels.rows]
+                               for j, c in enumerate(self.labels.columns)})
+        pd_types = {"int64": "Int64", "bool": "boolean", "float64": "float64", "string": object}
+        for name, dtype, values in zip(self.names, self.dtypes, self.features, strict=True):
+            df[name] = pd.Series(values, dtype=pd_types[dtype], index=df.index)
+        return df
+
+    def to_arrow(self) -> Any:
+        """A pyarrow Table: a Parquet input keeps its column types, CSV cells are strings."""
+        import pyarrow as pa
+
+        if self.labels.arrow is not None:
+            table = self.labels.arrow
+        else:
+            arrays = [_arrow_column([r[j] for r in self.labels.rows])
+                      for j in range(len(self.labels.columns))]
+            table = pa.table(arrays, names=self.labels.columns) if arrays else pa.table({})
+        arrow_types = {"int64": pa.int64(), "float64": pa.float64(), "string": pa.string(),
+                       "bool": pa.bool_()}
+        for name, dtype, values in zip(self.names, self.dtypes, self.features, strict=True):
+            table = table.append_column(name, pa.array(values, type=arrow_types[dtype]))
+        return table
+
+    def write(self, path: str | os.PathLike[str],
+              progress: Callable[[int], None] | None = None) -> int:
+        """Write to ``path`` (format from the extension) atomically; returns rows written."""
+        out = Path(path)
+        writer = _WRITERS[output_format(out)]
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        try:
+            with gc_paused():
+                writer(self, tmp, progress or (lambda n: None))
+            os.replace(tmp, out)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return len(self)
+
+
+def _arrow_column(values: list[Any]) -> Any:
+    import pyarrow as pa
+
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types from JSON: keep them as text
+        return pa.array([None if v is None else _text(v) for v in values], type=pa.string())
+
+
+def output_format(path: str | os.PathLike[str]) -> str:
+    """The output format of a path, or a ValueError naming the ones there are."""
+    ext = Path(path).suffix.lower()
+    if ext not in OUTPUT_FORMATS:
+        raise ValueError(f"{path}: unknown output extension {ext or '(none)'!r}; "
+                         f"use one of {', '.join(OUTPUT_FORMATS)}")
+    return ext
+
+
+def _text(v: Any) -> str:
+    """A non-text value as a CSV cell."""
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    if isinstance(v, dict | list):
+        return json.dumps(v, ensure_ascii=False, separators=(",", ":"))
+    return str(v)
+
+
+def _csv_value(v: Any) -> Any:
+    """A feature value as the csv module should write it: booleans in lower case."""
+    return "true" if v is True else "false" if v is False else v
+
+
+def render_csv_fragments(rows: list[dict[str, Any]], features: list[str]) -> list[str]:
+    """Per row, these features as the end of a CSV line, ``,v1,v2...``; a column at a
+    time, which is several times faster than a cell at a time."""
+    out: list[str] = []
+    for lo in range(0, len(rows), CHUNK):  # in chunks: the columns' cells are short-lived
+        part = rows[lo:lo + CHUNK]
+        columns = [csv_column([v.get(f) for v in part]) for f in features]
+        out.extend(map(",".join, zip(itertools.repeat("", len(part)), *columns, strict=True)))
+    return out
+
+
+_NEEDS_QUOTES = re.compile(r'[,"\r\n]')
+_NONE = type(None)
+
+
+def csv_column(values: list[Any]) -> list[str]:
+    """``[csv_cell(v) for v in values]``, with fast paths for a column of one type."""
+    classes = set(map(type, values))
+    nulls = _NONE in classes
+    classes.discard(_NONE)
+    if classes == {float}:
+        render: Callable[[Any], str] = float.__repr__
+    elif classes == {int}:
+        render = int.__str__
+    elif classes == {str} and not _NEEDS_QUOTES.search("".join(filter(None, values))):
+        return [v or "" for v in values] if nulls else values
+    else:
+        return list(map(csv_cell, values))
+    if not nulls:
+        return list(map(render, values))
+    return ["" if v is None else render(v) for v in values]
+
+
+def csv_cell(v: Any) -> str:
+    """One feature value as CSV text, exactly as ``csv.writer`` writes :func:`_csv_value`."""
+    if v is None:
+        return ""
+    if v.__class__ is str:
+        return '"' + v.replace('"', '""') + '"' if _NEEDS_QUOTES.search(v) else v
+    if v is True or v is False:
+        return "true" if v else "false"
+    return repr(v) if v.__class__ is float else str(v)
+
+
+CHUNK = 20_000
+
+
+def _write_csv(ts: TrainingSet, path: Path, progress: Callable[[int], None]) -> None:
+    lines = ts.labels.lines
+    if lines is not None:  # label lines copied as they were, features appended
+        _write_csv_lines(ts, lines, path, progress)
+        return
+    features = ts.feature_rows(_csv_value if "bool" in ts.dtypes else None)
+    label_rows: Sequence[Sequence[Any]] = ts.labels.rows
+    if not ts.labels.from_text:  # typed values (JSON, Parquet, Python): render each cell
+        label_rows = [[c if c is None or c.__class__ in (str, int, float) else _text(c)
+                       for c in r] for r in label_rows]
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(ts.columns)
+        n = len(label_rows)
+        for start in range(0, n, CHUNK):
+            stop = min(n, start + CHUNK)
+            w.writerows([*r, *f] for r, f in zip(label_rows[start:stop], features[start:stop],
+                                                 strict=True))
+            progress(stop - start)
+
+
+def _write_csv_lines(ts: TrainingSet, lines: list[str], path: Path,
+                     progress: Callable[[int], None]) -> None:
+    fragments = ts.csv_fragments()
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        fh.write(lines[0] + "," + ",".join(map(csv_cell, ts.names)) + "\n")
+        n = len(fragments)
+        for start in range(0, n, CHUNK):
+            stop = min(n, start + CHUNK)
+            fh.write("\n".join(map(operator.add, lines[start + 1:stop + 1],
+                                   fragments[start:stop])))
+            fh.write("\n")
+            progress(stop - start)
+
+
+def _write_jsonl(ts: TrainingSet, path: Path, progress: Callable[[int], None]) -> None:
+    encoder = msgspec.json.Encoder(enc_hook=str)
+    cols = ts.columns
+
+    def encode(row: dict[str, Any]) -> bytes:
+        for v in row.values():
+            if v.__class__ is float and not math.isfinite(v):  # keep NaN/inf, as the log does
+                return json.dumps(row, ensure_ascii=False, default=str).encode()
+        return encoder.encode(row)
+
+    with path.open("wb") as fh:
+        done = 0
+        for row in ts.rows():
+            fh.write(encode(dict(zip(cols, row, strict=True))))
+            fh.write(b"\n")
+            done += 1
+            if done == CHUNK:
+                progress(done)
+                done = 0
+        progress(done)
+
+
+def _write_parquet(ts: TrainingSet, path: Path, progress: Callable[[int], None]) -> None:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ValueError("writing Parquet needs pyarrow: pip install 'asof-stream[parquet]'") \
+            from None
+    pq.write_table(ts.to_arrow(), path)
+    progress(len(ts))
+
+
+_WRITERS: dict[str, Callable[[TrainingSet, Path, Callable[[int], None]], None]] = {
+    ".csv": _write_csv, ".jsonl": _write_jsonl, ".parquet": _write_parquet}
+
+
+def feature_pairs(defs: Definitions, labels: Labels, refs: Sequence[str],
+                  full_feature_names: bool) -> tuple[list[tuple[str, str]], list[str]]:
+    """Resolve refs to (view, feature) pairs and output names; collisions are errors."""
+    pairs = defs.resolve_refs(list(refs))
+    names = output_names(pairs, full_feature_names)
+    label_cols = set(labels.columns)
+    for name, (view, feature) in zip(names, pairs, strict=True):
+        if name in label_cols:
+            hint = "" if full_feature_names else "; use --full-feature-names " \
+                "(full_feature_names=True) for view__feature names,"
+            raise ValueError(f"feature {view}:{feature} would be written as column {name!r}, "
+                             f"which is already a label column{hint} or rename the label column")
+    return pairs, names
+
+
+def build_training_set(log: OfflineLog, defs: Definitions, labels: Labels, refs: Sequence[str],
+                       *, strict: bool = False, as_known_at: bool = False,
+                       full_feature_names: bool = False,
+                       progress: Callable[[int], None] | None = None,
+                       upto_seq: int | None = None, jobs: int = 1) -> TrainingSet:
+    """Join the referenced features onto the labels as of each label's time.
+
+    ``upto_seq`` bounds the log to the rows with a seq at most this one (default: every
+    row committed when the join starts); the result records the bound it used.
+    ``jobs``: processes per view (the result does not depend on it).
+    """
+    upto = log.max_seq() if upto_seq is None else upto_seq
+
+    def join(keys: dict[str, list[str]], mode: JoinMode) -> dict[str, ViewMatches]:
+        return asof_join(log, defs, keys, labels.times, mode, progress, upto_seq=upto,
+                         jobs=jobs)
+
+    ts = _assemble(defs, labels, refs, join, JoinMode(strict, as_known_at), full_feature_names)
+    ts.high_water_seq = upto
+    return ts
+
+
+def build_sharded_training_set(config: Config, defs: Definitions, labels: Labels,
+                               refs: Sequence[str], *, strict: bool = False,
+                               as_known_at: bool = False, full_feature_names: bool = False,
+                               progress: Callable[[int], None] | None = None, jobs: int = 1,
+                               marks: Mapping[str, int] | None = None) -> TrainingSet:
+    """:func:`build_training_set` over partition shards (``jobs`` processes); ``marks``
+    bounds each shard's log as ``upto_seq`` does the one log."""
+    from .sharded_join import sharded_join
+
+    used: dict[str, int] = {}
+
+    def join(keys: dict[str, list[str]], mode: JoinMode) -> dict[str, ViewMatches]:
+        matches, marks_used = sharded_join(config, defs, keys, labels.times, mode, jobs=jobs,
+                                           marks=marks, progress=progress)
+        used.update(marks_used)
+        return matches
+
+    ts = _assemble(defs, labels, refs, join, JoinMode(strict, as_known_at), full_feature_names)
+    ts.shard_high_water = used
+    return ts
+
+
+def _assemble(defs: Definitions, labels: Labels, refs: Sequence[str],
+              join: Callable[[dict[str, list[str]], JoinMode], dict[str, ViewMatches]],
+              mode: JoinMode, full_feature_names: bool) -> TrainingSet:
+    pairs, names = feature_pairs(defs, labels, refs, full_feature_names)
+    views = list(dict.fromkeys(v for v, _ in pairs))
+    keys = {v: labels.entity_keys(v) for v in views}
+    with gc_paused():
+        matches = join(keys, mode)
+    dtypes: list[str] = [defs.views[v].feature(f).dtype for v, f in pairs]
+    return TrainingSet(labels, pairs, names, dtypes, matches)
