@@ -1,0 +1,114 @@
+"""``POST /get-online-features``: Feast's request and reply over the one online read path."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..online.lookup import FeatureValue, read_online
+from ..timestamps import to_iso
+from .http import (
+    EPOCH,
+    READ_KEYS,
+    HTTPError,
+    ServerState,
+    check_keys,
+    endpoint,
+    json_response,
+    parse_json_object,
+    read_body,
+)
+
+log = logging.getLogger(__name__)
+
+def _feature_refs(body: dict[str, Any]) -> list[str]:
+    service = body.get("feature_service")
+    features = body.get("features")
+    if service is not None and features is not None:
+        raise HTTPError(400, "give either 'features' or 'feature_service', not both")
+    if service is not None:
+        if not isinstance(service, str) or not service.strip():
+            raise HTTPError(400, f"'feature_service' must be a service name, got {service!r}")
+        return [service if service.startswith("@") else "@" + service]
+    if features is None:
+        raise HTTPError(400, "the request needs 'features' (a list of \"view:feature\")"
+                             " or 'feature_service'")
+    if isinstance(features, str):
+        features = [features]
+    if not isinstance(features, list) or not features or \
+            not all(isinstance(f, str) for f in features):
+        raise HTTPError(400, "'features' must be a non-empty list of strings like"
+                             " \"view:feature\"")
+    return features
+
+
+def _entity_columns(body: dict[str, Any], needed: list[str]) -> tuple[list[str], list[list[Any]]]:
+    entities = body.get("entities")
+    if not isinstance(entities, dict) or not entities:
+        raise HTTPError(400, "'entities' must be an object of join key columns, e.g. "
+                             f"{{\"{needed[0] if needed else 'customer_id'}\": [\"c1\", \"c2\"]}}")
+    names = list(entities)
+    unknown = [n for n in names if n not in needed]
+    if unknown:
+        raise HTTPError(400, f"entity column(s) {unknown} are not join keys of the requested"
+                             f" features; join keys: {needed}")
+    missing = [n for n in needed if n not in entities]
+    if missing:
+        raise HTTPError(400, f"missing join key column(s) {missing} in 'entities'"
+                             f" (the requested features need {needed})")
+    columns = []
+    for n in names:
+        col = entities[n]
+        if not isinstance(col, list):
+            raise HTTPError(400, f"entities.{n} must be a list of values, got {col!r}")
+        columns.append(col)
+    lengths = {len(c) for c in columns}
+    if len(lengths) > 1:
+        raise HTTPError(400, "entity columns differ in length: "
+                        + ", ".join(f"{n}={len(c)}" for n, c in zip(names, columns, strict=True)))
+    return names, columns
+
+
+def _column(fvs: list[FeatureValue], iso: dict[int | None, str | None]) -> dict[str, list[Any]]:
+    values = []
+    times = []
+    for fv in fvs:
+        v = fv.value
+        # JSON has no NaN or infinity: such values are sent as null.
+        values.append(None if v.__class__ is float and not math.isfinite(v) else v)
+        ts = fv.event_timestamp
+        text = iso.get(ts)
+        if text is None:  # the features of one row share its time: format it once
+            text = iso[ts] = to_iso(ts)
+        times.append(text)
+    return {"values": values, "statuses": [fv.status for fv in fvs], "event_timestamps": times}
+
+
+@endpoint("get-online-features")
+async def get_online_features(state: ServerState, request: Request) -> Response:
+    body = parse_json_object(await read_body(request, state.max_body), "get-online-features")
+    check_keys(body, READ_KEYS, "get-online-features")
+    defs = state.defs
+    refs = _feature_refs(body)
+    full = body.get("full_feature_names", False)
+    if not isinstance(full, bool):
+        raise HTTPError(400, f"'full_feature_names' must be true or false, got {full!r}")
+    pairs, names, needed = state.resolve(refs, full)
+    key_names, columns = _entity_columns(body, needed)
+    rows = [dict(zip(key_names, values, strict=True)) for values in zip(*columns, strict=True)]
+    online = state.ready_stores.online
+    try:
+        found = read_online(defs, online, pairs, rows) if rows else []
+    except ValueError as exc:  # a join key of the wrong type
+        raise HTTPError(400, str(exc)) from None
+    n = len(rows)
+    results = [{"values": col, "statuses": ["PRESENT"] * n, "event_timestamps": [EPOCH] * n}
+               for col in columns]
+    iso: dict[int | None, str | None] = {None: EPOCH}
+    for pair in pairs:
+        results.append(_column([r[pair] for r in found], iso))
+    return json_response({"metadata": {"feature_names": key_names + names}, "results": results})
