@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from asof_stream.offline.log import OfflineLog
-from asof_stream.training.join import JoinMode, asof_join, asof_view
+from asof_stream.training.asof import asof_join
+from asof_stream.training.join import JoinMode, asof_view
 from asof_stream.training.labels import labels_from_any
 from asof_stream.training.training_set import build_training_set
 from tests.join_helpers import BASE, S, commit, event, join_config, label_rows, memory_log

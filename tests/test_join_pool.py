@@ -12,7 +12,8 @@ from asof_stream.cli import main
 from asof_stream.events import EventDecoder
 from asof_stream.ingest.commit import Committer
 from asof_stream.offline.log import OfflineLog
-from asof_stream.training.join import JoinMode, asof_join
+from asof_stream.training.asof import asof_join
+from asof_stream.training.join import JoinMode
 from asof_stream.training.labels import labels_from_any
 from asof_stream.training.oracle import oracle_view
 from asof_stream.training.parallel_join import auto_jobs, split

@@ -19,14 +19,8 @@ from typing import Any
 
 from ..config import Config
 from ..ingest.dead_letters import DeadLetter, list_dead_letters
-from ..monitoring.drift import (
-    TABLE_HEAD,
-    charts_html,
-    default_report_dir,
-    describe_current,
-    latest_report,
-    table_rows_html,
-)
+from ..monitoring.drift import default_report_dir, latest_report
+from ..monitoring.drift_html import TABLE_HEAD, charts_html, describe_current, table_rows_html
 from ..monitoring.freshness import BREACH, NEAR, OK, ViewFreshness, view_freshness
 from ..monitoring.registry import format_seconds, list_features
 from ..offline.log import OfflineLog

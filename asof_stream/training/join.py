@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import gc
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -243,25 +243,3 @@ def asof_view(log: OfflineLog, defs: Definitions, view: str, keys: Sequence[str]
     for text in fetch_texts(log, distinct_rows(chosen)):
         decode_rows(text, ets, values)
     return ViewMatches(view, chosen, values, ets)
-
-
-def asof_join(log: OfflineLog, defs: Definitions, keys_by_view: Mapping[str, Sequence[str]],
-              times: Sequence[int], mode: JoinMode = JoinMode(),
-              progress: Callable[[int], None] | None = None, *,
-              upto_seq: int | None = None, jobs: int = 1) -> dict[str, ViewMatches]:
-    """Join several views for the same labels, all against one state of the log.
-
-    ``upto_seq``: only log rows with a seq at most this one (default: all committed now),
-    so a training set can be rebuilt later exactly as it was. ``jobs`` > 1 joins each
-    view in that many processes (:mod:`asof_stream.join_pool`), with the same result.
-    """
-    if jobs < 1:
-        raise ValueError(f"jobs must be at least 1, got {jobs}")
-    upto = log.max_seq() if upto_seq is None else upto_seq
-    if jobs > 1:
-        from .parallel_join import parallel_join
-
-        return parallel_join(log, defs, keys_by_view, times, mode, upto_seq=upto, jobs=jobs,
-                             progress=progress)
-    return {view: asof_view(log, defs, view, keys, times, mode, upto_seq=upto, progress=progress)
-            for view, keys in keys_by_view.items()}

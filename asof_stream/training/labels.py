@@ -291,18 +291,11 @@ def read_records(records: Iterable[Mapping[str, Any]], defs: Definitions,
     return labels
 
 
-def _require_pyarrow(what: str) -> Any:
-    try:
-        import pyarrow
-        import pyarrow.compute  # noqa: F401
-    except ImportError:
-        raise LabelError(f"{what} needs pyarrow: pip install 'asof-stream[parquet]'") from None
-    return pyarrow
-
-
 def _arrow_times(labels: Labels, column: Any) -> list[int]:
     """An Arrow column to microseconds: timestamps exactly (naive = UTC), else by value."""
-    pa = _require_pyarrow("Parquet")
+    import pyarrow as pa
+    import pyarrow.compute  # noqa: F401
+
     if pa.types.is_timestamp(column.type):
         values = column.cast(pa.timestamp("us", tz=column.type.tz), safe=False) \
             .cast(pa.int64()).to_pylist()
@@ -329,7 +322,6 @@ def read_arrow(table: Any, defs: Definitions, timestamp_column: str, origin: str
 
 
 def read_parquet(path: Path, defs: Definitions, timestamp_column: str) -> Labels:
-    _require_pyarrow("Parquet")
     import pyarrow.parquet as pq
 
     return read_arrow(pq.read_table(path), defs, timestamp_column, str(path))

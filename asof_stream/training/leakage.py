@@ -19,7 +19,8 @@ from typing import Any
 from ..definitions import Definitions
 from ..offline.log import OfflineLog
 from ..timestamps import to_iso
-from .join import JoinMode, ViewMatches, asof_join
+from .asof import asof_join
+from .join import JoinMode, ViewMatches
 from .labels import Labels
 from .oracle import NaiveMatches, naive_view
 from .training_set import feature_pairs

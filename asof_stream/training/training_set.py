@@ -31,7 +31,8 @@ from ..config import Config
 from ..definitions import Definitions
 from ..offline.log import OfflineLog
 from ..online.lookup import output_names
-from .join import JoinMode, ViewMatches, asof_join, gc_paused
+from .asof import asof_join
+from .join import JoinMode, ViewMatches, gc_paused
 from .labels import Labels
 
 OUTPUT_FORMATS = (".csv", ".jsonl", ".parquet")
@@ -296,11 +297,8 @@ def _write_jsonl(ts: TrainingSet, path: Path, progress: Callable[[int], None]) -
 
 
 def _write_parquet(ts: TrainingSet, path: Path, progress: Callable[[int], None]) -> None:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise ValueError("writing Parquet needs pyarrow: pip install 'asof-stream[parquet]'") \
-            from None
+    import pyarrow.parquet as pq
+
     pq.write_table(ts.to_arrow(), path)
     progress(len(ts))
 
