@@ -1,4 +1,4 @@
-"""``asof-stream run``: the streaming-ingest daemon (contract sections 1, 7, 8).
+"""``asof-stream run``: the streaming-ingest daemon (docs/exactly-once.md, docs/events.md).
 
 Per source, one loop, top to bottom:
 

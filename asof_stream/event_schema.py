@@ -1,4 +1,4 @@
-"""The event rules stated declaratively as pydantic models (contract section 3).
+"""The event rules stated declaratively as pydantic models (docs/events.md).
 
 :class:`asof_stream.events.EventDecoder` is the compiled per-event path; these models
 are the readable statement of the same rules, and the tests check that both accept and

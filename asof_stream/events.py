@@ -1,4 +1,4 @@
-"""Decode and validate feature events (contract section 3).
+"""Decode and validate feature events (docs/events.md).
 
 One set of rules for every path (Kafka, file, HTTP push, replay). :class:`EventDecoder`
 compiles each view's definition into a small checker for the per-event path; the

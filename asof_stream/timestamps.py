@@ -1,6 +1,6 @@
 """Time normalisation: every instant becomes integer microseconds since the epoch, UTC.
 
-Accepted input (contract section 2): RFC 3339 / ISO 8601 strings (an offset or ``Z``;
+Accepted input (docs/time.md): RFC 3339 / ISO 8601 strings (an offset or ``Z``;
 no offset means UTC; a bare date means midnight UTC), and numbers as epoch seconds.
 Anything else raises :class:`TimestampError`; nothing is guessed.
 """

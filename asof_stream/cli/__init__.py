@@ -1,4 +1,4 @@
-"""The ``asof-stream`` command line (contract section 10).
+"""The ``asof-stream`` command line (docs/cli.md).
 
 Each command lives in its own module, imported when the command is used
 (:data:`~asof_stream.cli.common.COMMAND_MODULES`); importing it registers the command

@@ -1,7 +1,7 @@
 """Commit one batch: log rows, online upserts, dead letters and positions in one transaction.
 
 This is the only write path into the offline log; the daemon, replays, HTTP pushes
-and dead-letter re-queues all call :meth:`Committer.commit` (contract section 7).
+and dead-letter re-queues all call :meth:`Committer.commit` (docs/exactly-once.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Listing and re-queueing dead letters (contract section 8).
+"""Listing and re-queueing dead letters (docs/events.md).
 
 A re-queue validates each open dead letter again with the current definitions. The
 ones that pass are committed through :meth:`Committer.commit` and marked

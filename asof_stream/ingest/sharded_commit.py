@@ -1,5 +1,5 @@
 """The daemon's write path over partition shards: the shards it owns, and a committer
-that splits each batch by partition, one transaction per shard (contract section 12).
+that splits each batch by partition, one transaction per shard (docs/scaling.md).
 
 A batch's records, dead letters and positions are grouped by Kafka partition and each
 group is committed to its own shard with :class:`~asof_stream.commit.Committer`, fenced

@@ -2,7 +2,7 @@
 
 For every (view, entity), the expected online row is the as-known-at join of the log at
 ``now``: among the log rows with ``ingest_ts <= now``, the one with the greatest
-``(event_timestamp, seq)``. With the monotonic rule (contract section 6) the online
+``(event_timestamp, seq)``. With the monotonic rule (docs/online.md) the online
 store equals it; any difference means something wrote to the online store from
 outside, or a row was lost. Kinds of difference:
 

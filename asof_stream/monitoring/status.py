@@ -49,7 +49,7 @@ def _merge_stats(per_log: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str
 
 
 def gather_status(config: Config) -> dict[str, Any]:
-    """One JSON-ready object with the fields of contract section 10 (and a few more).
+    """One JSON-ready object with the fields of docs/cli.md (and a few more).
 
     With partition shards every number is summed over the shards (positions are per
     partition, so they merge), and ``shards`` lists each one.

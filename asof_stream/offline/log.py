@@ -1,7 +1,7 @@
-"""The offline log: append-only SQLite history of every accepted event (contract section 4).
+"""The offline log: append-only SQLite history of every accepted event (docs/offline-log.md).
 
 The same file holds the dead letters and the source positions, so one transaction
-commits a batch's rows, its rejects and how far each source has been read (section 7).
+commits a batch's rows, its rejects and how far each source has been read (docs/exactly-once.md).
 """
 
 from __future__ import annotations

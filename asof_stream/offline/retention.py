@@ -1,4 +1,4 @@
-"""Retention: the one way history leaves the offline log (contract section 4).
+"""Retention: the one way history leaves the offline log (docs/offline-log.md).
 
 Deletes log rows of a view whose ``event_timestamp`` is before a cutoff, keeping by
 default the newest row of every entity, so the online store stays rebuildable from the

@@ -1,4 +1,4 @@
-"""Partition shards: one SQLite log per Kafka partition (contract section 12).
+"""Partition shards: one SQLite log per Kafka partition (docs/scaling.md).
 
 With ``[store] shards = "partition"`` the offline path names a folder of shards instead
 of one file: ``data/offline.sqlite`` becomes ``data/offline.shards/p0000.sqlite``,

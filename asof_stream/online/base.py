@@ -1,7 +1,7 @@
 """The online store interface, the monotonic rule, and healing from the log.
 
 Key ``(view, entity)``; a candidate replaces the stored row only if its
-``(event_timestamp, seq)`` is greater (contract section 6). Every backend records the
+``(event_timestamp, seq)`` is greater (docs/online.md). Every backend records the
 highest log ``seq`` it has applied, so :func:`catch_up` can replay the log tail it
 missed (a crash between the log commit and a Redis write, say).
 """

@@ -1,4 +1,4 @@
-"""Online reads: per feature a value, its event_timestamp and a status (contract section 6).
+"""Online reads: per feature a value, its event_timestamp and a status (docs/online.md).
 
 Shared by the Python API, the ``online`` command and the feature server.
 """

@@ -1,4 +1,4 @@
-"""The feature server: Feast-shaped HTTP reads and pushes over the same stores (contract 9)."""
+"""The feature server: Feast-shaped HTTP reads and pushes over the same stores (docs/http.md)."""
 
 from __future__ import annotations
 

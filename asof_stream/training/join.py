@@ -1,6 +1,6 @@
 """The point-in-time (as-of) join: the one implementation behind every training set.
 
-Contract section 5. For a label at time ``t`` and a view ``V``, the chosen log row is,
+docs/join.md. For a label at time ``t`` and a view ``V``, the chosen log row is,
 among the rows of ``V`` with the label's entity key, the one with the greatest
 ``(event_timestamp, seq)`` such that ``event_timestamp <= t`` (``< t`` when strict),
 ``t - event_timestamp <= ttl`` when ``V`` has a ttl, and ``ingest_ts <= t`` with
@@ -42,7 +42,7 @@ from ..offline.log import OfflineLog
 
 @dataclass(frozen=True, slots=True)
 class JoinMode:
-    """The options of section 5 that change which row is chosen."""
+    """The options of the join rule (docs/join.md) that change which row is chosen."""
 
     strict: bool = False
     as_known_at: bool = False

@@ -1,8 +1,8 @@
-"""Label tables: the rows a training set is built for (contract section 5).
+"""Label tables: the rows a training set is built for (docs/join.md).
 
 A label table comes from a CSV, JSONL or Parquet file, a list of dicts or a pandas
 DataFrame. Every column and every original value is kept for the output; the
-timestamp column is parsed to UTC microseconds (contract section 2; naive datetimes
+timestamp column is parsed to UTC microseconds (docs/time.md; naive datetimes
 are UTC) and the entity keys of each view are computed on demand with the same
 helpers as online lookups. Errors name the row (1-based data row, or line for JSONL)
 and the column.

@@ -1,4 +1,4 @@
-"""Two reference joins beside the real one (contract section 5).
+"""Two reference joins beside the real one (docs/join.md).
 
 - :func:`oracle_view`: the point-in-time join by brute force, in plain Python over
   every log row of the view. Obviously correct and slow: the tests compare
@@ -25,7 +25,7 @@ _temp_ids = itertools.count()
 
 def oracle_view(log: OfflineLog, defs: Definitions, view: str, keys: Sequence[str],
                 times: Sequence[int], mode: JoinMode = JoinMode()) -> ViewMatches:
-    """Section 5 read literally: filter every row of the view, take the greatest."""
+    """The join rule (docs/join.md) read literally: filter every row of the view, take the greatest."""
     ttl = defs.views[view].ttl
     rows = log.conn.execute(
         "SELECT seq, entity, event_timestamp, ingest_ts, features FROM log WHERE view = ?",

@@ -1,4 +1,4 @@
-"""Training sets: labels plus point-in-time features, and their writers (contract section 5).
+"""Training sets: labels plus point-in-time features, and their writers (docs/join.md).
 
 Output: exactly one row per label row, in label order, every label column first (with
 its original values: a CSV cell stays the text it was), then one column per feature,
