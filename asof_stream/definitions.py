@@ -6,6 +6,7 @@ The TOML file (``asof.toml``) and the Python API build the same pydantic models.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
@@ -306,3 +307,30 @@ class Definitions(_Model):
         if not seen:
             raise ValueError("no features requested")
         return list(seen)
+
+
+def split_refs(values: str | Iterable[str]) -> list[str]:
+    """Feature references as given on a command line or in a request: ``"a,b"`` or
+    ``["a,b", "c"]`` -> ``["a", "b", "c"]`` (blanks dropped; none at all is an error)."""
+    items = [values] if isinstance(values, str) else list(values)
+    refs = [r.strip() for v in items for r in v.split(",") if r.strip()]
+    if not refs:
+        raise ValueError("no feature references given")
+    return refs
+
+
+def feature_name(view: str, feature: str, full: bool) -> str:
+    return f"{view}__{feature}" if full else feature
+
+
+def output_names(features: Sequence[tuple[str, str]], full: bool) -> list[str]:
+    """Output column names; a collision without full names is an error that says so."""
+    names = [feature_name(v, f, full) for v, f in features]
+    seen: dict[str, tuple[str, str]] = {}
+    for name, pair in zip(names, features, strict=True):
+        if name in seen:
+            raise ValueError(
+                f"feature name {name!r} is in both {seen[name][0]} and {pair[0]};"
+                " use --full-feature-names (full_feature_names=True) to get view__feature")
+        seen[name] = pair
+    return names

@@ -1,9 +1,9 @@
 """Decode and validate feature events (docs/events.md).
 
 One set of rules for every path (Kafka, file, HTTP push, replay). :class:`EventDecoder`
-compiles each view's definition into a small checker for the per-event path; the
-pydantic models in :mod:`asof_stream.event_schema` state the same rules declaratively,
-and the tests prove the two agree.
+compiles each view's definition into a small checker for the per-event path; the tests
+check it against a declarative statement of the same rules in pydantic
+(``tests/event_schema.py``) on random events.
 """
 
 from __future__ import annotations
@@ -305,3 +305,27 @@ def loads_values(text: str | bytes) -> dict[str, Any]:
     except msgspec.DecodeError:
         out = json.loads(text)
     return out
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Two feature values are the same value: equal and of one type, or both NaN."""
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return type(a) is type(b) and bool(a == b)
+
+
+def coerce_key(name: str, dtype: str, value: Any, *, from_text: bool = False) -> Any:
+    """Check (or, for text from a CLI flag or CSV cell, convert) one join key value."""
+    if dtype == "int64":
+        if from_text and isinstance(value, str):
+            try:
+                value = int(value.strip())
+            except ValueError:
+                raise ValueError(f"join key {name!r} is int64, got {value!r}") from None
+        try:
+            return check_int64(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"join key {name!r} is int64, got {value!r}") from None
+    if not isinstance(value, str):
+        raise ValueError(f"join key {name!r} is a string, got {value!r}")
+    return value

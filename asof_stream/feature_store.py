@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, load_config
+from .definitions import output_names
 from .ingest.commit import BatchResult
 from .ingest.sources.base import Record
-from .online.lookup import output_names, read_online
+from .online.lookup import read_online
 from .stores import Stores, open_stores
+from .timestamps import to_iso
 
 
 class FeatureStore:
@@ -84,6 +86,19 @@ class FeatureStore:
         out["__event_timestamps__"] = [times]
         return out
 
+    def lookup(self, features: Sequence[str], entity: Mapping[str, str],
+               full_feature_names: bool = False) -> dict[str, dict[str, Any]]:
+        """One entity, its join keys given as text (``KEY=VALUE`` from a command line):
+        per output name the value, status and event time (RFC 3339). ``asof-stream
+        online`` prints this."""
+        pairs = self.config.defs.resolve_refs(list(features))
+        names = output_names(pairs, full_feature_names)
+        result = read_online(self.config.defs, self.stores.online, pairs, [entity],
+                             from_text=True)[0]
+        return {name: {"value": fv.value, "status": fv.status,
+                       "event_timestamp": to_iso(fv.event_timestamp)}
+                for name, fv in zip(names, result.values(), strict=True)}
+
     def get_historical_features(self, entity_df: Any, features: Sequence[str], *,
                                 timestamp_column: str = "event_timestamp", strict: bool = False,
                                 as_known_at: bool = False,
@@ -94,18 +109,19 @@ class FeatureStore:
         where forking this process is unsafe (threads holding locks).
         """
         from .training.labels import labels_from_any
-        from .training.training_set import build_training_set
+        from .training.pipeline import join_labels
 
         labels = labels_from_any(entity_df, self.config.defs, timestamp_column=timestamp_column)
-        return build_training_set(self.stores.log, self.config.defs, labels, list(features),
-                                  strict=strict, as_known_at=as_known_at,
-                                  full_feature_names=full_feature_names, jobs=jobs)
+        self.stores  # noqa: B018 -- opened (and created) before the join reads the log
+        return join_labels(self.config, self.config.defs, labels, list(features),
+                           strict=strict, as_known_at=as_known_at,
+                           full_feature_names=full_feature_names, jobs=jobs)
 
     def materialize(self, view: str | None = None) -> int:
         """Rebuild the online store from the log; returns rows written."""
-        from .online.materialize import materialize
+        from .stores import rebuild_online
 
-        return materialize(self.stores.log, self.stores.online, view)
+        return rebuild_online(self.config, view)
 
     @staticmethod
     def init(directory: str | os.PathLike[str]) -> Path:

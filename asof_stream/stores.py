@@ -8,9 +8,15 @@ from .config import Config
 from .events import EventDecoder
 from .ingest.commit import Committer
 from .offline.log import OfflineLog, open_log
+from .offline.shard_union import ShardUnion
+from .offline.shards import is_sharded
 from .online import open_online
 from .online.base import OnlineStore
-from .online.materialize import catch_up
+from .online.materialize import catch_up, materialize
+
+
+class ShardedWriteError(ValueError):
+    """A write asked of partition shards outside their daemons."""
 
 
 @dataclass
@@ -20,8 +26,15 @@ class Stores:
     config: Config
     log: OfflineLog
     online: OnlineStore
+    #: True over partition shards: the log is a read-only union, written only by the
+    #: shards' daemons (each from its Kafka partition).
+    sharded: bool = False
 
     def committer(self, view: str | None = None) -> Committer:
+        if self.sharded:
+            raise ShardedWriteError(
+                f"{self.config.path}: store.shards = 'partition': each shard takes its events"
+                " from its Kafka partition; produce them to Kafka, keyed by entity")
         decoder = EventDecoder(self.config.defs, view=view,
                                max_bytes=self.config.defs.ingest.max_event_bytes)
         return Committer(self.log, self.online, decoder)
@@ -38,7 +51,19 @@ class Stores:
 
 
 def open_stores(config: Config, *, heal: bool = True) -> Stores:
-    """Open both stores; with ``heal``, replay the log tail the online store missed."""
+    """Open both stores; with ``heal``, replay the log tail the online store missed.
+
+    This is where one log and partition shards part ways for every reader: over shards
+    it is the shared online store beside a read-only union of the shards (each shard's
+    daemon heals the online store, so there is nothing to heal here).
+    """
+    if is_sharded(config):
+        union = ShardUnion(config)
+        try:
+            return Stores(config, union, open_online(config.online_url), sharded=True)
+        except BaseException:
+            union.close()
+            raise
     log = open_log(config.offline_path)
     try:
         online = open_online(config.online_url)
@@ -50,18 +75,11 @@ def open_stores(config: Config, *, heal: bool = True) -> Stores:
     return Stores(config, log, online)
 
 
-def open_serving_stores(config: Config) -> Stores:
-    """The stores the feature server reads: :func:`open_stores`, or over partition shards
-    the shared online store beside a read-only union of the shards (each shard's daemon
-    heals the online store; the server only reads)."""
-    from .offline.shard_union import ShardUnion
-    from .offline.shards import is_sharded
+def rebuild_online(config: Config, view: str | None = None) -> int:
+    """Rebuild the online store from the log (one file or every shard); rows written."""
+    if is_sharded(config):
+        from .ingest.sharded_commit import materialize_shards
 
-    if not is_sharded(config):
-        return open_stores(config)
-    log = ShardUnion(config)
-    try:
-        return Stores(config, log, open_online(config.online_url))
-    except BaseException:
-        log.close()
-        raise
+        return materialize_shards(config, view)
+    with open_stores(config, heal=False) as stores:
+        return materialize(stores.log, stores.online, view)

@@ -117,10 +117,6 @@ def to_iso(us: int | None) -> str | None:
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def to_datetime(us: int) -> datetime:
-    """UTC microseconds to an aware datetime."""
-    return _EPOCH + timedelta(microseconds=us)
-
 
 def parse_duration(text: str) -> int:
     """``"14d"``, ``"90m"``, ``"30s"``, ``"2h"`` to microseconds."""

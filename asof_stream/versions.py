@@ -56,12 +56,3 @@ def record_versions(conn: sqlite3.Connection, defs: Definitions, now: int) -> di
         rows.append((name, version, json.dumps(view_shape(defs, name), sort_keys=True), now))
     conn.executemany("INSERT OR IGNORE INTO definition_versions VALUES (?, ?, ?, ?)", rows)
     return out
-
-
-def known_versions(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    """Every recorded version, oldest first."""
-    conn.executescript(SCHEMA)
-    cur = conn.execute("SELECT view, version, definition, first_seen_ts FROM definition_versions"
-                       " ORDER BY first_seen_ts, view")
-    return [{"view": v, "version": ver, "definition": json.loads(d), "first_seen_ts": t}
-            for v, ver, d, t in cur]

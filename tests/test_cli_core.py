@@ -92,7 +92,10 @@ def test_online_bad_input(project: Path) -> None:
         (["--features", "merchant_risk:nope", "--entity", "merchant_id=7"], "merchant_risk:risk"),
         (["--features", "merchant_risk", "--entity", "merchant_id=seven"], "int64"),
         (["--features", "merchant_risk", "--entity", "merchant"], "KEY=VALUE"),
-        (["--features", "merchant_risk", "--entity", "customer_id=c1"], "missing join key"),
+        (["--features", "merchant_risk", "--entity", "customer_id=c1"],
+         "'customer_id' is not a join key of these features; their join keys: merchant_id"),
+        (["--features", "merchant_risk,customer_stats", "--entity", "merchant_id=1"],
+         "missing join key 'customer_id'"),
         (["--features", " , ", "--entity", "merchant_id=1"], "no feature references"),
     ]:
         r = run("online", *args, cwd=project)

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from asof_stream.config import Config
-from asof_stream.event_schema import reference_validate
 from asof_stream.events import EventDecoder, EventError, dumps_values, loads_values
+from tests.event_schema import reference_validate
 
 GOOD = {"view": "customer_stats", "customer_id": "c1", "event_timestamp": "2026-01-05T10:00:00Z",
         "spend_7d": 12.5, "orders_7d": 3, "tier": "gold", "event_id": "e-1"}

@@ -22,7 +22,6 @@ from asof_stream.monitoring.freshness import (
     check_freshness,
     judge,
     update_metrics,
-    update_metrics_from_log,
 )
 from asof_stream.stores import open_stores
 from asof_stream.timestamps import now_micros, to_iso
@@ -147,7 +146,7 @@ def test_metrics_gauges(make_config: Callable[..., Config], clean_gauges: Any) -
     now = 1_800_000_000 * 1_000_000
     _push(config, "customer_stats", now - 3 * HOUR, available_at=now - HOUR, spend_7d=1.0)
     with open_stores(config) as s:
-        update_metrics_from_log(s.log, config.defs, now)
+        update_metrics(config.defs, s.log.view_stats(), now)
     assert _sample("asof_view_freshness_seconds", "customer_stats") == 3 * 3600
     assert _sample("asof_view_ingest_age_seconds", "customer_stats") == 3600
     assert _sample("asof_view_freshness_seconds", "merchant_risk") is None  # no data, no sample

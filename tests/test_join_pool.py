@@ -15,10 +15,10 @@ from asof_stream.offline.log import OfflineLog
 from asof_stream.training.asof import asof_join
 from asof_stream.training.join import JoinMode
 from asof_stream.training.labels import labels_from_any
-from asof_stream.training.oracle import oracle_view
 from asof_stream.training.parallel_join import auto_jobs, split
 from asof_stream.training.training_set import build_training_set
 from tests.join_helpers import BASE, JOIN_TOML, S, commit, event, join_config, label_rows
+from tests.oracles_log import oracle_view
 
 CUSTOMERS = [f"c{i}" for i in range(40)] + ['é,"x']
 VIEWS = ("cs", "cm", "mr", "pr")

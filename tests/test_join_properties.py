@@ -15,9 +15,10 @@ from hypothesis import strategies as st
 
 from asof_stream.training.join import JoinMode, asof_view
 from asof_stream.training.labels import labels_from_any
-from asof_stream.training.oracle import naive_view, naive_view_oracle, oracle_view
+from asof_stream.training.naive import naive_view
 from asof_stream.training.training_set import build_training_set
 from tests.join_helpers import BASE, S, commit, event, join_config, label_rows, memory_log
+from tests.oracles_log import naive_view_oracle, oracle_view
 
 CONFIG = join_config()
 CUSTOMERS = ["a", "b", "é,\"x"]

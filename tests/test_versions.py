@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 from asof_stream.ingest.sources.base import Record
 from asof_stream.stores import open_stores
-from asof_stream.versions import known_versions, view_version
+from asof_stream.versions import SCHEMA, view_version
 from tests.conftest import BASIC_TOML
 
 
@@ -38,3 +39,12 @@ def test_log_rows_keep_the_version_they_were_written_under(make_config: Any) -> 
                         view_version(second.defs, "customer_stats")]
         seen = [v["version"] for v in known_versions(s.log.conn) if v["view"] == "customer_stats"]
         assert seen == rows
+
+
+def known_versions(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Every recorded version, oldest first."""
+    conn.executescript(SCHEMA)
+    cur = conn.execute("SELECT view, version, definition, first_seen_ts FROM definition_versions"
+                       " ORDER BY first_seen_ts, view")
+    return [{"view": v, "version": ver, "definition": json.loads(d), "first_seen_ts": t}
+            for v, ver, d, t in cur]

@@ -13,13 +13,14 @@ from pathlib import Path
 import click
 
 from ..demo.run import DemoError, first_customer, ingest, prepare
+from ..feature_store import FeatureStore
 from ..offline.log import open_log
 from ..training.join import tune_reader
 from ..training.labels import labels_from_any
 from ..training.leakage import leakage_report
+from ..training.pipeline import make_training_set
 from .common import CliError, handle_errors, main
-from .online import lookup, render_lookup
-from .training import make_training_set
+from .render import render_lookup
 
 SERVICE = "@churn"
 
@@ -73,7 +74,9 @@ def demo(folder: str, customers: int, days: int) -> None:
 
     customer = first_customer(labels)
     click.echo(f"[4/4] online lookup: the freshest {SERVICE} values of customer {customer}")
-    for line in render_lookup(lookup(config, [SERVICE], {"customer_id": customer})):
+    with FeatureStore(config) as store:
+        values = store.lookup([SERVICE], {"customer_id": customer})
+    for line in render_lookup(values):
         click.echo("      " + line)
     click.echo(f"\ndone in {time.perf_counter() - started:.1f} s. Next: cd {root} &&"
                " asof-stream status && asof-stream serve   (then open http://127.0.0.1:6566/)")

@@ -7,12 +7,13 @@ import json
 import click
 
 from ..config import Config
+from ..definitions import split_refs
 from ..offline.log import open_log
 from ..training.join import tune_reader
 from ..training.labels import labels_from_any
 from ..training.leakage import leakage_report
 from .common import config_option, handle_errors, main
-from .training import split_refs, with_label_options
+from .training import with_label_options
 
 
 @main.command("leakage")

@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import click
 
 from ..config import Config
+from ..definitions import output_names, split_refs
+from ..feature_store import FeatureStore
 from ..offline.shards import is_sharded
-from ..online import open_online
-from ..online.lookup import output_names, read_online
 from ..online.materialize import materialize as rebuild
 from ..stores import open_stores
-from ..timestamps import to_iso
 from .common import CliError, config_option, handle_errors, main
-
-
-def _split_refs(features: str) -> list[str]:
-    refs = [r.strip() for r in features.split(",") if r.strip()]
-    if not refs:
-        raise CliError("--features: no feature references given")
-    return refs
+from .render import render_lookup
 
 
 @main.command()
@@ -41,41 +33,25 @@ def online(config: Config, features: str, entities: tuple[str, ...], as_json: bo
         if not sep or not key.strip():
             raise CliError(f"--entity {item!r}: expected KEY=VALUE")
         row[key.strip()] = value
-    out = lookup(config, _split_refs(features), row, full_feature_names)
+    refs = split_refs(features)
+    try:
+        pairs = config.defs.resolve_refs(refs)
+        output_names(pairs, full_feature_names)
+    except ValueError as exc:
+        raise CliError(f"--features: {exc}") from None
+    keys = {k for v in dict.fromkeys(v for v, _ in pairs)
+            for k in config.defs.entity_of(v).join_keys}
+    for name in row:
+        if name not in keys:
+            raise CliError(f"--entity {name}={row[name]}: {name!r} is not a join key of these"
+                           f" features; their join keys: {', '.join(sorted(keys))}")
+    with FeatureStore(config) as store:
+        out = store.lookup(refs, row, full_feature_names)
     if as_json:
         click.echo(json.dumps({"entity": row, "features": out}))
         return
     for line in render_lookup(out):
         click.echo(line)
-
-
-def lookup(config: Config, refs: list[str], row: dict[str, str],
-           full_feature_names: bool = False) -> dict[str, dict[str, Any]]:
-    """Per output name: value, status and event time of one entity (KEY=VALUE text)."""
-    try:
-        pairs = config.defs.resolve_refs(refs)
-        names = output_names(pairs, full_feature_names)
-    except ValueError as exc:
-        raise CliError(f"--features: {exc}") from None
-    if is_sharded(config):  # the shared online store alone; each shard's daemon heals it
-        store = open_online(config.online_url)
-        try:
-            result = read_online(config.defs, store, pairs, [row], from_text=True)[0]
-        finally:
-            store.close()
-    else:
-        with open_stores(config) as stores:
-            result = read_online(config.defs, stores.online, pairs, [row], from_text=True)[0]
-    return {name: {"value": fv.value, "status": fv.status,
-                   "event_timestamp": to_iso(fv.event_timestamp)}
-            for name, fv in zip(names, result.values(), strict=True)}
-
-
-def render_lookup(out: dict[str, dict[str, Any]]) -> list[str]:
-    """One aligned line per feature: name, status, event time, value."""
-    width = max(len(n) for n in out)
-    return [f"{name:<{width}}  {d['status']:<15}  {d['event_timestamp'] or '-':<27}  "
-            f"{json.dumps(d['value'])}" for name, d in out.items()]
 
 
 @main.command()

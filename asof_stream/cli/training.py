@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import click
 
 from ..config import Config
-from ..definitions import Definitions
-from ..offline.log import open_log
-from ..offline.shards import is_sharded
-from ..training.join import tune_reader
-from ..training.labels import Labels, labels_from_any
-from ..training.parallel_join import auto_jobs
-from ..training.sidecar import check_labels, describe, read_sidecar, write_sidecar
-from ..training.training_set import TrainingSet, build_sharded_training_set, build_training_set, output_format
+from ..definitions import split_refs
+from ..training.pipeline import make_training_set
+from ..training.sidecar import check_labels, read_sidecar
 from .common import config_option, handle_errors, main
 from .progress import row_progress
-
-
-def split_refs(values: tuple[str, ...]) -> list[str]:
-    """``--features a,b --features c`` -> ["a", "b", "c"]."""
-    return [r.strip() for v in values for r in v.split(",") if r.strip()]
-
 
 label_options = [
     click.option("--labels", "labels_path", required=True, type=click.Path(dir_okay=False),
@@ -42,52 +30,6 @@ def with_label_options(fn: Callable[..., None]) -> Callable[..., None]:
     for opt in reversed(label_options):
         fn = opt(fn)
     return fn
-
-
-def make_training_set(config: Config, defs: Definitions, labels_path: str, refs: list[str],
-                      out: str, *, timestamp_column: str, strict: bool, as_known_at: bool,
-                      full_feature_names: bool, upto_seq: int | None = None,
-                      shard_marks: dict[str, int] | None = None,
-                      jobs: int | None = None) -> str:
-    """Read labels, join, write ``out`` and its sidecar; returns the summary line.
-
-    ``upto_seq`` (one log) or ``shard_marks`` (partition shards) bound the log rows seen.
-    ``jobs``: join processes (default :func:`~asof_stream.join_pool.auto_jobs`).
-    """
-    started = time.perf_counter()
-    output_format(out)  # an unknown extension fails before any work
-    views = len({v for v, _ in defs.resolve_refs(refs)})  # unknown refs fail before the labels
-    labels = labels_from_any(labels_path, defs, timestamp_column=timestamp_column)
-    options = {"strict": strict, "as_known_at": as_known_at,
-               "full_feature_names": full_feature_names}
-    if jobs is None:
-        jobs = auto_jobs(len(labels))
-    with row_progress(len(labels) * views, "joining") as advance:
-        if is_sharded(config):
-            ts = build_sharded_training_set(config, defs, labels, refs, progress=advance,
-                                            jobs=jobs, marks=shard_marks, **options)
-        else:
-            ts = _join_one_log(config, defs, labels, refs, advance, upto_seq, jobs, options)
-    with row_progress(len(ts), "writing") as advance:
-        rows = ts.write(out, progress=advance)
-    write_sidecar(out, describe(
-        defs, out=out, labels_path=labels_path, label_rows=len(ts),
-        timestamp_column=timestamp_column, refs=refs, pairs=ts.pairs, columns=ts.columns,
-        high_water_seq=ts.high_water_seq, shard_high_water=ts.shard_high_water, **options))
-    return (f"wrote {rows:,} rows x {len(ts.columns)} columns to {out} "
-            f"in {time.perf_counter() - started:.2f} s")
-
-
-def _join_one_log(config: Config, defs: Definitions, labels: Labels, refs: list[str],
-                  advance: Callable[[int], None], upto_seq: int | None, jobs: int,
-                  options: dict[str, bool]) -> TrainingSet:
-    with open_log(config.offline_path, readonly=True) as log:
-        if upto_seq is not None and log.max_seq() < upto_seq:
-            raise ValueError(f"{config.offline_path}: the log ends at seq {log.max_seq()},"
-                             f" below the recorded high-water mark {upto_seq}: is it the same log?")
-        tune_reader(log.conn)
-        return build_training_set(log, defs, labels, refs, progress=advance, upto_seq=upto_seq,
-                                  jobs=jobs, **options)
 
 
 @main.command("training-set")
@@ -109,6 +51,7 @@ def training_set(config: Config, labels_path: str, features: tuple[str, ...], ou
     flags, the log's seq high-water mark), for `asof-stream rebuild`.
     """
     click.echo(make_training_set(config, config.defs, labels_path, split_refs(features), out,
+                                 progress_bar=row_progress,
                                  timestamp_column=timestamp_column, strict=strict,
                                  as_known_at=as_known_at, full_feature_names=full_feature_names,
                                  jobs=jobs))
@@ -130,7 +73,8 @@ def rebuild(config: Config, sidecar: str, out: str | None) -> None:
     check_labels(spec, spec.labels.path)
     flags = spec.flags
     click.echo(make_training_set(config, spec.definitions(), spec.labels.path, spec.resolved,
-                                 out or spec.output, timestamp_column=spec.labels.timestamp_column,
+                                 out or spec.output, progress_bar=row_progress,
+                                 timestamp_column=spec.labels.timestamp_column,
                                  strict=flags.strict, as_known_at=flags.as_known_at,
                                  full_feature_names=flags.full_feature_names,
                                  upto_seq=None if spec.shard_high_water is not None

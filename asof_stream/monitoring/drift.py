@@ -164,14 +164,7 @@ def _convert(dtype: str, v: Any, from_text: bool) -> Any:
 def _sample(dtype: str, values: Iterable[Any], from_text: bool, where: str) -> Sample:
     out = Sample()
     for i, v in enumerate(values, start=1):
-        try:
-            x = _convert(dtype, v, from_text)
-        except ValueError as exc:
-            raise DriftInputError(f"{where} row {i}: {exc} (feature type {dtype})") from None
-        if x is None:
-            out.missing += 1
-        else:
-            out.values.append(x)
+        _add(out, dtype, v, f"{where} row {i}", from_text=from_text)
     return out
 
 
@@ -206,11 +199,11 @@ def online_samples(config: Config,
     return out
 
 
-def _add(sample: Sample, dtype: str, v: Any, where: str) -> None:
+def _add(sample: Sample, dtype: str, v: Any, where: str, *, from_text: bool = False) -> None:
     try:
-        x = _convert(dtype, v, False)
+        x = _convert(dtype, v, from_text)
     except ValueError as exc:
-        raise DriftInputError(f"{where}: {exc}") from None
+        raise DriftInputError(f"{where}: {exc} (feature type {dtype})") from None
     if x is None:
         sample.missing += 1
     else:

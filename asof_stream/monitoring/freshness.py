@@ -131,9 +131,3 @@ def update_metrics(defs: Definitions, stats: Mapping[str, Mapping[str, Any]],
             else:
                 gauge.labels(v.view).set(age)
     return report
-
-
-def update_metrics_from_log(log: OfflineLog, defs: Definitions,
-                            now: int | None = None) -> list[ViewFreshness]:
-    """:func:`update_metrics` reading the stats from an open log."""
-    return update_metrics(defs, _stats(log), now)

@@ -18,12 +18,11 @@ outside, or a row was lost. Kinds of difference:
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..events import loads_values
+from ..events import loads_values, same_value
 from ..offline.log import OfflineLog
 from ..online.base import OnlineRow, OnlineStore
 from ..timestamps import to_iso
@@ -76,12 +75,6 @@ def _row_dict(seq: int, event_ts: int, ingest_ts: int, features: str) -> dict[st
             "features": values}
 
 
-def _same_value(a: Any, b: Any) -> bool:
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    return type(a) is type(b) and a == b
-
-
 def same_features(a: str, b: str) -> bool:
     """Feature JSON texts equal as values (key order and NaN spelling do not matter)."""
     if a == b:
@@ -90,7 +83,7 @@ def same_features(a: str, b: str) -> bool:
         da, db = loads_values(a), loads_values(b)
     except ValueError:
         return False
-    return da.keys() == db.keys() and all(_same_value(da[k], db[k]) for k in da)
+    return da.keys() == db.keys() and all(same_value(da[k], db[k]) for k in da)
 
 
 def known_rows(log: OfflineLog, view: str, now: int) -> Iterator[tuple[str, int, int, int, str]]:
@@ -143,7 +136,7 @@ def _compare(log: OfflineLog, view: str, entity: str, on: OnlineRow,
         try:
             a, b = loads_values(on.features), loads_values(features)
             keys = sorted(k for k in a.keys() | b.keys()
-                          if k not in a or k not in b or not _same_value(a[k], b[k]))
+                          if k not in a or k not in b or not same_value(a[k], b[k]))
             problems.append("features " + ", ".join(keys))
         except ValueError:
             problems.append("features (not valid JSON online)")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..definitions import Definitions
-from ..events import check_int64, entity_key, loads_values
+from ..events import coerce_key, entity_key, loads_values
 from ..timestamps import now_micros
 from .base import OnlineStore
 
@@ -26,23 +26,6 @@ class FeatureValue:
     value: Any
     status: str
     event_timestamp: int | None
-
-
-def coerce_key(name: str, dtype: str, value: Any, *, from_text: bool = False) -> Any:
-    """Check (or, for text from a CLI flag or CSV cell, convert) one join key value."""
-    if dtype == "int64":
-        if from_text and isinstance(value, str):
-            try:
-                value = int(value.strip())
-            except ValueError:
-                raise ValueError(f"join key {name!r} is int64, got {value!r}") from None
-        try:
-            return check_int64(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"join key {name!r} is int64, got {value!r}") from None
-    if not isinstance(value, str):
-        raise ValueError(f"join key {name!r} is a string, got {value!r}")
-    return value
 
 
 def entity_keys_for(defs: Definitions, view: str, rows: Sequence[Mapping[str, Any]], *,
@@ -90,20 +73,3 @@ def read_online(defs: Definitions, online: OnlineStore, features: Sequence[tuple
                 status = PRESENT if f in values else NOT_FOUND
                 out[i][(view, f)] = FeatureValue(v, status, row.event_ts)
     return [{pair: d[pair] for pair in features} for d in out]
-
-
-def feature_name(view: str, feature: str, full: bool) -> str:
-    return f"{view}__{feature}" if full else feature
-
-
-def output_names(features: Sequence[tuple[str, str]], full: bool) -> list[str]:
-    """Output column names; a collision without full names is an error that says so."""
-    names = [feature_name(v, f, full) for v, f in features]
-    seen: dict[str, tuple[str, str]] = {}
-    for name, pair in zip(names, features, strict=True):
-        if name in seen:
-            raise ValueError(
-                f"feature name {name!r} is in both {seen[name][0]} and {pair[0]};"
-                " use --full-feature-names (full_feature_names=True) to get view__feature")
-        seen[name] = pair
-    return names

@@ -34,7 +34,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..config import Config
-from ..stores import open_serving_stores
+from ..stores import open_stores
 from .http import ServerState, json_response
 from .ops import health, index, metrics
 from .push import push
@@ -55,7 +55,7 @@ def create_app(config: Config) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        state.stores = await state.on_commit_thread(open_serving_stores, config)
+        state.stores = await state.on_commit_thread(open_stores, config)
         try:
             yield
         finally:

@@ -18,11 +18,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..config import Config
-from ..definitions import HttpSourceConfig
+from ..definitions import HttpSourceConfig, output_names
 from ..ingest.commit import Committer, StoreError
 from ..metrics import REQUEST_SECONDS
-from ..offline.shards import is_sharded
-from ..online.lookup import output_names
 from ..stores import Stores
 
 log = logging.getLogger(__name__)
@@ -107,7 +105,7 @@ class ServerState:
 
     def committer(self, view: str | None) -> Committer:
         """One committer per bound view, made and used on the commit thread only."""
-        if is_sharded(self.config):
+        if self.ready_stores.sharded:
             raise HTTPError(409, "push is not available with store.shards = 'partition':"
                                  " each shard takes its events from its Kafka partition;"
                                  " produce them to Kafka, keyed by entity")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Mapping
 from typing import Any
 
 import redis
@@ -13,8 +12,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from ..metrics import FRESHNESS, INGEST_FRESHNESS, REGISTRY
-from ..timestamps import now_micros
+from ..metrics import REGISTRY
+from ..monitoring.freshness import update_metrics
 from . import page as web_page
 from .http import HEALTH_TIMEOUT, PAGE_TIMEOUT, ServerState, endpoint, json_response
 
@@ -37,14 +36,6 @@ async def health(state: ServerState, request: Request) -> Response:
     return json_response({"status": "ok", "online": stores.online.url, **info})
 
 
-def refresh_freshness(stats: Mapping[str, Mapping[str, Any]], now: int) -> None:
-    for view, st in stats.items():
-        if st.get("latest_event_timestamp") is not None:
-            FRESHNESS.labels(view).set((now - st["latest_event_timestamp"]) / 1e6)
-        if st.get("latest_ingest_ts") is not None:
-            INGEST_FRESHNESS.labels(view).set((now - st["latest_ingest_ts"]) / 1e6)
-
-
 @endpoint("metrics")
 async def metrics(state: ServerState, request: Request) -> Response:
     stores = state.stores
@@ -52,7 +43,7 @@ async def metrics(state: ServerState, request: Request) -> Response:
         try:
             stats = await asyncio.wait_for(state.on_commit_thread(stores.log.view_stats),
                                            HEALTH_TIMEOUT)
-            refresh_freshness(stats, now_micros())
+            update_metrics(state.config.defs, stats)
         except (TimeoutError, sqlite3.Error) as exc:
             log.warning("metrics: cannot read view stats: %s", exc)
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..definitions import Definitions
-from ..events import entity_key
-from ..online.lookup import coerce_key
+from ..events import coerce_key, entity_key
 from ..timestamps import MAX_US, MIN_US, TimestampError, cell_to_micros, to_micros
 from .join import gc_paused
 

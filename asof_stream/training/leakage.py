@@ -11,18 +11,18 @@ few examples side by side.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..definitions import Definitions
+from ..events import same_value
 from ..offline.log import OfflineLog
 from ..timestamps import to_iso
 from .asof import asof_join
 from .join import JoinMode, ViewMatches
 from .labels import Labels
-from .oracle import NaiveMatches, naive_view
+from .naive import NaiveMatches, naive_view
 from .training_set import feature_pairs
 
 
@@ -101,12 +101,6 @@ def from_future(event_ts: int | None, ingest_ts: int | None, t: int, *, strict: 
     return as_known_at and ingest_ts is not None and ingest_ts > t
 
 
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    return bool(a == b) and type(a) is type(b)
-
-
 def leakage_report(log: OfflineLog, defs: Definitions, labels: Labels, refs: Sequence[str], *,
                    strict: bool = False, as_known_at: bool = False,
                    examples: int = 5) -> LeakageReport:
@@ -129,7 +123,7 @@ def leakage_report(log: OfflineLog, defs: Definitions, labels: Labels, refs: Seq
     for leak, (v, f) in zip(leaks, pairs, strict=True):
         pit_col = pit[v].column(f)
         naive_col = [None if d is None else d.get(f) for d in naive[v].values]
-        diff = [not _same(a, b) for a, b in zip(pit_col, naive_col, strict=True)]
+        diff = [not same_value(a, b) for a, b in zip(pit_col, naive_col, strict=True)]
         differs.append(diff)
         leak.future_cells = sum(future[v])
         leak.differing_cells = sum(diff)

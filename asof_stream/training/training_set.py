@@ -28,9 +28,8 @@ from typing import Any
 import msgspec
 
 from ..config import Config
-from ..definitions import Definitions
+from ..definitions import Definitions, output_names
 from ..offline.log import OfflineLog
-from ..online.lookup import output_names
 from .asof import asof_join
 from .join import JoinMode, ViewMatches, gc_paused
 from .labels import Labels

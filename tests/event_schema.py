@@ -21,9 +21,9 @@ from pydantic import (
     create_model,
 )
 
-from .definitions import Definitions, Entity, FeatureView
-from .events import INT64_MAX, INT64_MIN, Event, entity_key
-from .timestamps import to_micros
+from asof_stream.definitions import Definitions, Entity, FeatureView
+from asof_stream.events import INT64_MAX, INT64_MIN, Event, entity_key
+from asof_stream.timestamps import to_micros
 
 Int64 = Annotated[StrictInt, Field(ge=INT64_MIN, le=INT64_MAX)]
 Timestamp = Annotated[int, BeforeValidator(to_micros)]

@@ -1,0 +1,13 @@
+"""Plain-text rendering shared by commands (not a command module)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def render_lookup(out: dict[str, dict[str, Any]]) -> list[str]:
+    """One aligned line per feature: name, status, event time, value."""
+    width = max(len(n) for n in out)
+    return [f"{name:<{width}}  {d['status']:<15}  {d['event_timestamp'] or '-':<27}  "
+            f"{json.dumps(d['value'])}" for name, d in out.items()]

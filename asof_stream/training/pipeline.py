@@ -1,0 +1,90 @@
+"""A training set from a config, end to end: labels in, the join, the file and its sidecar.
+
+The one path behind ``asof-stream training-set``, ``rebuild``, the demo and
+:meth:`asof_stream.FeatureStore.get_historical_features`; whether the log is one file
+or partition shards is decided here, once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Protocol
+
+from ..config import Config
+from ..definitions import Definitions
+from ..offline.log import open_log
+from ..offline.shards import is_sharded
+from .join import tune_reader
+from .labels import Labels, labels_from_any
+from .parallel_join import auto_jobs
+from .sidecar import describe, write_sidecar
+from .training_set import TrainingSet, build_sharded_training_set, build_training_set, output_format
+
+
+class ProgressBar(Protocol):
+    """A context manager factory: ``with bar(total, label) as advance: advance(n)``."""
+
+    def __call__(self, total: int, label: str) -> contextlib.AbstractContextManager[
+            Callable[[int], None]]: ...
+
+
+@contextlib.contextmanager
+def no_progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
+    yield lambda n: None
+
+
+def make_training_set(config: Config, defs: Definitions, labels_path: str, refs: list[str],
+                      out: str, *, timestamp_column: str, strict: bool, as_known_at: bool,
+                      full_feature_names: bool, upto_seq: int | None = None,
+                      shard_marks: dict[str, int] | None = None,
+                      jobs: int | None = None, progress_bar: ProgressBar = no_progress) -> str:
+    """Read labels, join, write ``out`` and its sidecar; returns the summary line.
+
+    ``upto_seq`` (one log) or ``shard_marks`` (partition shards) bound the log rows seen.
+    ``jobs``: join processes (default :func:`~.parallel_join.auto_jobs`).
+    """
+    started = time.perf_counter()
+    output_format(out)  # an unknown extension fails before any work
+    views = len({v for v, _ in defs.resolve_refs(refs)})  # unknown refs fail before the labels
+    labels = labels_from_any(labels_path, defs, timestamp_column=timestamp_column)
+    options = {"strict": strict, "as_known_at": as_known_at,
+               "full_feature_names": full_feature_names}
+    if jobs is None:
+        jobs = auto_jobs(len(labels))
+    with progress_bar(len(labels) * views, "joining") as advance:
+        ts = join_labels(config, defs, labels, refs, progress=advance, upto_seq=upto_seq,
+                         shard_marks=shard_marks, jobs=jobs, **options)
+    with progress_bar(len(ts), "writing") as advance:
+        rows = ts.write(out, progress=advance)
+    write_sidecar(out, describe(
+        defs, out=out, labels_path=labels_path, label_rows=len(ts),
+        timestamp_column=timestamp_column, refs=refs, pairs=ts.pairs, columns=ts.columns,
+        high_water_seq=ts.high_water_seq, shard_high_water=ts.shard_high_water, **options))
+    return (f"wrote {rows:,} rows x {len(ts.columns)} columns to {out} "
+            f"in {time.perf_counter() - started:.2f} s")
+
+
+def join_labels(config: Config, defs: Definitions, labels: Labels, refs: Sequence[str], *,
+                strict: bool = False, as_known_at: bool = False,
+                full_feature_names: bool = False, upto_seq: int | None = None,
+                shard_marks: Mapping[str, int] | None = None, jobs: int = 1,
+                progress: Callable[[int], None] | None = None) -> TrainingSet:
+    """The point-in-time join of a config's log (one file or partition shards) onto labels.
+
+    ``upto_seq`` (one log) or ``shard_marks`` (shards) bound the rows seen, as recorded
+    in a sidecar; ``jobs`` processes per view (the result does not depend on it).
+    """
+    options = {"strict": strict, "as_known_at": as_known_at,
+               "full_feature_names": full_feature_names}
+    if is_sharded(config):
+        return build_sharded_training_set(config, defs, labels, refs, progress=progress,
+                                          jobs=jobs, marks=shard_marks, **options)
+    with open_log(config.offline_path, readonly=True) as log:
+        if upto_seq is not None and log.max_seq() < upto_seq:
+            raise ValueError(f"{config.offline_path}: the log ends at seq {log.max_seq()},"
+                             f" below the recorded high-water mark {upto_seq}: is it the same log?")
+        tune_reader(log.conn)
+        return build_training_set(log, defs, labels, refs, progress=progress,
+                                  upto_seq=upto_seq, jobs=jobs, **options)
