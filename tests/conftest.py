@@ -8,20 +8,11 @@ from pathlib import Path
 import pytest
 
 from asof_stream.config import Config, parse_config
+from tests.toml_parts import MERCHANT, PRELUDE
 
 pytest_plugins = ["tests.fixtures_kafka", "tests.fixtures_redis"]
 
-BASIC_TOML = """
-[store]
-offline = "data/offline.sqlite"
-online = "sqlite:///data/online.sqlite"
-
-[entities.customer]
-join_keys = { customer_id = "string" }
-
-[entities.merchant]
-join_keys = { merchant_id = "int64" }
-
+BASIC_TOML = PRELUDE + MERCHANT + """
 [views.customer_stats]
 entity = "customer"
 ttl = "14d"

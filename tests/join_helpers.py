@@ -13,18 +13,9 @@ from asof_stream.ingest.commit import Committer
 from asof_stream.ingest.sources.base import Record
 from asof_stream.offline.log import OfflineLog
 from asof_stream.timestamps import to_iso
+from tests.toml_parts import MERCHANT, PRELUDE
 
-JOIN_TOML = """
-[store]
-offline = "data/offline.sqlite"
-online = "sqlite:///data/online.sqlite"
-
-[entities.customer]
-join_keys = { customer_id = "string" }
-
-[entities.merchant]
-join_keys = { merchant_id = "int64" }
-
+JOIN_TOML = PRELUDE + MERCHANT + """
 [entities.pair]
 join_keys = { customer_id = "string", merchant_id = "int64" }
 

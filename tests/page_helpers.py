@@ -9,20 +9,11 @@ from asof_stream import FeatureStore
 from asof_stream.config import Config
 from asof_stream.monitoring.drift import build_report, default_report_dir, write_report
 from asof_stream.timestamps import now_micros, to_iso
+from tests.toml_parts import MERCHANT, PRELUDE
 
 EVIL = '<script>alert("owned")</script>'
 
-PAGE_TOML = f"""
-[store]
-offline = "data/offline.sqlite"
-online = "sqlite:///data/online.sqlite"
-
-[entities.customer]
-join_keys = {{ customer_id = "string" }}
-
-[entities.merchant]
-join_keys = {{ merchant_id = "int64" }}
-
+PAGE_TOML = PRELUDE + MERCHANT + f"""
 [views.customer_stats]
 entity = "customer"
 ttl = "14d"

@@ -14,18 +14,9 @@ from asof_stream.ingest.sources.base import Record
 from asof_stream.monitoring.registry import format_seconds, list_features
 from asof_stream.stores import open_stores
 from asof_stream.versions import view_version
+from tests.toml_parts import MERCHANT, PRELUDE
 
-META_TOML = """
-[store]
-offline = "data/offline.sqlite"
-online = "sqlite:///data/online.sqlite"
-
-[entities.customer]
-join_keys = { customer_id = "string" }
-
-[entities.merchant]
-join_keys = { merchant_id = "int64" }
-
+META_TOML = PRELUDE + MERCHANT + """
 [views.customer_stats]
 entity = "customer"
 ttl = "14d"
