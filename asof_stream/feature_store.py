@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from .config import Config, load_config
-from .definitions import output_names
+from .definitions import FeatureService, output_names
 from .ingest.commit import BatchResult
 from .ingest.sources.base import Record
 from .online.lookup import read_online
+from .online.response import OnlineResponse
 from .stores import Stores, open_stores
 from .timestamps import to_iso
 
@@ -27,8 +28,18 @@ class FeatureStore:
     ...                           [{"customer_id": "c1"}])
     """
 
-    def __init__(self, config_path: str | os.PathLike[str] | Config = "asof.toml") -> None:
-        self.config = config_path if isinstance(config_path, Config) else load_config(config_path)
+    def __init__(self, config_path: str | os.PathLike[str] | Config | None = None, *,
+                 repo_path: str | os.PathLike[str] | None = None) -> None:
+        """``config_path``: an ``asof.toml`` (default ``./asof.toml``) or a loaded Config;
+        ``repo_path``: a folder holding ``asof.toml``, as Feast's ``repo_path``."""
+        if config_path is not None and repo_path is not None:
+            raise ValueError("give config_path or repo_path, not both")
+        if isinstance(config_path, Config):
+            self.config = config_path
+        else:
+            path = Path(repo_path) / "asof.toml" if repo_path is not None else Path(
+                config_path if config_path is not None else "asof.toml")
+            self.config = load_config(path)
         self._stores: Stores | None = None
 
     @property
@@ -58,33 +69,47 @@ class FeatureStore:
     def list_feature_services(self) -> list[Any]:
         return list(self.config.defs.services.values())
 
-    def push(self, rows: Iterable[Mapping[str, Any]], *, view: str | None = None,
+    def push(self, rows: Any, *, view: str | None = None,
              source: str = "python", available_at: int | None = None) -> BatchResult:
-        """Validate and commit rows in one transaction; bad rows become dead letters."""
-        records = [Record(json.dumps(dict(r), default=str).encode(), f"{source}:{i}")
-                   for i, r in enumerate(rows)]
+        """Validate and commit rows in one transaction; bad rows become dead letters.
+
+        ``rows``: dicts, a pandas DataFrame or a pyarrow Table (datetimes are sent as
+        RFC 3339 text; naive ones mean UTC)."""
+        records = [Record(json.dumps(dict(r), default=_json_default).encode(), f"{source}:{i}")
+                   for i, r in enumerate(_row_dicts(rows))]
         return self.stores.committer(view).commit(source, records, available_at=available_at)
 
-    def get_online_features(self, features: Sequence[str],
+    def get_online_features(self, features: Sequence[str | FeatureService],
                             entity_rows: Sequence[Mapping[str, Any]],
-                            full_feature_names: bool = False) -> dict[str, list[Any]]:
-        """Feast-style columns: join keys, then per feature its values; plus statuses and
-        event timestamps under ``__statuses__`` / ``__event_timestamps__``."""
-        pairs = self.config.defs.resolve_refs(list(features))
+                            full_feature_names: bool = False) -> OnlineResponse:
+        """The freshest values of ``features`` (refs, or a service from
+        :meth:`get_feature_service`) for each entity row, as Feast's ``OnlineResponse``:
+        ``.to_dict()``, ``.to_df()``, with ``.statuses`` and ``.event_timestamps`` beside."""
+        pairs = self.config.defs.resolve_refs(self._refs(features))
         names = output_names(pairs, full_feature_names)
         results = read_online(self.config.defs, self.stores.online, pairs, entity_rows)
         out: dict[str, list[Any]] = {}
         for key in dict.fromkeys(k for row in entity_rows for k in row):
             out[key] = [row.get(key) for row in entity_rows]
-        statuses: dict[str, list[str]] = {}
-        times: dict[str, list[int | None]] = {}
+        response = OnlineResponse(out)
         for name, pair in zip(names, pairs, strict=True):
             out[name] = [r[pair].value for r in results]
-            statuses[name] = [r[pair].status for r in results]
-            times[name] = [r[pair].event_timestamp for r in results]
-        out["__statuses__"] = [statuses]
-        out["__event_timestamps__"] = [times]
-        return out
+            response.statuses[name] = [r[pair].status for r in results]
+            response.event_timestamps[name] = [r[pair].event_timestamp for r in results]
+        return response
+
+    def get_feature_service(self, name: str) -> FeatureService:
+        """A feature service by name, usable in ``features=`` of the reads."""
+        service = self.config.defs.services.get(name)
+        if service is None:
+            known = ", ".join(sorted(self.config.defs.services)) or "(none)"
+            raise ValueError(f"unknown feature service {name!r}; known services: {known}")
+        return service
+
+    @staticmethod
+    def _refs(features: Sequence[str | FeatureService] | FeatureService) -> list[str]:
+        items = [features] if isinstance(features, FeatureService) else list(features)
+        return [f"@{f.name}" if isinstance(f, FeatureService) else f for f in items]
 
     def lookup(self, features: Sequence[str], entity: Mapping[str, str],
                full_feature_names: bool = False) -> dict[str, dict[str, Any]]:
@@ -99,7 +124,7 @@ class FeatureStore:
                        "event_timestamp": to_iso(fv.event_timestamp)}
                 for name, fv in zip(names, result.values(), strict=True)}
 
-    def get_historical_features(self, entity_df: Any, features: Sequence[str], *,
+    def get_historical_features(self, entity_df: Any, features: Sequence[str | FeatureService], *,
                                 timestamp_column: str = "event_timestamp", strict: bool = False,
                                 as_known_at: bool = False,
                                 full_feature_names: bool = False, jobs: int = 1) -> Any:
@@ -113,7 +138,7 @@ class FeatureStore:
 
         labels = labels_from_any(entity_df, self.config.defs, timestamp_column=timestamp_column)
         self.stores  # noqa: B018 -- opened (and created) before the join reads the log
-        return join_labels(self.config, self.config.defs, labels, list(features),
+        return join_labels(self.config, self.config.defs, labels, self._refs(features),
                            strict=strict, as_known_at=as_known_at,
                            full_feature_names=full_feature_names, jobs=jobs)
 
@@ -129,3 +154,34 @@ class FeatureStore:
         from .demo.scaffold import write_example_project
 
         return write_example_project(Path(directory))[0]
+
+
+def _row_dicts(rows: Any) -> list[Mapping[str, Any]]:
+    """Rows for :meth:`FeatureStore.push` from dicts, a DataFrame or an Arrow table."""
+    if hasattr(rows, "to_pylist") and hasattr(rows, "schema"):  # pyarrow Table/RecordBatch
+        return list(rows.to_pylist())
+    if hasattr(rows, "to_dict") and hasattr(rows, "columns"):  # pandas DataFrame
+        frame = rows.astype(object).where(rows.notna(), None)
+        return list(frame.to_dict(orient="records"))
+    if isinstance(rows, Mapping | str | bytes):
+        raise TypeError("push takes a list of row dicts, a pandas DataFrame or a pyarrow Table,"
+                        f" not a {type(rows).__name__}")
+    out = list(rows)
+    for i, r in enumerate(out):
+        if not isinstance(r, Mapping):
+            raise TypeError(f"push row {i}: expected a dict of column values, got"
+                            f" {type(r).__name__}")
+    return out
+
+
+def _json_default(value: Any) -> Any:
+    """Datetimes (stdlib, pandas, numpy) as RFC 3339 text; numpy scalars as Python ones."""
+    import datetime as _dt
+
+    if hasattr(value, "isoformat") and isinstance(value, _dt.datetime | _dt.date):
+        if isinstance(value, _dt.datetime) and value.tzinfo is None:
+            value = value.replace(tzinfo=_dt.UTC)
+        return value.isoformat()
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return str(value)

@@ -28,9 +28,9 @@ def test_push_then_read_with_statuses(config: Config) -> None:
         assert out["customer_id"] == ["c1", "c2", "zz"]
         assert out["spend_7d"] == [12.5, None, None]
         assert out["tier"] == ["gold", None, None]
-        statuses = out["__statuses__"][0]
+        statuses = out.statuses
         assert statuses["spend_7d"] == ["PRESENT", "OUTSIDE_MAX_AGE", "NOT_FOUND"]
-        assert out["__event_timestamps__"][0]["spend_7d"][0] == now - 10**6
+        assert out.event_timestamps["spend_7d"][0] == now - 10**6
 
 
 def test_full_feature_names_and_collisions(make_config: Any) -> None:
@@ -66,3 +66,58 @@ def test_definitions_from_python_match_toml(config: Config) -> None:
                                  Field(name="tier", dtype="string")])
     assert entity.join_keys == config.defs.entities["customer"].join_keys
     assert view == config.defs.views["customer_stats"]
+
+
+def test_feast_shaped_calls(tmp_path: Any, config: Config) -> None:
+    """repo_path, OnlineResponse.to_dict/to_df, to_df on training sets, push of a
+    DataFrame and of an Arrow table, feature services as objects."""
+    import pandas as pd
+    import pyarrow as pa
+
+    now = now_micros()
+    store = FeatureStore(repo_path=config.path.parent)
+    with store:
+        frame = pd.DataFrame({"customer_id": ["c1", "c2"],
+                              "event_timestamp": pd.to_datetime([now - 10**6, now - 2 * 10**6],
+                                                                unit="us"),
+                              "spend_7d": [1.5, None], "orders_7d": [3, 4], "tier": ["a", "b"]})
+        r = store.push(frame, view="customer_stats")
+        assert (r.stored, r.rejected) == (2, 0), r.rejects
+        table = pa.table({"customer_id": ["c3"], "event_timestamp": [to_iso(now - 10**6)],
+                          "spend_7d": [2.0]})
+        assert store.push(table, view="customer_stats").stored == 1
+        with pytest.raises(TypeError, match="pyarrow Table"):
+            store.push({"customer_id": "c1"})
+        service = store.get_feature_service("churn")
+        with pytest.raises(ValueError, match="known services: churn"):
+            store.get_feature_service("nope")
+        out = store.get_online_features([service], [{"customer_id": "c1"}, {"customer_id": "c2"},
+                                                    {"customer_id": "c3"}])
+        assert out.to_dict() == {"customer_id": ["c1", "c2", "c3"], "spend_7d": [1.5, None, 2.0],
+                                 "tier": ["a", "b", None]}
+        assert out.to_dict(include_event_timestamps=True)["spend_7d__ts"][0] == now - 10**6
+        assert list(out.to_df().columns) == ["customer_id", "spend_7d", "tier"]
+        assert out.statuses["spend_7d"] == ["PRESENT", "PRESENT", "PRESENT"]
+        labels = pd.DataFrame({"customer_id": ["c1"],
+                               "event_timestamp": pd.to_datetime([now], unit="us")})
+        df = store.get_historical_features(labels, features=[service]).to_df()
+        assert df["spend_7d"].tolist() == [1.5]
+    with pytest.raises(ValueError, match="not both"):
+        FeatureStore(config.path, repo_path=config.path.parent)
+
+
+def test_readme_python_example_runs(tmp_path: Any, monkeypatch: Any) -> None:
+    """The README's Python API block, run as written in a fresh `asof-stream init` project."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"### Python API.*?```python\n(.*?)```", readme, re.S)
+    assert block is not None
+    FeatureStore.init(tmp_path / "proj")
+    monkeypatch.chdir(tmp_path / "proj")
+    scope: dict[str, Any] = {}
+    exec(compile(block.group(1), "README.md", "exec"), scope)
+    online = scope["online"]
+    assert online["spend_7d"] == [12.5] and online.statuses["spend_7d"] == ["PRESENT"]
+    assert len(scope["training"]) > 0

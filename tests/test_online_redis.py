@@ -246,10 +246,10 @@ def test_feature_store_reads_over_both_backends(any_config: Config) -> None:
         ])
         out = store.get_online_features(["@churn"], [{"customer_id": c} for c in ("c1", "c2", "zz")])
         assert out["spend_7d"] == [12.5, None, None]
-        assert out["__statuses__"][0]["spend_7d"] == ["PRESENT", "OUTSIDE_MAX_AGE", "NOT_FOUND"]
-        assert out["__event_timestamps__"][0]["tier"] == [now - 10**6, 1577836800 * 10**6, None]
+        assert out.statuses["spend_7d"] == ["PRESENT", "OUTSIDE_MAX_AGE", "NOT_FOUND"]
+        assert out.event_timestamps["tier"] == [now - 10**6, 1577836800 * 10**6, None]
         out = store.get_online_features(["merchant_risk:risk"], [{"merchant_id": 3}])
-        assert out["risk"] == [1.0] and out["__statuses__"][0]["risk"] == ["PRESENT"]
+        assert out["risk"] == [1.0] and out.statuses["risk"] == ["PRESENT"]
         with pytest.raises(ValueError, match="int64"):
             store.get_online_features(["merchant_risk:risk"], [{"merchant_id": "3"}])
 

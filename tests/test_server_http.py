@@ -99,9 +99,9 @@ def test_http_equals_in_process(any_config: Config) -> None:
             "features": ["customer_stats:spend_7d"], "entities": {"customer_id": ["c1", "c2", "zz"]}})
     col = r.json()["results"][1]
     assert col["values"] == local["spend_7d"]
-    assert col["statuses"] == local["__statuses__"][0]["spend_7d"]
+    assert col["statuses"] == local.statuses["spend_7d"]
     assert col["event_timestamps"] == [to_iso(t) if t is not None else EPOCH
-                                       for t in local["__event_timestamps__"][0]["spend_7d"]]
+                                       for t in local.event_timestamps["spend_7d"]]
 
 
 @pytest.mark.parametrize(("body", "status", "needle"), [

@@ -125,6 +125,10 @@ class TrainingSet:
             df[name] = pd.Series(values, dtype=pd_types[dtype], index=df.index)
         return df
 
+    def to_df(self) -> Any:
+        """Feast's name for :meth:`to_pandas`."""
+        return self.to_pandas()
+
     def to_arrow(self) -> Any:
         """A pyarrow Table: a Parquet input keeps its column types, CSV cells are strings."""
         import pyarrow as pa
