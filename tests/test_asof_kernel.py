@@ -73,10 +73,17 @@ def test_asof_matches_oracle(data: tuple, strict: bool, ttl: int | None, as_know
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=datasets(), n_tiers=st.integers(1, 4), split=st.randoms(use_true_random=False),
-       strict=st.booleans(), ttl=TTLS, as_known_at=st.booleans())
-def test_pick_latest_across_tiers(data: tuple, n_tiers: int, split: object, strict: bool,
-                                  ttl: int | None, as_known_at: bool) -> None:
+@given(
+    data=datasets(),
+    n_tiers=st.integers(1, 4),
+    split=st.randoms(use_true_random=False),
+    strict=st.booleans(),
+    ttl=TTLS,
+    as_known_at=st.booleans(),
+)
+def test_pick_latest_across_tiers(
+    data: tuple, n_tiers: int, split: object, strict: bool, ttl: int | None, as_known_at: bool
+) -> None:
     """Rows split over tiers (equal times across tiers: seq decides) give the global answer."""
     rows, labels = data
     want = asof_oracle(rows, labels, strict=strict, ttl=ttl, as_known_at=as_known_at)
