@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from asof_stream.aggregations import window as window_mod
 from asof_stream.aggregations.bounds import window_bounds
 from asof_stream.aggregations.window import aggregate
 from asof_stream.kernels.asof_kernel import encode_entities
@@ -99,9 +100,18 @@ def check_float(func: str, got: float | None, want: Any, xs: list[float]) -> Non
         assert abs(got - want) <= 1e-12 * want + 1e-14 * max(abs(x) for x in xs) + TINY, (got, want)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(case=cases())
-def test_window_aggregations_match_oracle(case: dict[str, Any]) -> None:
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=cases(), short=st.sampled_from([0, 2, 16]))
+def test_window_aggregations_match_oracle(case: dict[str, Any], short: int) -> None:
+    """``short``: windows up to that many rows are summed directly, the rest through the tree."""
+    saved, window_mod.SHORT = window_mod.SHORT, short
+    try:
+        check_case(case)
+    finally:
+        window_mod.SHORT = saved
+
+
+def check_case(case: dict[str, Any]) -> None:
     rows, values, labels = case["rows"], case["values"], case["labels"]
     kw = {"window": case["window"], "strict": case["strict"], "as_known_at": case["as_known_at"]}
     row_codes, label_codes = encode_entities(
@@ -165,6 +175,12 @@ def test_window_edges_exact_values() -> None:
     assert agg("max", window=0) == [None, None, None, None]
 
 
+@pytest.fixture(params=[16, 0], ids=["short-direct", "all-tree"])
+def short(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(window_mod, "SHORT", request.param)
+
+
+@pytest.mark.usefixtures("short")
 def test_fsum_trap() -> None:
     """Prefix-sum differencing loses these; the double-double tree does not."""
     x = np.array([1e16, 1.0, -1e16, 3.0, 1e-3] * 40, np.float64)

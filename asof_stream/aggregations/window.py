@@ -82,8 +82,33 @@ def _count(valid: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return p[hi] - p[lo]
 
 
+SHORT = 16  # windows up to this many rows are summed directly (no tree to build)
+
+
+def _dd_sums(
+    xh: np.ndarray, xl: np.ndarray | None, lo: np.ndarray, hi: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Double-double window sums: short windows row by row (vectorized across windows), long ones
+    through a :class:`SumTree`.  Both keep about 2**-104 * sum(|x|) before the final rounding."""
+    acc_h = np.zeros(len(lo), dtype=np.float64)
+    acc_l = np.zeros(len(lo), dtype=np.float64)
+    length = hi - lo
+    short = np.flatnonzero(length <= SHORT)
+    for k in range(int(length[short].max()) if len(short) else 0):
+        act = short[length[short] > k]
+        short = act
+        at = lo[act] + k
+        acc_h[act], acc_l[act] = dd_add(
+            acc_h[act], acc_l[act], xh[at], np.zeros(len(at)) if xl is None else xl[at]
+        )
+    long_ = np.flatnonzero(length > SHORT)
+    if len(long_):
+        acc_h[long_], acc_l[long_] = SumTree(xh, xl).query(lo[long_], hi[long_])
+    return acc_h, acc_l
+
+
 def _float_sum_dd(data: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return SumTree(data).query(lo, hi)
+    return _dd_sums(data, None, lo, hi)
 
 
 def _check_finite(
@@ -129,12 +154,11 @@ def _agg_mean_std(
         s1 = dd_add(gh * 2.0**32, gl * 2.0**32, r.astype(np.float64), np.zeros(len(r)))
     else:
         xh, xl = _dd_of(data, kind)
-        tree = SumTree(xh, xl)
-        s1 = tree.query(lo, hi)
+        s1 = _dd_sums(xh, xl, lo, hi)
     if not std:  # rounding the sum then dividing: within ~2 ulp, and safe for any magnitude
         return (s1[0] + s1[1]) / safe_n
     sq = dd_mul(xh, xl, xh, xl)
-    s2 = SumTree(sq[0], sq[1]).query(lo, hi)
+    s2 = _dd_sums(sq[0], sq[1], lo, hi)
     m1 = dd_mul(s1[0], s1[1], s1[0], s1[1])
     m1 = dd_div_float(m1[0], m1[1], safe_n)
     m2 = dd_add(s2[0], s2[1], -m1[0], -m1[1])
