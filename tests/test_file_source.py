@@ -50,9 +50,9 @@ class Project:
     def caught_up(self) -> int:
         return asyncio.run(run_daemon(load_config(self.config), until_caught_up=True))
 
-    def running(self, scenario: Callable[[], object], until: int) -> int:
+    def running(self, scenario: Callable[[], object], until: int | set[int]) -> int:
         """Run the daemon in this process, call ``scenario`` (in a thread) once it is up,
-        wait until ``until`` distinct events are stored, then stop it."""
+        wait until ``until`` distinct events (or these events) are stored, then stop it."""
         stop = asyncio.Event()
 
         async def go() -> int:
@@ -61,7 +61,8 @@ class Project:
             await asyncio.to_thread(scenario)
             for _ in range(400):
                 await asyncio.sleep(0.05)
-                if len(logged_orders(self.root)) >= until:
+                have = logged_orders(self.root)
+                if (len(have) >= until if isinstance(until, int) else until <= set(have)):
                     break
             stop.set()
             return await daemon
@@ -363,3 +364,23 @@ def test_replay_resumes_a_restored_file_and_in_a_copy_of_the_project(project: Pr
     append(copy.root / "backfill.jsonl", 60, 70)
     assert "stored 10" in replay(copy)
     assert_exactly_once(copy.root, set(range(70)))
+
+
+def test_status_warns_when_a_truncated_files_old_content_is_gone(project: Project) -> None:
+    f = project.events / "w.jsonl"
+    append(f, 0, 20)
+
+    def truncate_without_a_copy() -> None:
+        append(f, 20, 30)
+        with f.open("r+b") as fh:
+            fh.truncate(0)
+        append(f, 100, 110)
+
+    assert project.running(truncate_without_a_copy, until=set(range(100, 110))) == 0
+    text = run_cli("status", "--config", str(project.config))
+    assert text.returncode == 0, text.stderr
+    assert "events/w.jsonl: next offset" in text.stdout
+    warned = [p for p in gather_status(load_config(project.config))["sources"]["tail"]
+              ["positions"].values() if p["warning"]]
+    assert warned and "no copy of its old content was found" in warned[0]["warning"]
+    assert "warning: " in text.stdout
