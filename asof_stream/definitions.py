@@ -178,6 +178,9 @@ class FileSourceConfig(_Source):
     kind: Literal["file"]
     path: str
     poll_interval: float = PydField(default=0.2, gt=0)
+    #: seconds a rotated-away (renamed or copied-then-truncated) file is still watched for
+    #: late appends once it is drained; it is closed after this long without growth
+    rotated_idle_s: float = PydField(default=30.0, ge=0)
 
 
 class HttpSourceConfig(_Source):

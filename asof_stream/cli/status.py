@@ -40,5 +40,7 @@ def status(config: Config, as_json: bool) -> None:
         for key, p in s["positions"].items():
             lag = s.get("lag", {}).get(key)
             extra = f"  lag {lag}" if lag is not None else ""
-            click.echo(f"    {key}: next offset {p['next_offset']}{extra}")
+            click.echo(f"    {p.get('path') or key}: next offset {p['next_offset']}{extra}")
+            if p.get("warning"):
+                click.echo(f"      warning: {p['warning']}")
     click.echo(f"dead letters: {st['dead_letters']} ({st['dead_letters_open']} not re-queued)")

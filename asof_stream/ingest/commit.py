@@ -35,6 +35,7 @@ UPSERT_POSITION = (
     " ON CONFLICT (source, key) DO UPDATE SET next_offset = excluded.next_offset,"
     " detail = excluded.detail, updated_ts = excluded.updated_ts"
 )
+DELETE_POSITION = "DELETE FROM positions WHERE source = ? AND key = ?"  # a RETIRED key
 UPSERT_STATS = """
 INSERT INTO view_stats (view, rows, earliest_event_timestamp, latest_event_timestamp,
                         latest_ingest_ts, duplicates)
@@ -209,7 +210,9 @@ class Committer:
                                                for r, why in bad])
             if positions:
                 conn.executemany(UPSERT_POSITION, [(source, p.key, p.next_offset, p.detail, now)
-                                                   for p in positions])
+                                                   for p in positions if p.next_offset >= 0])
+                conn.executemany(DELETE_POSITION, [(source, p.key) for p in positions
+                                                   if p.next_offset < 0])
             if also is not None:
                 also(conn)
             conn.execute("COMMIT")

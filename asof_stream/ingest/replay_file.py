@@ -1,11 +1,15 @@
 """Backfill from JSONL files through the daemon's own validate/commit path.
 
 Each batch commits with the byte offset reached, under the source ``replay:FILE``,
-so an interrupted replay resumes where it stopped and never stores a line twice.
+so an interrupted replay resumes where it stopped and never stores a line twice. The file
+is recognised by its content (:mod:`.sources.file_identity`), not its inode: a restored or
+copied file resumes too, and so does a file replayed from a copy of the project (the
+position of another ``replay:`` path with the same content is taken).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,6 +18,33 @@ from ..stores import Stores
 from .commit import BatchResult
 from .sources.base import Record
 from .sources.file import FileIdentity
+from .sources.file_identity import HEAD_BYTES, Stored, continues, detail, tail_before
+
+
+def _resume_at(stores: Stores, source: str, path: Path) -> int:
+    """Where a replay of ``path`` resumes: its own stored position if the file continues
+    it (or, stored by an earlier version, has the same inode), else that of another
+    replayed path with the same content (a copy of the project), else 0."""
+    ident = FileIdentity.of(path).text()
+    stored = stores.log.positions()
+    own = stored.get(source, {}).get("file")
+    if own is not None and own.detail == ident:
+        return own.next_offset
+    others = [p for src, keys in stored.items() if src.startswith("replay:") and src != source
+              for k, p in keys.items() if k == "file"]
+    with path.open("rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        for pos in ([own] if own is not None else []) + others:
+            s = Stored.parse(pos)
+            if s is not None and continues(fh.fileno(), size, s, ident):
+                return s.offset
+    return 0
+
+
+def _detail(path: Path, offset: int) -> str:
+    with path.open("rb") as fh:
+        head = os.pread(fh.fileno(), min(HEAD_BYTES, offset), 0)
+        return detail(str(path), head, tail_before(fh.fileno(), offset))
 
 
 def read_lines(path: Path, start: int, batch_size: int) -> Iterator[tuple[list[Record], int]]:
@@ -45,16 +76,11 @@ def replay_file(stores: Stores, path: Path, *, view: str | None = None,
     """Ingest one JSONL file; returns the totals. Resumes unless ``from_start``."""
     path = path.resolve()
     source = f"replay:{path}"
-    ident = FileIdentity.of(path).text()
-    start = 0
-    if not from_start:
-        stored = stores.log.positions(source).get(source, {}).get("file")
-        if stored is not None and stored.detail == ident:
-            start = stored.next_offset
+    start = 0 if from_start else _resume_at(stores, source, path)
     committer = stores.committer(view)
     total = BatchResult()
     for records, offset in read_lines(path, start, batch_size):
-        result = committer.commit(source, records, [Position("file", offset, ident)],
+        result = committer.commit(source, records, [Position("file", offset, _detail(path, offset))],
                                   available_at=available_at)
         total.add(result)
         total.rejects.extend(result.rejects[: max(0, 20 - len(total.rejects))])

@@ -6,6 +6,7 @@ from typing import Any
 
 from ..config import Config
 from ..ingest.sources.base import detail_highwater
+from ..ingest.sources.file_identity import detail_fields
 from ..offline.log import OfflineLog, Position
 from ..offline.shards import existing_shards, is_sharded, partition_count, shard_dir, shard_name
 from ..online import open_online
@@ -28,6 +29,15 @@ def kafka_lag(committed: dict[str, Position]) -> dict[str, Any]:
         lag[key] = None if hw is None else max(0, hw - p.next_offset)
     known = [v for v in lag.values() if v is not None]
     return {"lag": lag, "lag_total": sum(known) if known else None}
+
+
+def _file_paths(entries: dict[str, dict[str, Any]]) -> None:
+    """File positions also say where the file is now and any warning (a truncation whose
+    old content was not found, a file cut short)."""
+    for entry in entries.values():
+        d = detail_fields(entry["detail"])
+        entry["path"] = d.get("path")
+        entry["warning"] = d.get("warning")
 
 
 def _merge_stats(per_log: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
@@ -115,6 +125,8 @@ def _status(config: Config, logs: dict[str, OfflineLog], online: OnlineStore,
         }
         if src.kind == "kafka":
             sources[name].update(kafka_lag(committed))
+        elif src.kind == "file":
+            _file_paths(sources[name]["positions"])
     for name, committed in positions.items():
         if name.startswith("replay-kafka:"):
             sources.setdefault(name, {"kind": "replay-kafka", "positions": {

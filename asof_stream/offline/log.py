@@ -75,9 +75,17 @@ class LogRow:
     features: str  # JSON object text
 
 
+#: ``Position.next_offset`` that removes the stored key when committed
+RETIRED = -1
+
+
 @dataclass(frozen=True, slots=True)
 class Position:
-    """How far a source has been read: the next offset to read at ``key``."""
+    """How far a source has been read: the next offset to read at ``key``.
+
+    A ``next_offset`` of :data:`RETIRED` in a commit deletes the key (a position moved
+    to another key, in the same transaction).
+    """
 
     key: str
     next_offset: int

@@ -1,44 +1,50 @@
 """File source: tail JSONL files matching a glob, exactly once across restarts.
 
-* Position key: the file identity ``dev:ino`` (:class:`FileIdentity`),
-  value the byte offset just after the last complete line consumed. The ``detail``
-  records the path and a fingerprint of the file's first bytes, so a recycled inode is
-  recognised as a new file.
+* Position key ``<path>#<id>``: the path the file had when it was first read and a hash
+  of its first bytes (:mod:`.file_identity`); value the byte offset just after the last
+  complete line consumed. A file keeps its positions through a copy of the project, a
+  backup restore or a move to another volume; ``dev:ino`` keys of earlier versions are
+  migrated on start.
 * Appends are read as they come; a partial last line waits for its newline.
-* Rotation (rename + a new file at the same path): the renamed file is followed through
-  its open descriptor until it is drained, the new one starts at byte 0. After a restart
-  a renamed file with unread bytes is found again in the same directory by identity.
-* Truncation (file shorter than the stored offset, copy-truncate rotation): reading
-  restarts at byte 0 of the new content, with a warning in the log.
+* Every read checks that the file still starts with the same bytes and still has the
+  same bytes just before the offset, before and after reading. So a file truncated or
+  rewritten in place (copytruncate rotation), however quickly it is refilled, is noticed
+  before a byte of the new content is taken for the old.
+* Rename rotation (rename + a new file at the path): the renamed file is followed through
+  its open descriptor until it has not grown for ``rotated_idle_s`` seconds (default 30),
+  so late writes of an application that has not reopened its file are read. The new file
+  starts at byte 0. After a restart a renamed file with unread bytes (or written to within
+  ``rotated_idle_s``) is found again in its folder by its content.
+* Copytruncate rotation: the unread rest of the old content is read from the copy, found
+  in the same folder by its content; the truncated file is read from byte 0. If no copy
+  is found (or a file shrank but still starts with the same bytes) the position's detail
+  gets a ``warning`` (shown by ``status``) and the log says so: nothing is guessed silently.
 """
 
 from __future__ import annotations
 
 import asyncio
 import glob
-import hashlib
-import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...definitions import FileSourceConfig
-from ...offline.log import Position
+from ...offline.log import RETIRED, Position
 from .base import Chunk, FlushHook, PositionReader, Record
+from .file_identity import HEAD_BYTES, TAIL_BYTES, Stored, best_match, detail, digest, tail_before
 
 log = logging.getLogger(__name__)
 
-HEAD_BYTES = 256
 READ_BYTES = 1 << 20
-#: how long a rotated-away file is still watched for late appends after it is drained
-ORPHAN_GRACE = 2.0
 
 
 @dataclass(frozen=True)
 class FileIdentity:
-    """Which file a byte offset belongs to (survives renames, not rewrites)."""
+    """The inode of a file: which file an open descriptor reads while this process runs
+    (positions are keyed by content, :mod:`.file_identity`)."""
 
     dev: int
     ino: int
@@ -71,29 +77,22 @@ def split_lines(buf: bytes, base: int, name: str, limit: int) -> tuple[list[Reco
     return out, pos
 
 
-def fingerprint(fd: int, length: int) -> str:
-    return hashlib.sha1(os.pread(fd, length, 0)).hexdigest()[:16]
-
-
 @dataclass
 class _Tracked:
-    ident: str
+    inode: str  # dev:ino of the open descriptor
     path: Path
     fd: int
-    offset: int  # next byte to read
-    #: the position the next chunk starts from: what the daemon will have stored once
-    #: every chunk read so far is committed (None: nothing stored for this file yet)
-    mark: int | None
-    head_len: int = 0
-    head: str = ""
-    pending: bool = False  # a partial line waits at the end
-    orphan_since: float | None = None  # rotated away (path now names another file)
-
-    def detail(self) -> str:
-        if self.head_len < HEAD_BYTES and self.offset > self.head_len:
-            self.head_len = min(HEAD_BYTES, self.offset)
-            self.head = fingerprint(self.fd, self.head_len)
-        return json.dumps({"path": str(self.path), "head_len": self.head_len, "head": self.head})
+    offset: int = 0  # next byte to read
+    key: str | None = None  # None: nothing consumed yet (a new file)
+    #: the stored next_offset of ``key`` (None: not stored yet); the fence of the next chunk
+    mark: int | None = None
+    head: bytes = b""  # the first bytes (the id)
+    tail: bytes = b""  # the bytes just before ``offset``
+    size: int = 0  # size at the last look
+    grown_at: float = field(default_factory=time.monotonic)
+    orphan_since: float | None = None  # rotated away (the glob no longer names it)
+    warning: str | None = None
+    retire: list[tuple[str, int]] = field(default_factory=list)  # migrated keys to delete
 
 
 class FileSource:
@@ -103,10 +102,12 @@ class FileSource:
         self.name = name
         self.view = cfg.view
         self.cfg = cfg
+        self.root = root
         pattern = Path(cfg.path).expanduser()
         self.pattern = str(pattern if pattern.is_absolute() else root / pattern)
-        self.files: dict[str, _Tracked] = {}
-        self._stored: dict[str, Position] = {}
+        self.files: dict[str, _Tracked] = {}  # by inode
+        self._stored: dict[str, Stored] = {}  # unclaimed stored positions, by key
+        self._keys: set[str] = set()  # every key stored or in use
         self._positions: PositionReader | None = None
         self._last_scan = 0.0
         self._rr = 0  # round-robin start among files
@@ -117,10 +118,10 @@ class FileSource:
 
     async def _load(self) -> None:
         assert self._positions is not None
-        self._stored = await self._positions()
-        for t in self.files.values():
-            os.close(t.fd)
-        self.files = {}
+        stored = await self._positions()
+        self._keys = set(stored)
+        self._stored = {k: s for k, p in stored.items() if (s := Stored.parse(p)) is not None}
+        await self.close()
         self._scan(initial=True)
 
     async def rewind(self) -> None:
@@ -131,36 +132,56 @@ class FileSource:
             os.close(t.fd)
         self.files = {}
 
+    def _rel(self, p: Path) -> str:
+        try:
+            return str(p.relative_to(self.root))
+        except ValueError:
+            return str(p)
+
+    def _say(self, level: int, msg: str, *args: object) -> None:
+        log.log(level, "file source %s: " + msg, self.name, *args, extra={"source": self.name})
+
     # -- discovering files --------------------------------------------------------
 
-    def _open(self, path: Path, ident: str) -> _Tracked | None:
+    def _open(self, path: Path, *, rotated: bool = False) -> _Tracked | None:
+        """Open ``path`` and position it at the stored position it continues, if any."""
         try:
             fd = os.open(path, os.O_RDONLY)
         except OSError as exc:
-            log.warning("file source %s: cannot open %s (%s)", self.name, path, exc)
+            self._say(logging.WARNING, "cannot open %s (%s)", path, exc)
             return None
         st = os.fstat(fd)
-        if FileIdentity(st.st_dev, st.st_ino).text() != ident:
-            os.close(fd)  # replaced between stat and open; the next scan picks it up
-            return None
-        stored = self._stored.get(ident)
-        t = _Tracked(ident, path, fd, 0, None)
-        if stored is not None:
-            t.mark = stored.next_offset
-            prior = _parse_detail(stored.detail)
-            head_len = int(str(prior.get("head_len", 0)))
-            size = os.fstat(fd).st_size
-            if head_len and (size < head_len or fingerprint(fd, head_len) != prior.get("head")):
-                log.warning("file source %s: %s has a stored position but different content"
-                            " (inode reused); reading it from the start", self.name, path,
-                            extra={"source": self.name})
-            else:
-                t.offset = stored.next_offset
-                t.head_len, t.head = head_len, str(prior.get("head", ""))
+        inode = FileIdentity(st.st_dev, st.st_ino).text()
+        t = _Tracked(inode, path, fd, size=st.st_size)
+        rel = self._rel(path)
+        s = best_match(fd, st.st_size, inode, rel, self.root, list(self._stored.values()))
+        if s is None:
+            if rotated:
+                os.close(fd)
+                return None
+            if any(c.resolve(self.root) == path for c in self._stored.values()):
+                self._say(logging.WARNING, "%s has a stored position but different content;"
+                          " reading it from the start", path)
+            return t
+        del self._stored[s.key]
+        t.offset, t.head, t.tail = s.offset, os.pread(fd, s.id_len, 0), tail_before(fd, s.offset)
+        if s.legacy:  # an earlier version's dev:ino key: moves to a path#id key
+            t.key, t.retire = self._new_key(rel, t.head), [(s.key, s.offset)]
+        else:
+            t.key, t.mark = s.key, s.offset
         return t
 
+    def _new_key(self, rel: str, head: bytes) -> str:
+        base = key = f"{rel}#{digest(head)}"
+        n = 1
+        while key in self._keys:
+            n += 1
+            key = f"{base}~{n}"
+        self._keys.add(key)
+        return key
+
     def _scan(self, *, initial: bool = False) -> None:
-        self._last_scan = time.monotonic()
+        self._last_scan = now = time.monotonic()
         current: dict[str, Path] = {}
         for name in sorted(glob.glob(self.pattern)):
             p = Path(name)
@@ -168,44 +189,58 @@ class FileSource:
                 st = p.stat()
             except OSError:
                 continue
-            if not p.is_file():
-                continue
-            current[FileIdentity(st.st_dev, st.st_ino).text()] = p
-        for ident, p in current.items():
-            t = self.files.get(ident)
+            if p.is_file():
+                current[FileIdentity(st.st_dev, st.st_ino).text()] = p
+        for inode, p in current.items():
+            t = self.files.get(inode)
             if t is None:
-                t = self._open(p, ident)
-                if t is None:
+                t = self._open(p)
+                if t is None or t.inode != inode:  # replaced between stat and open
+                    if t is not None:
+                        os.close(t.fd)
                     continue
-                self.files[ident] = t
+                self.files[inode] = t
                 if not initial or t.offset:
-                    log.info("file source %s: following %s from byte %d", self.name, p, t.offset,
-                             extra={"source": self.name})
+                    self._say(logging.INFO, "following %s from byte %d", p, t.offset)
             else:
                 t.path = p
                 t.orphan_since = None
-        now = time.monotonic()
-        for ident, t in self.files.items():
-            if ident not in current and t.orphan_since is None:
+        for inode, t in self.files.items():
+            if inode not in current and t.orphan_since is None:
                 t.orphan_since = now
-                log.info("file source %s: %s was rotated away; draining it", self.name, t.path,
-                         extra={"source": self.name})
+                self._say(logging.INFO, "%s was rotated away; draining it until it has been"
+                          " idle for %g s", t.path, self.cfg.rotated_idle_s)
         if initial:
-            # Files renamed away while the daemon was down, with bytes still unread.
-            for ident, pos in self._stored.items():
-                if ident in self.files:
+            self._find_rotated(now)
+
+    def _find_rotated(self, now: float) -> None:
+        """Files renamed (or copied) away while the daemon was down, found by content."""
+        folders = {s.resolve(self.root).parent for s in self._stored.values()}
+        for folder in sorted(folders):
+            try:
+                entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            except OSError:
+                continue
+            for e in entries:
+                if not self._stored:
+                    return
+                try:
+                    st = e.stat()
+                except OSError:
                     continue
-                path = _parse_detail(pos.detail).get("path")
-                if not path:
+                inode = FileIdentity(st.st_dev, st.st_ino).text()
+                if inode in self.files or not e.is_file():
                     continue
-                found = _find_by_identity(Path(str(path)).parent, ident)
-                if found is not None and found.stat().st_size > pos.next_offset:
-                    t = self._open(found, ident)
-                    if t is not None:
-                        t.orphan_since = now
-                        self.files[ident] = t
-                        log.info("file source %s: draining rotated file %s from byte %d",
-                                 self.name, found, t.offset, extra={"source": self.name})
+                t = self._open(Path(e.path), rotated=True)
+                if t is None:
+                    continue
+                recent = time.time() - st.st_mtime < self.cfg.rotated_idle_s
+                if t.size == t.offset and not recent and not t.retire:
+                    os.close(t.fd)  # drained and idle: nothing to watch
+                    continue
+                t.orphan_since = now
+                self.files[inode] = t
+                self._say(logging.INFO, "draining rotated file %s from byte %d", t.path, t.offset)
 
     # -- reading ----------------------------------------------------------------
 
@@ -234,18 +269,38 @@ class FileSource:
         self._drop_drained()
         return chunk
 
+    def _intact(self, t: _Tracked, size: int) -> bool:
+        """Does the file still hold what was read from it (same start, same bytes before
+        the offset)? Appends keep it intact; a truncation or an in-place rewrite does not."""
+        if t.key is None:
+            return True
+        if size < t.offset:
+            return False
+        if t.head and os.pread(t.fd, len(t.head), 0) != t.head:
+            return False
+        return not t.tail or os.pread(t.fd, len(t.tail), t.offset - len(t.tail)) == t.tail
+
+    def _emit(self, t: _Tracked, chunk: Chunk) -> None:
+        assert t.key is not None
+        chunk.starts.setdefault(t.key, t.mark)
+        chunk.ends[t.key] = Position(t.key, t.offset, detail(self._rel(t.path), t.head, t.tail,
+                                                             t.warning))
+        t.mark = t.offset
+        for key, offset in t.retire:
+            chunk.starts.setdefault(key, offset)
+            chunk.ends[key] = Position(key, RETIRED, None)
+        t.retire = []
+
     def _read_file(self, t: _Tracked, limit: int, chunk: Chunk) -> None:
         size = os.fstat(t.fd).st_size
-        if size < t.offset:
-            log.warning("file source %s: %s shrank from %d to %d bytes (truncated); reading the"
-                        " new content from byte 0", self.name, t.path, t.offset, size,
-                        extra={"source": self.name})
-            t.offset, t.head_len, t.head = 0, 0, ""
-            chunk.starts.setdefault(t.ident, t.mark)
-            chunk.ends[t.ident] = Position(t.ident, 0, t.detail())
-            t.mark = 0
-        if size == t.offset:
-            t.pending = False
+        if not self._intact(t, size):
+            self._replaced(t, size, chunk)
+            size = os.fstat(t.fd).st_size
+        if t.retire:
+            self._emit(t, chunk)  # migrate the key before anything else is read
+        if size != t.size:
+            t.size, t.grown_at = size, time.monotonic()
+        if size <= t.offset:
             return
         want = READ_BYTES
         while True:
@@ -254,21 +309,88 @@ class FileSource:
             if used or len(buf) < want:
                 break
             want *= 2  # one line longer than the read: read more
-        if used:
-            chunk.records.extend(records)
-            chunk.starts.setdefault(t.ident, t.mark)
-            t.offset += used
-            chunk.ends[t.ident] = Position(t.ident, t.offset, t.detail())
-            t.mark = t.offset
-        t.pending = t.offset < size and b"\n" not in buf[used:]
+        if not used:
+            return
+        if not self._intact(t, os.fstat(t.fd).st_size):
+            # Rewritten while it was read: what was read may be new content at the old
+            # offset. Not taken; the next read starts over from what is known.
+            self._replaced(t, os.fstat(t.fd).st_size, chunk)
+            return
+        if t.key is None:
+            t.head = buf[:min(HEAD_BYTES, used)]
+            t.key = self._new_key(self._rel(t.path), t.head)
+        t.tail = (t.tail + buf[:used])[-TAIL_BYTES:] if used < TAIL_BYTES else buf[used - TAIL_BYTES:used]
+        t.offset += used
+        chunk.records.extend(records)
+        self._emit(t, chunk)
+
+    def _replaced(self, t: _Tracked, size: int, chunk: Chunk) -> None:
+        """``t``'s file no longer holds what was read from it: find the rest of the old
+        content (a copytruncate copy) and read the file's new content from byte 0."""
+        assert t.key is not None
+        if size < t.offset and t.head and os.pread(t.fd, len(t.head), 0) == t.head:
+            # Shorter, same start: cut short (or an older copy restored). Not new content.
+            cut = os.pread(t.fd, size, 0).rfind(b"\n") + 1
+            t.warning = (f"{self._rel(t.path)} shrank from {t.offset} to {size} bytes but starts"
+                         f" with the same bytes: taken as cut short, reading on from byte {cut}")
+            self._say(logging.WARNING, "%s", t.warning)
+            t.offset, t.tail = cut, tail_before(t.fd, cut)
+            self._emit(t, chunk)
+            return
+        copy = self._find_copy(t)
+        if copy is not None:
+            self._say(logging.WARNING, "%s was truncated or rewritten in place (copytruncate);"
+                      " reading the rest of its old content from %s at byte %d, its new content"
+                      " from byte 0", t.path, copy.path, t.offset)
+            old = self.files.pop(copy.inode, None)
+            if old is not None:
+                os.close(old.fd)
+            self.files[copy.inode] = copy
+        else:
+            unread = max(0, t.size - t.offset)
+            t.warning = (f"{self._rel(t.path)} was truncated or rewritten in place at byte"
+                         f" {t.offset} and no copy of its old content was found next to it:"
+                         + (f" {unread} bytes of it were not read" if unread else
+                            " lines written just before the truncation may not have been read"))
+            self._say(logging.WARNING, "%s; reading its new content from byte 0", t.warning)
+            self._emit(t, chunk)
+        t.key, t.mark, t.offset, t.head, t.tail, t.warning = None, None, 0, b"", b"", None
+        t.size, t.grown_at = size, time.monotonic()
+
+    def _find_copy(self, t: _Tracked) -> _Tracked | None:
+        """A file next to ``t`` holding ``t``'s old content up to its offset (or beyond)."""
+        try:
+            entries = sorted(os.scandir(t.path.parent), key=lambda e: e.name)
+        except OSError:
+            return None
+        for e in entries:
+            try:
+                st = e.stat()
+                if not e.is_file() or st.st_size < t.offset:
+                    continue
+                inode = FileIdentity(st.st_dev, st.st_ino).text()
+                if inode == t.inode:
+                    continue
+                fd = os.open(e.path, os.O_RDONLY)
+            except OSError:
+                continue
+            c = _Tracked(inode, Path(e.path), fd, t.offset, t.key, t.mark, t.head, t.tail,
+                         size=st.st_size, orphan_since=time.monotonic())
+            if os.fstat(fd).st_ino == st.st_ino and self._intact(c, os.fstat(fd).st_size):
+                return c
+            os.close(fd)
+        return None
 
     def _drop_drained(self) -> None:
         now = time.monotonic()
-        for ident, t in list(self.files.items()):
-            if (t.orphan_since is not None and now - t.orphan_since > ORPHAN_GRACE
-                    and os.fstat(t.fd).st_size == t.offset):
+        for inode, t in list(self.files.items()):
+            if t.orphan_since is None or now - max(t.orphan_since, t.grown_at) <= self.cfg.rotated_idle_s:
+                continue
+            if os.fstat(t.fd).st_size == t.offset:
+                self._say(logging.INFO, "done with rotated file %s (idle for %g s)", t.path,
+                          self.cfg.rotated_idle_s)
                 os.close(t.fd)
-                del self.files[ident]
+                del self.files[inode]
 
     def committed(self, ends: dict[str, Position]) -> None:
         return None
@@ -284,31 +406,6 @@ class FileSource:
                 size = os.fstat(t.fd).st_size
             except OSError:
                 return False
-            if size != t.offset:
-                return False  # unread bytes, or a partial line still waiting for its newline
+            if size != t.offset or t.retire or not self._intact(t, size):
+                return False  # unread bytes, a partial line, or content replaced in place
         return True
-
-
-def _parse_detail(detail: str | None) -> dict[str, object]:
-    if not detail:
-        return {}
-    try:
-        out = json.loads(detail)
-    except ValueError:
-        return {}
-    return out if isinstance(out, dict) else {}
-
-
-def _find_by_identity(folder: Path, ident: str) -> Path | None:
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return None
-    for e in entries:
-        try:
-            st = e.stat()
-        except OSError:
-            continue
-        if FileIdentity(st.st_dev, st.st_ino).text() == ident and e.is_file():
-            return Path(e.path)
-    return None
