@@ -67,6 +67,13 @@ async def run_daemon(config: Config, *, until_caught_up: bool = False,
     """
     if not until_caught_up and not config.defs.sources and not config.defs.server.enabled:
         raise DaemonError(f"{config.path}: no [sources] to run")
+    if _wants_server(config) and not until_caught_up:
+        from .server.http import check_open_push
+
+        try:  # before anything starts: an open /push is refused up front
+            check_open_push(config, config.defs.server.host)
+        except ValueError as exc:
+            raise DaemonError(str(exc)) from None
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     if install_signals:

@@ -204,7 +204,13 @@ class ServerConfig(_Model):
     host: str = "127.0.0.1"
     port: int = PydField(default=6566, ge=0, le=65535)
     push_token: str | None = None
+    #: Listening beyond loopback with no push token is refused unless this says so.
+    allow_open_push: bool = False
     max_body_bytes: int = PydField(default=8 << 20, gt=0)
+    #: Entity rows one /get-online-features request may ask for (over it: 413).
+    max_entities: int = PydField(default=10_000, gt=0)
+    #: Seconds a client has to send a request's headers, and then its body.
+    request_timeout_s: float = PydField(default=30.0, gt=0)
 
 
 class Definitions(_Model):

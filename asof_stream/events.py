@@ -177,17 +177,20 @@ class EventDecoder:
         """Validate one JSON event; raises :class:`EventError` with the reason."""
         if len(raw) > self.max_bytes:
             raise EventError(f"oversized event: {len(raw)} bytes > limit {self.max_bytes}")
-        if self._fast is not None:
-            ev = self._fast.decode(raw)
-            if ev is not None:
-                return ev
-        # The general path: it accepts exactly what the typed path accepts, and more
-        # importantly it says *why* an event is rejected.
         try:
-            obj = _json_decoder.decode(raw)
-        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-            # msgspec raises UnicodeDecodeError for invalid UTF-8 inside a string.
-            obj = _lenient_json(raw, exc)
+            if self._fast is not None:
+                ev = self._fast.decode(raw)
+                if ev is not None:
+                    return ev
+            # The general path: it accepts exactly what the typed path accepts, and more
+            # importantly it says *why* an event is rejected.
+            try:
+                obj = _json_decoder.decode(raw)
+            except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+                # msgspec raises UnicodeDecodeError for invalid UTF-8 inside a string.
+                obj = _lenient_json(raw, exc)
+        except RecursionError:  # msgspec raises it, not DecodeError, past its depth limit
+            raise EventError("not JSON: nested too deeply") from None
         if not isinstance(obj, dict):
             raise EventError(f"event is not a JSON object but {type(obj).__name__}")
         return self.validate(obj)

@@ -147,3 +147,12 @@ def test_decoder_agrees_with_pydantic_rules(config: Config, obj: dict[str, Any])
     if fast is not None and ref is not None:
         assert (fast.entity, fast.event_ts, fast.event_id) == (ref.entity, ref.event_ts, ref.event_id)
         assert json.dumps(fast.values) == json.dumps(ref.values)
+
+
+def test_deeply_nested_json_is_an_event_error(config: Config) -> None:
+    """msgspec raises RecursionError past its depth limit: the decoder says why instead."""
+    deep = b'{"customer_id": "c1", "event_timestamp": 1, "tier": ' + b"[" * 20_000 \
+        + b"]" * 20_000 + b"}"
+    for view in ("customer_stats", None):
+        with pytest.raises(EventError, match="nested too deeply"):
+            EventDecoder(config.defs, view).decode(deep)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,9 +18,13 @@ import pytest
 
 from asof_stream import FeatureStore
 from asof_stream.config import Config
+from asof_stream.daemon import DaemonError, run_daemon
+from asof_stream.offline.log import open_log
+from asof_stream.server import serve
 from asof_stream.timestamps import now_micros, to_iso
 
 from .conftest import BASIC_TOML
+from .fixtures_kafka import run_cli
 from .fixtures_redis import SQLITE_ONLINE
 from .server_helpers import running_server
 
@@ -242,3 +250,152 @@ def test_health_is_503_when_the_online_store_is_gone(
         assert r.status_code == 503 and r.json()["status"] == "unavailable"
         r = client.post("/get-online-features", json=read)
         assert r.status_code == 503 and "store unavailable" in r.json()["detail"]
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/get-online-features", b'{"features": ["customer_stats:tier"], "entities": '
+                             b'{"customer_id": ' + DEEP + b"}}"),
+    ("/push", b'{"view": "customer_stats", "df": {"customer_id": ' + DEEP + b"}}"),
+    ("/push", b'{"view": "customer_stats", "df": {"tier": [NaN], "customer_id": ' + DEEP
+     + b"}}"),
+])
+def test_deeply_nested_json_is_a_400(config: Config, path: str, body: bytes) -> None:
+    with running_server(config) as url:
+        r = httpx.post(url + path, content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert r.json()["detail"] == "malformed JSON: nested too deeply"
+
+
+def test_entities_per_request_are_capped(make_config: Callable[..., Config]) -> None:
+    cfg = make_config("\n[server]\nmax_entities = 3\n")
+    with running_server(cfg) as url:
+        read = {"features": ["customer_stats:tier"], "entities": {"customer_id": ["a", "b", "c"]}}
+        assert httpx.post(url + "/get-online-features", json=read).status_code == 200
+        read["entities"]["customer_id"].append("d")
+        r = httpx.post(url + "/get-online-features", json=read)
+    assert r.status_code == 413, r.text
+    assert r.json()["detail"] == ("4 entities in one request is over the cap of 3"
+                                  " ([server] max_entities); split the request")
+
+
+def test_health_answers_while_a_big_read_runs(make_config: Callable[..., Config]) -> None:
+    """A read of many entities yields to the event loop: /health does not wait for it."""
+    n = 200_000
+    cfg = make_config(f"\n[server]\nmax_entities = {n}\n")
+    big = json.dumps({"features": ["customer_stats:spend_7d", "customer_stats:tier"],
+                      "entities": {"customer_id": [f"c{i}" for i in range(n)]}}).encode()
+    with running_server(cfg) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=60) as sock:
+            # sendall returns once the server has taken (nearly) the whole body in.
+            sock.sendall(b"POST /get-online-features HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Type: application/json\r\n"
+                         + f"Content-Length: {len(big)}\r\n\r\n".encode() + big)
+            time.sleep(0.2)  # the last bytes are read and the read begins; not an assertion
+            health = httpx.get(url + "/health", timeout=60)
+            sock.setblocking(False)
+            try:
+                early = sock.recv(1, socket.MSG_PEEK)
+            except BlockingIOError:
+                early = b""
+            sock.setblocking(True)
+            head = sock.recv(12)
+    assert health.status_code == 200
+    assert early == b"", "/health answered only after the big read"
+    assert head == b"HTTP/1.1 200"
+
+
+def _raw_connection(url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.settimeout(0.2)
+    return sock
+
+
+def _dribble_until_closed(sock: socket.socket, pieces: Iterator[bytes]) -> tuple[bytes, bool]:
+    """Send a piece every 0.2 s until the server closes; (what it sent, closed first)."""
+    got = b""
+    for piece in pieces:
+        try:
+            sock.sendall(piece)
+        except (BrokenPipeError, ConnectionResetError):
+            return got, True
+        try:
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    return got, True
+                got += data
+        except TimeoutError:
+            pass
+        except ConnectionResetError:
+            return got, True
+    return got, False
+
+
+def test_slow_clients_are_cut_off(make_config: Callable[..., Config]) -> None:
+    """Headers, then a body one byte at a time: the server closes at its deadline."""
+    cfg = make_config("\n[server]\nrequest_timeout_s = 1\n")
+    with running_server(cfg) as url:
+        sock = _raw_connection(url)
+        head = (b"POST /push HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 1000\r\n\r\n")
+        got, closed = _dribble_until_closed(sock, iter([head] + [b" "] * 100))
+        sock.close()
+        assert closed, "the server kept a dribbling body open"
+        assert got.startswith(b"HTTP/1.1 408 "), got[:200]
+        assert b"did not arrive within 1 s" in got
+        # Headers that never end: closed too (no response: there is no request yet).
+        sock = _raw_connection(url)
+        got, closed = _dribble_until_closed(
+            sock, iter([b"POST /push HTTP/1.1\r\nHost: x\r\n"] + [b"X-A: b\r\n"] * 100))
+        sock.close()
+        assert closed and got == b""
+        # A connection that sends nothing at all.
+        sock = _raw_connection(url)
+        got, closed = _dribble_until_closed(sock, iter([b""] * 100))
+        sock.close()
+        assert closed and got == b""
+        assert httpx.get(url + "/health").status_code == 200
+    with open_log(cfg.offline_path) as log:
+        assert log.max_seq() == 0
+
+
+@pytest.mark.parametrize("server", ['host = "0.0.0.0"', 'host = "0.0.0.0"\npush_token = ""',
+                                    'host = "0.0.0.0"\npush_token = "  "'])
+def test_open_push_is_refused(make_config: Callable[..., Config], server: str) -> None:
+    cfg = make_config(f"\n[server]\nenabled = true\n{server}\n")
+    with pytest.raises(ValueError, match="push_token") as exc:
+        asyncio.run(serve(cfg, port=0))
+    assert "--allow-open-push" in str(exc.value) and "0.0.0.0" in str(exc.value)
+    with pytest.raises(DaemonError, match="refusing to serve on 0.0.0.0"):
+        asyncio.run(run_daemon(cfg))
+    r = run_cli("serve", "--config", str(cfg.path), "--port", "0")
+    assert r.returncode != 0
+    line, = r.stderr.strip().splitlines()
+    assert "refusing to serve on 0.0.0.0" in line and "--allow-open-push" in line
+    assert not cfg.offline_path.exists()  # refused before anything was opened
+
+
+def test_open_push_when_asked(make_config: Callable[..., Config]) -> None:
+    cfg = make_config('\n[server]\nhost = "0.0.0.0"\n')
+    proc = subprocess.Popen([sys.executable, "-m", "asof_stream", "serve", "--config",
+                             str(cfg.path), "--port", "0", "--allow-open-push"],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        lines = []
+        for line in proc.stderr:
+            lines.append(line)
+            if "listening on" in line:
+                break
+        assert "listening on http://0.0.0.0:" in lines[-1], lines
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

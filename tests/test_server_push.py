@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -39,7 +40,8 @@ def test_push_then_read_with_dead_letters_and_duplicates(any_config: Config) -> 
         assert body["rejects"][0]["row"] == 2
         assert body["rejects"][0]["position"] == "push:req-1:2"
         assert "bad event_timestamp" in body["rejects"][0]["reason"]
-        assert body["to"] == "online_and_offline"
+        assert (body["to"], body["logged"], body["online_updated"]) == ("online", True, True)
+        assert body["dead_letters"] == 1
         out = client.post("/get-online-features", json=READ).json()
         # c1's row from 2099-01-04 is older than the one from 2099-01-05: it does not win.
         assert out["results"][1]["values"] == [1.5, 2.0]
@@ -56,19 +58,63 @@ def test_push_then_read_with_dead_letters_and_duplicates(any_config: Config) -> 
     assert dead == [("http", "push:req-1:2", dead[0][2])]
 
 
-@pytest.mark.parametrize("to", ["online", "offline", "online_and_offline"])
-def test_every_target_logs_and_serves(any_config: Config, to: str) -> None:
-    """I1/I2: a pushed row is in the log and online whatever ``to`` says."""
+@pytest.mark.parametrize("to", ["online", "online_and_offline", "both"])
+def test_online_targets_log_and_serve(any_config: Config, to: str) -> None:
+    """I1/I2: an online push is logged too (the log is the online store's source)."""
     with running_server(any_config) as url:
         r = httpx.post(url + "/push", json={"view": "customer_stats", "to": to, "df": {
             "customer_id": ["c1"], "event_timestamp": ["2099-01-01T00:00:00Z"], "tier": ["t"]}})
         assert r.status_code == 200 and r.json()["stored"] == 1
+        assert (r.json()["to"], r.json()["online_updated"]) == (to, True)
         got = httpx.post(url + "/get-online-features", json=READ).json()
         assert got["results"][2]["values"] == ["t", None]
     with open_stores(any_config) as stores:
         latest = {(x.view, x.entity): x.seq for x in stores.log.latest_rows()}
         online = {(x.view, x.entity): x.seq for x in stores.online.entries()}
     assert latest == online == {("customer_stats", "c1"): 1}
+
+
+def test_offline_push_backfills_history_only(any_config: Config) -> None:
+    """to=offline: logged, the online store untouched; a row it would have to serve is refused."""
+    def push(url: str, to: str, ids: list[str], ts: list[str], tier: list[str]) -> httpx.Response:
+        return httpx.post(url + "/push", json={"view": "customer_stats", "to": to, "df": {
+            "customer_id": ids, "event_timestamp": ts, "tier": tier}})
+
+    with running_server(any_config) as url:
+        assert push(url, "online", ["c1"], ["2099-01-05T00:00:00Z"], ["now"]).status_code == 200
+        r = push(url, "offline", ["c1", "c1", "c2"],
+                 ["2099-01-01T00:00:00Z", "2099-01-06T00:00:00Z", "2099-01-01T00:00:00Z"],
+                 ["older", "newer", "no-online-row"])
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert (body["stored"], body["dead_letters"], body["to"]) == (1, 2, "offline")
+        assert (body["logged"], body["online_updated"]) == (True, False)
+        assert [x["row"] for x in body["rejects"]] == [1, 2]
+        assert "to=online_and_offline" in body["rejects"][0]["reason"]
+        got = httpx.post(url + "/get-online-features", json=READ).json()
+        assert got["results"][2]["values"] == ["now", None]
+        # Every row refused: 422 with the reasons, nothing stored.
+        r = push(url, "offline", ["c2"], ["2099-01-01T00:00:00Z"], ["x"])
+        assert r.status_code == 422 and r.json()["stored"] == 0
+    with open_stores(any_config) as stores:
+        rows = stores.log.conn.execute("SELECT entity, features FROM log ORDER BY seq").fetchall()
+        latest = {(x.view, x.entity): x.seq for x in stores.log.latest_rows()}
+        online = {(x.view, x.entity): x.seq for x in stores.online.entries()}
+    assert [(e, json.loads(f)["tier"]) for e, f in rows] == [("c1", "now"), ("c1", "older")]
+    assert latest == online == {("customer_stats", "c1"): 1}  # I1: the log agrees online
+
+
+def test_push_with_every_row_rejected_is_422(config: Config) -> None:
+    with running_server(config) as url:
+        r = httpx.post(url + "/push", json={"view": "customer_stats", "df": {
+            "customer_id": ["c1", "c2"], "event_timestamp": ["never", "2099-01-01"],
+            "orders_7d": [1, "many"]}})
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert (body["stored"], body["dead_letters"]) == (0, 2)
+    assert "bad event_timestamp" in body["rejects"][0]["reason"]
+    assert "orders_7d" in body["rejects"][1]["reason"]
+    assert _log_counts(config) == (0, 2)
 
 
 @pytest.mark.parametrize(("body", "status", "needle"), [
@@ -166,3 +212,67 @@ features = { v = { dtype = "float64", allow_nan = true }, w = "float64" }
     # JSON has no NaN: the stored NaN is served as null, and PRESENT.
     assert got["results"][1] == {"values": [None], "statuses": ["PRESENT"],
                                  "event_timestamps": ["1970-01-01T00:00:01Z"]}
+
+
+def _stored_bytes(config: Config) -> int:
+    """The size of every store file (log, online, their WAL and journal files)."""
+    data = config.offline_path.parent
+    return sum(p.stat().st_size for p in data.iterdir() if p.is_file())
+
+
+def test_hostile_push_costs_no_more_than_its_size(make_config: Callable[..., Config]) -> None:
+    """A scalar is not repeated down the rows; an oversized record keeps an excerpt."""
+    cfg = make_config("\n[ingest]\nmax_event_bytes = 65536\n")
+    big = "x" * 70_000
+    ids = [f"c{i}" for i in range(50)]
+    ts = ["2099-01-01T00:00:00Z"] * 50
+    hostile: list[dict[str, Any]] = [
+        # A scalar column: once repeated down 50 rows, 50 oversized dead letters.
+        {"view": "customer_stats", "df": {"customer_id": ids, "event_timestamp": ts,
+                                          "tier": big}},
+        # A long unknown column name: repeated in every row and every dead letter.
+        {"view": "customer_stats", "df": {"customer_id": ids * 20, "event_timestamp": ts * 20,
+                                          "y" * 5000: [0] * 1000}},
+        # One honest row over the event size limit: a dead letter, kept as an excerpt.
+        {"view": "customer_stats", "df": {"customer_id": ["c1"], "event_timestamp": ts[:1],
+                                          "tier": [big]}},
+    ]
+    with running_server(cfg) as url, httpx.Client(base_url=url, timeout=30) as client:
+        warm = client.post("/push", json={"view": "customer_stats", "df": {
+            "customer_id": ["c0"], "event_timestamp": ts[:1], "tier": ["t"]}})
+        assert warm.status_code == 200, warm.text
+        before = _stored_bytes(cfg)
+        sent = 0
+        replies = []
+        for body in hostile:
+            content = json.dumps(body).encode()
+            sent += len(content)
+            replies.append(client.post("/push", content=content,
+                                       headers={"content-type": "application/json"}))
+        after = _stored_bytes(cfg)
+    assert after - before <= 4 * sent + 256 * 1024, (after - before, sent)
+    scalar, unknown, oversized = replies
+    assert scalar.status_code == 400, scalar.text
+    assert "'tier' must be a list" in scalar.json()["detail"]
+    assert unknown.status_code == 400 and "unknown column(s)" in unknown.json()["detail"]
+    assert oversized.status_code == 422, oversized.text
+    with open_log(cfg.offline_path) as log:
+        dead = log.conn.execute("SELECT raw, reason FROM dead_letters").fetchall()
+    assert len(dead) == 1
+    raw, reason = dead[0]
+    full = json.dumps({"customer_id": "c1", "event_timestamp": ts[0], "tier": big},
+                      separators=(",", ":")).encode()
+    assert raw == full[:4096]
+    assert "oversized event" in reason and f"first 4096 of {len(full)} bytes kept" in reason
+
+
+@pytest.mark.parametrize("df", [
+    {"customer_id": ["c1", "c2"], "tier": "gold"},
+    {"customer_id": ["c1", "c2"], "tier": ["gold"]},
+])
+def test_scalar_or_short_column_is_refused(config: Config, df: dict[str, Any]) -> None:
+    with running_server(config) as url:
+        r = httpx.post(url + "/push", json={"view": "customer_stats", "df": df})
+    assert r.status_code == 400, r.text
+    assert "tier" in r.json()["detail"]
+    assert _log_counts(config) == (0, 0)

@@ -11,7 +11,8 @@ from ..config import Config
 from .common import config_option, handle_errors, main
 
 
-async def _serve(config: Config, host: str | None, port: int | None) -> None:
+async def _serve(config: Config, host: str | None, port: int | None,
+                 allow_open_push: bool) -> None:
     from ..server import serve
 
     stop = asyncio.Event()
@@ -22,7 +23,7 @@ async def _serve(config: Config, host: str | None, port: int | None) -> None:
     def ready(h: str, p: int) -> None:
         click.echo(f"feature server listening on http://{h}:{p}", err=True)
 
-    await serve(config, stop, host, port, on_ready=ready)
+    await serve(config, stop, host, port, on_ready=ready, allow_open_push=allow_open_push)
 
 
 @main.command()
@@ -30,13 +31,16 @@ async def _serve(config: Config, host: str | None, port: int | None) -> None:
                                            " 127.0.0.1).")
 @click.option("--port", default=None, type=click.IntRange(0, 65535),
               help="Port (default: [server] port, 6566; 0 picks a free one).")
+@click.option("--allow-open-push", is_flag=True,
+              help="Listen beyond loopback with no push token: /push open to anyone"
+                   " (default: refused; [server] allow_open_push).")
 @config_option
 @handle_errors
-def serve(config: Config, host: str | None, port: int | None) -> None:
+def serve(config: Config, host: str | None, port: int | None, allow_open_push: bool) -> None:
     """Run the feature server: /get-online-features, /push, /health, /metrics."""
     try:
         import uvloop
     except ImportError:
-        asyncio.run(_serve(config, host, port))
+        asyncio.run(_serve(config, host, port, allow_open_push))
         return
-    uvloop.run(_serve(config, host, port))
+    uvloop.run(_serve(config, host, port, allow_open_push))

@@ -50,6 +50,24 @@ ON CONFLICT (view) DO UPDATE SET
                                 latest_ingest_ts, excluded.latest_ingest_ts),
     duplicates = duplicates + excluded.duplicates
 """
+#: What a dead letter keeps of a record over the event size limit: its first bytes.
+DEAD_LETTER_EXCERPT = 4096
+
+
+def dead_letter_row(source: str, rec: Record, reason: str, now: int,
+                    max_bytes: int) -> tuple[str, str, bytes, str, int]:
+    """The dead_letters row of a rejected record, its raw bytes bounded.
+
+    A record within the event size limit is kept whole (it can be re-queued once the
+    definitions are fixed); a larger one keeps its first :data:`DEAD_LETTER_EXCERPT`
+    bytes and its full size in the reason, so storing a rejection costs at most the
+    limit, whatever a producer sends.
+    """
+    raw = rec.raw
+    if len(raw) > max_bytes:
+        raw = raw[:DEAD_LETTER_EXCERPT]
+        reason = f"{reason} (raw truncated: the first {len(raw)} of {len(rec.raw)} bytes kept)"
+    return (source, rec.position, raw, reason, now)
 
 
 class StoreError(Exception):
@@ -206,7 +224,8 @@ class Committer:
                 conn.execute(UPSERT_STATS,
                              (view, n, first, latest, ingest_ts if n else None, total - n))
             if bad:
-                conn.executemany(INSERT_DEAD, [(source, r.position, r.raw, why, now)
+                limit = self.decoder.max_bytes
+                conn.executemany(INSERT_DEAD, [dead_letter_row(source, r, why, now, limit)
                                                for r, why in bad])
             if positions:
                 conn.executemany(UPSERT_POSITION, [(source, p.key, p.next_offset, p.detail, now)

@@ -7,15 +7,16 @@
   path the Python API and the ``online`` command use too.
 - ``POST /push``: Feast's request (``push_source_name`` or ``view``, ``df`` as columns,
   ``to``); the rows go through :meth:`asof_stream.ingest.commit.Committer.commit`, one
-  transaction per request, bad rows become dead letters. Every accepted row is logged
-  and applied online whatever ``to`` says (see :data:`PUSH_TARGETS`).
+  transaction per request, bad rows become dead letters. ``to`` is honoured within the
+  invariants (see :data:`~asof_stream.server.http.PUSH_TARGETS`).
 - ``GET /health`` (200 only when both stores answer), ``GET /metrics`` (Prometheus).
 - ``GET /`` (``?q=`` filters the registry): the web page of :mod:`asof_stream.server.page`.
 
 Reads run on the event loop: an online read is one indexed SQLite SELECT or one Redis
 MGET. Measured with ``scripts/bench_serving.py``: handing Redis reads to a pool of four
 threads lowered throughput at 8 clients (2,140 vs 2,530 req/s on 2 cores), so they stay
-inline too.
+inline; a large read yields to the loop every ``reads.READ_CHUNK`` entities (a small one
+never does), and ``[server] max_entities`` caps one request.
 Pushes and every use of the log's connection run on one commit thread, serialized.
 """
 
@@ -32,10 +33,11 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..config import Config
 from ..stores import open_stores
-from .http import ServerState, json_response
+from .http import ServerState, check_open_push, json_response
 from .ops import health, index, metrics
 from .push import push
 from .reads import get_online_features
@@ -104,19 +106,25 @@ def listen(host: str, port: int) -> socket.socket:
 
 async def serve(config: Config, stop: asyncio.Event | None = None, host: str | None = None,
                 port: int | None = None, *,
-                on_ready: Callable[[str, int], None] | None = None) -> None:
+                on_ready: Callable[[str, int], None] | None = None,
+                allow_open_push: bool = False) -> None:
     """Serve until ``stop`` is set (or forever). Signals are left to the caller.
 
     ``on_ready(host, port)`` is called once the socket listens and the stores are open
-    (the port is the real one when ``port=0`` asked for any free port).
+    (the port is the real one when ``port=0`` asked for any free port). Listening beyond
+    loopback without a push token raises ValueError unless ``allow_open_push`` (or
+    ``[server] allow_open_push``) says so.
     """
     cfg = config.defs.server
     host = host or cfg.host
     port = cfg.port if port is None else port
+    check_open_push(config, host, allow_open_push)
     sock = listen(host, port)
     bound_port = sock.getsockname()[1]
     uv_config = uvicorn.Config(create_app(config), log_level="warning", access_log=False,
-                               lifespan="on", loop="none", timeout_graceful_shutdown=10)
+                               lifespan="on", loop="none", timeout_graceful_shutdown=10,
+                               timeout_keep_alive=max(1, min(5, int(cfg.request_timeout_s))),
+                               http=_protocol(cfg.request_timeout_s))
     server = _QuietServer(uv_config)
     stop = stop or asyncio.Event()
 
@@ -142,6 +150,55 @@ async def serve(config: Config, stop: asyncio.Event | None = None, host: str | N
         watcher.cancel()
         announcer.cancel()
         sock.close()
+
+
+def _protocol(timeout: float) -> type[HttpToolsProtocol]:
+    """uvicorn's HTTP protocol with a deadline on the request line and headers.
+
+    uvicorn times out an idle keep-alive connection, but not one that opens and sends
+    nothing, nor one that dribbles its headers: each request's headers must be in within
+    ``timeout`` seconds of its first byte (of the connection, for the first request).
+    The body has its own deadline, in :func:`~asof_stream.server.http.read_body`.
+    """
+
+    class Protocol(HttpToolsProtocol):
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._header_timer = self.loop.call_later(timeout, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _too_slow(self) -> None:
+            self._header_timer = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._arm()
+
+        def on_headers_complete(self) -> None:
+            self._disarm()
+            super().on_headers_complete()
+
+        def on_response_complete(self) -> None:
+            self._disarm()  # idle from here on: uvicorn's keep-alive timeout applies
+            super().on_response_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return Protocol
 
 
 class _QuietServer(uvicorn.Server):

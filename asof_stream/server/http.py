@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import ipaddress
 import json
 import logging
 import os
@@ -27,9 +28,12 @@ log = logging.getLogger(__name__)
 
 EPOCH = "1970-01-01T00:00:00Z"  # Feast's event_timestamp for join keys and missing values
 #: Accepted ``to`` values. The log is the source of truth and the online store must
-#: equal its as-of join at +infinity (I1) and be rebuildable from it (I2): a row only in
-#: the online store, or only in the log, would break one of the two. So every accepted
-#: row is logged and applied online, whatever ``to`` says; the reply says so.
+#: equal its as-of join at +infinity (I1) and be rebuildable from it (I2). So a row only
+#: in the online store cannot be: ``online`` rows are logged too (that is also what
+#: makes them exactly-once: their event_id and position are in the log). ``offline``
+#: rows are logged and leave the online store as it is, which only a row older than
+#: the served one can do: the others are refused (see ``push._offline_only``).
+#: ``both`` is an alias of ``online_and_offline``.
 PUSH_TARGETS = frozenset({"online", "offline", "online_and_offline", "both"})
 PUSH_KEYS = frozenset({"push_source_name", "view", "df", "to", "allow_registry_cache",
                        "transform_on_write"})
@@ -39,13 +43,43 @@ PAGE_TIMEOUT = 10.0  # the page waits behind pushes on the commit thread
 _encode = msgspec.json.Encoder().encode
 
 
+def push_token(config: Config) -> str | None:
+    """The push token (``ASOF_PUSH_TOKEN`` first); an empty or blank one is no token."""
+    token = os.environ.get("ASOF_PUSH_TOKEN") or config.defs.server.push_token
+    return token if token and token.strip() else None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
+
+
+def check_open_push(config: Config, host: str, allow_open_push: bool = False) -> None:
+    """Refuse to listen beyond loopback with /push open to anyone (no push token)."""
+    if is_loopback(host) or push_token(config) is not None:
+        return
+    if allow_open_push or config.defs.server.allow_open_push:
+        log.warning("feature server on %s: /push accepts writes from anyone (allow_open_push)",
+                    host)
+        return
+    raise ValueError(
+        f"{config.path}: refusing to serve on {host}: /push would accept writes from anyone"
+        " on the network (no push token); set [server] push_token or ASOF_PUSH_TOKEN, or"
+        " pass --allow-open-push ([server] allow_open_push = true) to mean it")
+
+
 class HTTPError(Exception):
     """A request the server refuses, with its status code and a message naming why."""
 
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, *, close: bool = False) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.close = close  # also close the connection (the client is not keeping up)
 
 
 def json_response(obj: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
@@ -61,8 +95,10 @@ class ServerState:
         self.defs = config.defs
         server = config.defs.server
         self.max_body = server.max_body_bytes
-        token = os.environ.get("ASOF_PUSH_TOKEN") or server.push_token
+        token = push_token(config)
         self.token = token.encode() if token else None
+        self.max_entities = server.max_entities
+        self.request_timeout = server.request_timeout_s
         self.stores: Stores | None = None
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="asof-push")
         self.committers: dict[str | None, Committer] = {}
@@ -115,8 +151,12 @@ class ServerState:
         return c
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 past ``limit`` bytes (before reading it all)."""
+async def read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The request body, refused with 413 past ``limit`` bytes (before reading it all).
+
+    A client that has not sent the whole body ``timeout`` seconds after its headers gets
+    408 and its connection closed: a slow sender cannot hold a connection forever.
+    """
     length = request.headers.get("content-length")
     if length is not None:
         try:
@@ -128,12 +168,18 @@ async def read_body(request: Request, limit: int) -> bytes:
                                  " bytes ([server] max_body_bytes)")
     chunks = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPError(413, f"request body is over the limit of {limit} bytes"
-                                 " ([server] max_body_bytes)")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise HTTPError(413, f"request body is over the limit of {limit} bytes"
+                                         " ([server] max_body_bytes)")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise HTTPError(408, f"the request body did not arrive within {timeout:g} s"
+                             f" ({size} bytes received; [server] request_timeout_s)",
+                        close=True) from None
     return b"".join(chunks)
 
 
@@ -142,10 +188,14 @@ def parse_json_object(body: bytes, what: str) -> dict[str, Any]:
         raise HTTPError(400, f"empty request body: {what} expects a JSON object")
     try:
         obj = msgspec.json.decode(body)
+    except RecursionError:
+        raise HTTPError(400, "malformed JSON: nested too deeply") from None
     except msgspec.DecodeError:
         try:  # the stdlib also reads NaN and Infinity, which allow_nan features accept
             obj = json.loads(body)
-        except (ValueError, RecursionError) as exc:
+        except RecursionError:
+            raise HTTPError(400, "malformed JSON: nested too deeply") from None
+        except ValueError as exc:
             raise HTTPError(400, f"malformed JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise HTTPError(400, f"{what} expects a JSON object, got {type(obj).__name__}")
@@ -170,7 +220,9 @@ def endpoint(name: str) -> Callable[[Callable[[ServerState, Request], Awaitable[
             try:
                 response = await fn(state, request)
             except HTTPError as exc:
-                headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+                headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+                if exc.close:
+                    headers["Connection"] = "close"
                 response = json_response({"detail": exc.detail}, exc.status, headers)
             except (redis.RedisError, sqlite3.Error, StoreError, OSError) as exc:
                 log.warning("%s: store unavailable: %s", name, exc)
