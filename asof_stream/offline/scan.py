@@ -160,3 +160,75 @@ def latest_per_entity(log: OfflineLog, defs: Definitions, view: str, *,
         return lasts[0]
     merged = pa.concat_tables(lasts).sort_by(SORT_KEYS)
     return last_per_entity(merged)
+
+
+#: (view, entity, event_timestamp, seq, ingest_ts, features JSON text)
+LatestRecord = tuple[str, str, int, int, int, str]
+
+HEAD_LATEST_SQL = (
+    "SELECT view, entity, event_timestamp, seq, ingest_ts, features FROM ("
+    " SELECT *, row_number() OVER (PARTITION BY view, entity"
+    "   ORDER BY event_timestamp DESC, seq DESC) AS rn"
+    " FROM log WHERE seq <= ?{where}) WHERE rn = 1")
+
+
+def latest_records(log: OfflineLog, view: str | None = None) -> tuple[int, list[LatestRecord]]:
+    """Per (view, entity) over both tiers, the newest row, with its features as JSON text;
+    and the seq bound of the snapshot. Needs no definitions: a segment's columns say its
+    features (the head's rows keep their own text)."""
+    for _attempt in range(5):
+        conn = log.conn
+        own = not conn.in_transaction
+        if own:
+            conn.execute("BEGIN")
+        try:
+            tiers = has_manifest(conn)
+            bound = int(conn.execute(HIGH_SEQ_SQL if tiers else
+                                     "SELECT coalesce(max(seq), 0) FROM log").fetchone()[0])
+            segments = list_segments(conn, view, bound) if tiers else []
+            where, params = ("", [bound]) if view is None else (" AND view = ?", [bound, view])
+            head = conn.execute(HEAD_LATEST_SQL.format(where=where), params).fetchall()
+        finally:
+            if own:
+                conn.execute("COMMIT")
+        if not segments:
+            return bound, head
+        try:
+            return bound, _merge_latest(log, segments, head, bound)
+        except SegmentError:
+            if not _manifest_moved(log, segments):
+                raise
+    raise SegmentError(f"{log.segments_dir}: the segments kept changing while being read")
+
+
+def _merge_latest(log: OfflineLog, segments: list[Segment], head: list[LatestRecord],
+                  bound: int) -> list[LatestRecord]:
+    from ..events import dumps_values
+
+    best: dict[tuple[str, str], LatestRecord] = {(r[0], r[1]): r for r in head}
+    by_view: dict[str, list[Segment]] = {}
+    for s in segments:
+        by_view.setdefault(s.view, []).append(s)
+    for view, segs in by_view.items():
+        lasts = []
+        for s in segs:
+            t = read_segment(log.segments_dir / s.file, s.bytes)
+            t = t.drop_columns(["event_id", "source", "position", "def_version"])
+            if s.max_seq > bound:
+                t = t.filter(pc.less_equal(t.column("seq"), bound))
+            lasts.append(last_per_entity(t))
+        table = lasts[0] if len(lasts) == 1 else last_per_entity(
+            pa.concat_tables(lasts, promote_options="default").sort_by(SORT_KEYS))
+        ents = table.column("entity").to_pylist()
+        ets = table.column("event_timestamp").to_pylist()
+        seqs = table.column("seq").to_pylist()
+        its = table.column("ingest_ts").to_pylist()
+        feats = [n for n in table.column_names if n not in BASE_COLUMNS]
+        names = [n[len("feature:"):] if n.startswith("feature:") else n for n in feats]
+        cols = [table.column(n).to_pylist() for n in feats]
+        for i, ent in enumerate(ents):
+            cur = best.get((view, ent))
+            if cur is None or (ets[i], seqs[i]) > (cur[2], cur[3]):
+                text = dumps_values({n: c[i] for n, c in zip(names, cols, strict=True)})
+                best[(view, ent)] = (view, ent, ets[i], seqs[i], its[i], text)
+    return list(best.values())

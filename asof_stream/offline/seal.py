@@ -12,9 +12,10 @@ Merging: a view's segments are grouped by level (a seal writes level 0); when a 
 holds ``fanout`` segments or more, they are merged into one of the next level, so a view
 has O(fanout * log N) segments.
 
-``ASOF_STREAM_SEAL_CRASH=<step>`` makes the process SIGKILL itself at that step (the
-crash tests use it); steps: ``segment-written``, ``segment-renamed``, ``registered``
-(inside the transaction, before COMMIT), ``committed``, ``unlinked-one``.
+``ASOF_STREAM_SEAL_CRASH=<step>[:<n>]`` makes the process SIGKILL itself at the n-th
+time (default 1st) it reaches that step, and ``ASOF_STREAM_SEAL_SLOW=<seconds>`` sleeps
+at every step (the crash tests use both); steps: ``segment-written``, ``segment-renamed``,
+``registered`` (inside the transaction, before COMMIT), ``committed``, ``unlinked-one``.
 """
 
 from __future__ import annotations
@@ -54,10 +55,21 @@ HEAD_META_SQL = ("SELECT seq, event_id, source, position, def_version FROM log"
                  " WHERE view = ? AND seq <= ? ORDER BY entity, event_timestamp, seq")
 
 
+_reached: dict[str, int] = {}
+
+
 def step(name: str) -> None:
     """A named point of sealing/compaction (where the crash tests kill the process)."""
-    if os.environ.get(CRASH_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
+    want = os.environ.get(CRASH_ENV)
+    if want:
+        target, _, nth = want.partition(":")
+        if target == name:
+            _reached[name] = _reached.get(name, 0) + 1
+            if _reached[name] == int(nth or 1):
+                os.kill(os.getpid(), signal.SIGKILL)
+    slow = os.environ.get("ASOF_STREAM_SEAL_SLOW")
+    if slow:
+        time.sleep(float(slow))
 
 
 @dataclass
