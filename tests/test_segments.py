@@ -155,3 +155,38 @@ def test_unregistered_files_are_removed_and_never_read(config: Config) -> None:
         assert len(all_rows(s.log, config)) == 30
         stats = compact(s.log, config.defs)
         assert stats.orphans_removed == 1 and not stray.exists()
+
+
+def test_background_sealer_while_commits_go_on_keeps_i2(config: Config) -> None:
+    from asof_stream.offline.seal import Sealer
+    from asof_stream.online.materialize import materialize
+
+    sealer = Sealer(config.offline_path, config.defs, seal_rows=30, seal_age=None, interval=0.01,
+                    fanout=3)
+    with open_stores(config) as s:
+        c = s.committer()
+        sealer.start()
+        try:
+            for b in range(40):
+                c.commit("src", [rec(b * 10 + i) for i in range(10)])
+                c.commit("src", [rec(b * 10)])  # a re-sent event, maybe sealed already
+        finally:
+            sealer.stop()
+        assert sealer.error is None and sealer.sealed > 0
+        rows = all_rows(s.log, config)
+        assert [r[0] for r in rows] == list(range(1, 401))
+        assert s.log.view_stats()[VIEW]["rows"] == 400
+        assert s.log.view_stats()[VIEW]["duplicates"] == 40
+        incremental = {(r.view, r.entity): r for r in s.online.entries()}
+        materialize(s.log, s.online)
+        assert {(r.view, r.entity): r for r in s.online.entries()} == incremental
+
+
+def test_config_log_section(make_config: Any) -> None:
+    from asof_stream.config import ConfigError
+
+    cfg = make_config("\n[log]\nseal_rows = 1000000\nseal_age = \"1h\"\n")
+    assert cfg.defs.log.seal_rows == 1_000_000 and cfg.defs.log.seal_age == 3600 * 10**6
+    assert not make_config().defs.log.sealing
+    with pytest.raises(ConfigError, match="seal_age"):
+        make_config("\n[log]\nseal_age = \"soon\"\n")
