@@ -122,12 +122,13 @@ class Position:
 class OfflineLog:
     """A connection to the offline log database (created on first open)."""
 
+    _tiers: bool | None = None  # has the manifest tables (see has_tiers)
+
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
         if readonly and not self.path.exists():
             raise FileNotFoundError(f"offline log {self.path} does not exist yet")
         self.conn = connect(self.path, readonly=readonly)
-        self._tiers: bool | None = None
         if not readonly:
             self.conn.executescript(SCHEMA)
 
@@ -177,7 +178,8 @@ class OfflineLog:
         return int(self.conn.execute("SELECT coalesce(max(max_seq), 0) FROM segments").fetchone()[0])
 
     def rows_after(self, seq: int, chunk: int = 10000) -> Iterator[list[LogRow]]:
-        """Log rows with ``seq`` greater than the given one, in seq order, in chunks."""
+        """Head rows with ``seq`` greater than the given one, in seq order, in chunks
+        (sealed rows are read through offline/scan.py)."""
         while True:
             cur = self.conn.execute(
                 "SELECT seq, view, entity, event_timestamp, ingest_ts, features FROM log"
@@ -189,7 +191,8 @@ class OfflineLog:
             seq = rows[-1].seq
 
     def latest_rows(self, view: str | None = None) -> Iterator[LogRow]:
-        """Per (view, entity), the row with the greatest (event_timestamp, seq)."""
+        """Per (view, entity), the head row with the greatest (event_timestamp, seq) (over
+        both tiers: :func:`asof_stream.offline.scan.latest_records`)."""
         where = "WHERE view = ?" if view else ""
         params: tuple[Any, ...] = (view,) if view else ()
         cur = self.conn.execute(
