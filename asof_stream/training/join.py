@@ -182,6 +182,10 @@ def choose_rows(log: OfflineLog, defs: Definitions, view: str, keys: Sequence[st
     if len(keys) != len(times):
         raise ValueError("keys and times differ in length")
     ttl = defs.views[view].ttl
+    if log.sealed_rows(view):
+        # This join reads the head only; a sealed log would give silently wrong rows.
+        raise ValueError(f"{log.path}: view {view!r} has sealed segments, which this join does"
+                         " not read yet (the join over offline/scan.py does)")
     if upto_seq is None:
         upto_seq = log.max_seq()
     # Labels in entity order: consecutive probes walk neighbouring index pages.
