@@ -23,7 +23,7 @@ import concurrent.futures
 import logging
 import signal
 import sqlite3
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from .config import Config
 from .definitions import HttpSourceConfig
@@ -35,6 +35,9 @@ from .ingest.sources.base import Source
 from .offline.shards import is_sharded, shard_dir
 from .offline.sqlite import tune_writer
 from .stores import Stores, open_stores
+
+if TYPE_CHECKING:
+    from .offline.seal import Sealer
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -75,6 +78,7 @@ async def run_daemon(config: Config, *, until_caught_up: bool = False,
     executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="asof-commit")
     sources = build_sources(config, until_caught_up=until_caught_up)
     stores, committers = await _open(config, sources, executor)
+    sealer = _start_sealer(config)
     runners = [SourceRunner(src, committers[i], config.defs.ingest, executor, stop, until_caught_up)
                for i, src in enumerate(sources)]
     try:
@@ -88,12 +92,27 @@ async def run_daemon(config: Config, *, until_caught_up: bool = False,
     finally:
         for r in runners:
             await r.source.close()
+        if sealer is not None:
+            await loop.run_in_executor(None, sealer.stop)
         await loop.run_in_executor(executor, stores.close)
         executor.shutdown(wait=True)
     stored = sum(r.totals.stored for r in runners)
     log.info("daemon stopped", extra={"exit_code": code, "stored": stored,
                                       "dead_letters": sum(r.totals.rejected for r in runners)})
     return code
+
+
+def _start_sealer(config: Config) -> Sealer | None:
+    """The background sealer (its own thread and connection), when ``[log]`` asks for one."""
+    cfg = config.defs.log
+    if not cfg.sealing or config.defs.store.shards != "none":
+        return None
+    from .offline.seal import Sealer
+
+    sealer = Sealer(config.offline_path, config.defs, seal_rows=cfg.seal_rows,
+                    seal_age=cfg.seal_age, interval=cfg.seal_interval, fanout=cfg.merge_fanout)
+    sealer.start()
+    return sealer
 
 
 def _busy(exc: sqlite3.DatabaseError) -> bool:

@@ -196,6 +196,34 @@ class IngestConfig(_Model):
     max_buffered: int = PydField(default=60000, gt=0)
 
 
+class LogConfig(_Model):
+    """``[log]``: when the daemon seals head rows into Parquet segments (docs/offline-log.md).
+
+    ``seal_rows``: seal a view once its head holds this many rows (0: never by count).
+    ``seal_age``: or once its oldest head row was ingested this long ago (e.g. "1h"; unset:
+    never by age). Both unset: the daemon never seals; ``asof-stream compact`` still does.
+    ``merge_fanout``: merge a level's segments once it has this many.
+    """
+
+    seal_rows: int = PydField(default=0, ge=0)
+    seal_age: int | None = None  # microseconds
+    seal_interval: float = PydField(default=5.0, gt=0)
+    merge_fanout: int = PydField(default=4, ge=2)
+
+    @field_validator("seal_age", mode="before")
+    @classmethod
+    def _age(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return parse_duration(v)
+        if v is None or (isinstance(v, int) and not isinstance(v, bool) and v > 0):
+            return v
+        raise ValueError(f"expected a duration like '1h' (s, m, h, d), got {v!r}")
+
+    @property
+    def sealing(self) -> bool:
+        return self.seal_rows > 0 or self.seal_age is not None
+
+
 class ServerConfig(_Model):
     enabled: bool = False
     host: str = "127.0.0.1"
@@ -213,6 +241,7 @@ class Definitions(_Model):
     services: dict[str, FeatureService] = {}
     sources: dict[str, SourceConfig] = {}
     ingest: IngestConfig = IngestConfig()
+    log: LogConfig = LogConfig()
     server: ServerConfig = ServerConfig()
 
     @model_validator(mode="before")

@@ -26,7 +26,8 @@ class CliError(click.ClickException):
 
 # Each command's module; it registers the command on ``main`` when imported.
 COMMAND_MODULES = {
-    "dead-letters": "dead_letters", "demo": "demo", "drift": "drift", "features": "features",
+    "compact": "compact", "dead-letters": "dead_letters", "export": "compact",
+    "demo": "demo", "drift": "drift", "features": "features",
     "freshness": "freshness", "init": "project", "leakage": "leakage",
     "materialize": "online", "online": "online", "rebuild": "training", "replay": "replay",
     "retention": "retention", "run": "run", "serve": "serve", "skew": "skew",

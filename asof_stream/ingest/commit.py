@@ -12,14 +12,18 @@ import time
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..events import Event, EventDecoder, EventError, dumps_values
-from ..offline.log import OfflineLog, Position
+from ..offline.log import HIGH_SEQ_SQL, OfflineLog, Position
 from ..offline.sqlite import is_busy
 from ..online.base import OnlineRow, OnlineStore
 from ..timestamps import now_micros
 from ..versions import record_versions
 from .sources.base import Record
+
+if TYPE_CHECKING:
+    from ..offline.manifest import SealedIds
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +119,15 @@ class Committer:
         if online is not None and online.transactional:
             online.attach_to(log_.conn)
         self.versions = record_versions(log_.conn, decoder.defs, clock())
+        self._sealed: SealedIds | None = None
+
+    def _sealed_ids(self) -> SealedIds:
+        """The sealed tier's event-id check (Bloom filters cached across commits)."""
+        if self._sealed is None:
+            from ..offline.manifest import SealedIds
+
+            self._sealed = SealedIds(self.log.segments_dir)
+        return self._sealed
 
     def decode(self, records: Sequence[Record]) -> Decoded:
         return decode_records(self.decoder, records)
@@ -167,9 +180,10 @@ class Committer:
         try:
             if expect:
                 self._check_positions(conn, source, expect)
-            seq = int(conn.execute("SELECT coalesce(max(seq), 0) FROM log").fetchone()[0])
+            # The high-water mark, not max(seq) of the head: sealing empties the head.
+            seq = int(conn.execute(HIGH_SEQ_SQL).fetchone()[0])
             first_seq = seq + 1
-            fresh = self._drop_duplicates(conn, good)
+            fresh = self._drop_duplicates(conn, good, self._sealed_ids)
             offered = Counter(ev.view for ev, _ in good)
             versions = self.versions
             rows = []
@@ -236,9 +250,12 @@ class Committer:
                 raise PositionConflict(f"{source} {key}: stored position is {have}, expected {want}")
 
     @staticmethod
-    def _drop_duplicates(conn: sqlite3.Connection,
-                         good: list[tuple[Event, str]]) -> list[tuple[Event, str]]:
-        """Skip events whose (view, event_id) is already logged or repeated in the batch."""
+    def _drop_duplicates(conn: sqlite3.Connection, good: list[tuple[Event, str]],
+                         sealed: Callable[[], SealedIds] | None = None,
+                         ) -> list[tuple[Event, str]]:
+        """Skip events whose (view, event_id) is already logged (in either tier) or repeated
+        in the batch. The head is checked with its unique index, the sealed tier with its
+        Bloom filters and an exact look at a segment on a hit."""
         by_view: dict[str, set[str]] = {}
         for ev, _ in good:
             if ev.event_id is not None:
@@ -254,6 +271,12 @@ class Committer:
                 for (eid,) in conn.execute(
                         f"SELECT event_id FROM log WHERE view = ? AND event_id IN ({marks})",
                         (view, *part)):
+                    seen.add((view, eid))
+        if sealed is not None and conn.execute("SELECT 1 FROM segments LIMIT 1").fetchone():
+            checker = sealed()
+            for view, ids in by_view.items():
+                rest = [i for i in ids if (view, i) not in seen]
+                for eid in checker.existing(conn, view, rest):
                     seen.add((view, eid))
         out = []
         for ev, pos in good:

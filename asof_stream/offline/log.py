@@ -60,7 +60,42 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     requeued_ts INTEGER
 );
 CREATE INDEX IF NOT EXISTS dead_letters_open ON dead_letters (requeued_ts, id);
+
+CREATE TABLE IF NOT EXISTS log_meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS segments (
+    id INTEGER PRIMARY KEY,
+    view TEXT NOT NULL,
+    file TEXT NOT NULL UNIQUE,
+    rows INTEGER NOT NULL,
+    min_seq INTEGER NOT NULL,
+    max_seq INTEGER NOT NULL,
+    min_event_timestamp INTEGER NOT NULL,
+    max_event_timestamp INTEGER NOT NULL,
+    min_ingest_ts INTEGER NOT NULL,
+    max_ingest_ts INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    checksum TEXT NOT NULL,
+    level INTEGER NOT NULL,
+    bloom BLOB,
+    created_ts INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS segments_view ON segments (view, level);
 """
+
+#: The seq high-water mark in ``log_meta``: sealing and retention delete head rows, and a
+#: head emptied that way must not hand out a seq again.
+HIGH_SEQ_SQL = (
+    "SELECT max(coalesce((SELECT max(seq) FROM log), 0),"
+    " coalesce((SELECT value FROM log_meta WHERE key = 'high_seq'), 0))"
+)
+BUMP_HIGH_SEQ = (
+    "INSERT INTO log_meta (key, value) VALUES ('high_seq', (SELECT coalesce(max(seq), 0) FROM log))"
+    " ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +127,7 @@ class OfflineLog:
         if readonly and not self.path.exists():
             raise FileNotFoundError(f"offline log {self.path} does not exist yet")
         self.conn = connect(self.path, readonly=readonly)
+        self._tiers: bool | None = None
         if not readonly:
             self.conn.executescript(SCHEMA)
 
@@ -104,9 +140,41 @@ class OfflineLog:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def segments_dir(self) -> Path:
+        """Where the sealed Parquet segments live: ``<log>.segments/<view>/``."""
+        return self.path.with_name(self.path.name + ".segments")
+
+    def has_tiers(self) -> bool:
+        """True when the file has the manifest tables (an old log opened read-only may not)."""
+        if self._tiers is None:
+            self._tiers = self.conn.execute(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+                " AND name IN ('segments', 'log_meta')").fetchone()[0] == 2
+        return self._tiers
+
     def max_seq(self) -> int:
-        row = self.conn.execute("SELECT coalesce(max(seq), 0) FROM log").fetchone()
-        return int(row[0])
+        """The greatest seq ever assigned (head rows, or the high-water mark once sealed)."""
+        if not self.has_tiers():
+            return int(self.conn.execute("SELECT coalesce(max(seq), 0) FROM log").fetchone()[0])
+        return int(self.conn.execute(HIGH_SEQ_SQL).fetchone()[0])
+
+    def sealed_rows(self, view: str | None = None) -> int:
+        """Rows in the sealed tier (of one view, or all)."""
+        if not self.has_tiers():
+            return 0
+        sql = "SELECT coalesce(sum(rows), 0) FROM segments"
+        params: tuple[Any, ...] = ()
+        if view is not None:
+            sql += " WHERE view = ?"
+            params = (view,)
+        return int(self.conn.execute(sql, params).fetchone()[0])
+
+    def sealed_max_seq(self) -> int:
+        """The greatest seq in the sealed tier (0 when nothing is sealed)."""
+        if not self.has_tiers():
+            return 0
+        return int(self.conn.execute("SELECT coalesce(max(max_seq), 0) FROM segments").fetchone()[0])
 
     def rows_after(self, seq: int, chunk: int = 10000) -> Iterator[list[LogRow]]:
         """Log rows with ``seq`` greater than the given one, in seq order, in chunks."""

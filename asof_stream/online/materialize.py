@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from ..offline.log import OfflineLog
-from .base import OnlineStore, from_log_row, newest_per_key
+from .base import OnlineRow, OnlineStore, from_log_row, newest_per_key
 
 
 def catch_up(log: OfflineLog, online: OnlineStore) -> int:
     """Apply the log rows the online store has not seen; returns how many were replayed."""
     applied = online.applied_seq()
-    if applied > log.max_seq():
-        # The store saw rows whose log commit never landed: rebuild it from the truth.
+    if applied > log.max_seq() or applied < log.sealed_max_seq():
+        # The store saw rows whose log commit never landed, or rows it missed were sealed
+        # out of the head since: rebuild it from the truth.
         materialize(log, online)
         return 0
     replayed = 0
@@ -21,14 +22,15 @@ def catch_up(log: OfflineLog, online: OnlineStore) -> int:
 
 
 def materialize(log: OfflineLog, online: OnlineStore, view: str | None = None) -> int:
-    """Rebuild the online store from the log (invariant I2); returns rows written."""
-    conn = log.conn
-    conn.execute("BEGIN")  # one read snapshot for the rows and the high-water mark
-    try:
-        high = log.max_seq()
-        rows = [from_log_row(r) for r in log.latest_rows(view)]
-    finally:
-        conn.execute("COMMIT")
+    """Rebuild the online store from the log, both tiers (invariant I2); returns rows written.
+
+    The newest row per entity comes from one snapshot of the head and the manifest: the
+    last row of each entity in every sorted segment, against the head's newest.
+    """
+    from ..offline.scan import latest_records
+
+    high, records = latest_records(log, view)
+    rows = [OnlineRow(v, e, ts, s, i, f) for v, e, ts, s, i, f in records]
     if view is None:
         online.replace_all(rows, high)
         # Batches committed while the rebuild ran are above ``high``: replay them.

@@ -1,0 +1,1 @@
+"""Exact windowed aggregations over sorted columnar rows (pure numpy/pyarrow kernels)."""

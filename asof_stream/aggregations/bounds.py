@@ -1,0 +1,105 @@
+"""Per label, the rows of its window: ``t - w < event_timestamp <= t`` (``< t`` when strict),
+and with ``as_known_at`` also ``ingest_ts <= t``.
+
+Rows are sorted by (entity code, event_timestamp, seq), so without ``as_known_at`` a window is
+the contiguous row range ``[lo, hi)``.  With it the window may have holes: labels whose range has
+``max(ingest_ts) <= t`` (a range-max tree answers this) keep the contiguous range; the others are
+expanded row by row, filtered on ``ingest_ts <= t``, and become contiguous ranges of a gather array.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from asof_stream.kernels.sortkeys import I64_MIN, check_sorted, composite_keys
+
+from .segtree import ExtremeTree
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Label i's window is rows ``[lo[i], hi[i])``, or, where ``gathered[i]``, rows
+    ``gather[lo[i]:hi[i]]`` (still in (event_timestamp, seq) order)."""
+
+    n_rows: int
+    lo: np.ndarray
+    hi: np.ndarray
+    gathered: np.ndarray
+    gather: np.ndarray
+
+
+def window_bounds(
+    row_codes: np.ndarray,
+    row_ts: np.ndarray,
+    row_seq: np.ndarray,
+    label_codes: np.ndarray,
+    label_ts: np.ndarray,
+    *,
+    window_us: int | None,
+    strict: bool = False,
+    row_ingest: np.ndarray | None = None,
+    as_known_at: bool = False,
+) -> Windows:
+    """Windows for labels in any order (label code -1: absent entity, empty window). None = all history."""
+    row_codes = np.asarray(row_codes, dtype=np.int64)
+    row_ts = np.asarray(row_ts, dtype=np.int64)
+    codes = np.asarray(label_codes, dtype=np.int64)
+    t = np.asarray(label_ts, dtype=np.int64)
+    if window_us is not None and window_us < 0:
+        raise ValueError("window_us must be >= 0")
+    if as_known_at and row_ingest is None:
+        raise ValueError("as_known_at needs row_ingest")
+    check_sorted(row_codes, row_ts, np.asarray(row_seq, dtype=np.int64))
+    m = len(t)
+    lo = np.zeros(m, dtype=np.int64)
+    hi = np.zeros(m, dtype=np.int64)
+    empty = np.zeros(0, dtype=np.int64)
+    present = np.flatnonzero(codes >= 0)
+    if len(row_codes) and len(present):
+        pc_, pt = codes[present], t[present]
+        # upper edge: ts <= t  (strict: ts <= t - 1; t == min means nothing qualifies)
+        up_neg = (pt == I64_MIN) if strict else np.zeros(len(pt), dtype=bool)
+        up_thr = np.where(up_neg, 0, pt - 1) if strict else pt
+        # lower edge: rows with ts <= t - w are excluded; t - w below int64 means none are
+        if window_us is None:
+            low_neg = np.ones(len(pt), dtype=bool)
+            low_thr = np.zeros(len(pt), dtype=np.int64)
+        else:
+            w = int(window_us)
+            low_neg = pt < I64_MIN + w if w <= -I64_MIN else np.ones(len(pt), dtype=bool)
+            low_thr = np.where(low_neg, 0, pt - np.int64(min(w, -I64_MIN - 1)))
+        row_keys, probe_keys = composite_keys(
+            row_codes,
+            row_ts,
+            np.concatenate([pc_, pc_]),
+            np.concatenate([up_thr, low_thr]),
+            np.concatenate([up_neg, low_neg]),
+        )
+        order = np.argsort(probe_keys, kind="stable")
+        found = np.empty(len(probe_keys), dtype=np.int64)
+        found[order] = np.searchsorted(row_keys, probe_keys[order], side="right")
+        k = len(pt)
+        hi[present] = found[:k]
+        lo[present] = np.minimum(found[k:], found[:k])
+    gathered = np.zeros(m, dtype=bool)
+    if not as_known_at:
+        return Windows(len(row_codes), lo, hi, gathered, empty)
+    assert row_ingest is not None
+    ingest = np.asarray(row_ingest, dtype=np.int64)
+    nonempty = np.flatnonzero(lo < hi)
+    max_ing = ExtremeTree(ingest, np.maximum, I64_MIN).query(lo[nonempty], hi[nonempty])
+    slow = nonempty[max_ing > t[nonempty]]
+    gathered[slow] = True
+    lengths = hi[slow] - lo[slow]
+    owner = np.repeat(np.arange(len(slow)), lengths)
+    starts = np.cumsum(lengths) - lengths
+    pos = lo[slow][owner] + (np.arange(len(owner)) - starts[owner])
+    keep = ingest[pos] <= t[slow][owner]
+    gather = pos[keep]
+    kept = np.bincount(owner[keep], minlength=len(slow))
+    ends = np.cumsum(kept)
+    lo, hi = lo.copy(), hi.copy()
+    lo[slow], hi[slow] = ends - kept, ends
+    return Windows(len(row_codes), lo, hi, gathered, gather)

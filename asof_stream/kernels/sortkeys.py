@@ -1,0 +1,80 @@
+"""One sortable uint64 key per (entity code, int64 value), without overflow.
+
+Rows are keyed ``(code << b) | off`` where ``off`` in ``[1, K]`` preserves the order of the
+values; a probe ``(code, thr)`` is keyed ``(code << b) | thr_off`` with ``thr_off`` in ``[0, K]``
+so that ``probe_key >= row_key`` exactly when the row's code is smaller, or equal with
+``value <= thr``.  When the value span and the code range do not fit in 64 bits together,
+the values are rank-compressed first (``np.unique``), which always fits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+I64_MIN = int(np.iinfo(np.int64).min)
+I64_MAX = int(np.iinfo(np.int64).max)
+_SIGN = np.uint64(1 << 63)
+
+
+def ordered_u64(values: np.ndarray) -> np.ndarray:
+    """int64 -> uint64 preserving order (flip the sign bit)."""
+    return np.ascontiguousarray(values, dtype=np.int64).view(np.uint64) ^ _SIGN
+
+
+def composite_keys(
+    row_codes: np.ndarray,
+    row_vals: np.ndarray,
+    probe_codes: np.ndarray,
+    probe_thr: np.ndarray,
+    probe_neg_inf: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Keys for rows and probes (see the module docstring).
+
+    ``probe_codes`` must be >= 0.  ``probe_neg_inf`` marks probes whose threshold is below
+    every representable value (no row of that code qualifies).
+    """
+    row_vals = np.asarray(row_vals, dtype=np.int64)
+    probe_thr = np.asarray(probe_thr, dtype=np.int64)
+    max_code = 0
+    if len(row_codes):
+        max_code = max(max_code, int(row_codes.max()))
+    if len(probe_codes):
+        max_code = max(max_code, int(probe_codes.max()))
+    code_bits = max_code.bit_length()
+    if len(row_vals):
+        lo, hi = int(row_vals.min()), int(row_vals.max())
+    else:
+        lo, hi = 0, 0
+    span = hi - lo + 1  # offsets of rows lie in [1, span]
+    if code_bits + span.bit_length() <= 64:
+        b = span.bit_length()
+        ulo = np.uint64(lo - I64_MIN)
+        row_off = ordered_u64(row_vals) - ulo + np.uint64(1)
+        below = probe_thr < lo
+        clipped = np.minimum(probe_thr, hi)
+        thr_off = ordered_u64(clipped) - ulo + np.uint64(1)
+        thr_off[below] = 0
+    else:
+        uniq = np.unique(row_vals)
+        b = (len(uniq) + 1).bit_length()
+        row_off = (np.searchsorted(uniq, row_vals, side="left") + 1).astype(np.uint64)
+        thr_off = np.searchsorted(uniq, probe_thr, side="right").astype(np.uint64)
+    if probe_neg_inf is not None:
+        thr_off[probe_neg_inf] = 0
+    shift = np.uint64(b)
+    row_keys = (np.asarray(row_codes).astype(np.uint64) << shift) | row_off
+    probe_keys = (np.asarray(probe_codes).astype(np.uint64) << shift) | thr_off
+    return row_keys, probe_keys
+
+
+def check_sorted(row_codes: np.ndarray, row_ts: np.ndarray, row_seq: np.ndarray) -> None:
+    """Raise ValueError unless rows are sorted by (code, ts, seq) with seq strictly increasing on ties."""
+    if len(row_codes) < 2:
+        return
+    c0, c1 = row_codes[:-1], row_codes[1:]
+    t0, t1 = row_ts[:-1], row_ts[1:]
+    s0, s1 = row_seq[:-1], row_seq[1:]
+    bad = (c1 < c0) | ((c1 == c0) & ((t1 < t0) | ((t1 == t0) & (s1 <= s0))))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"rows are not sorted by (entity, event_timestamp, seq) at row {i + 1}")

@@ -1,0 +1,159 @@
+"""The manifest: which segment files hold sealed rows, in the log's own SQLite file.
+
+A row is registered in the same transaction that deletes its rows from the head, so
+every log row lives in exactly one tier. A file in ``<log>.segments`` that the manifest
+does not list is an orphan of a crash: never read, removed by the next seal/compaction.
+
+Each segment row carries a Bloom filter over its ``event_id`` values (10 bits per id,
+7 probes: about 1% false positives), so the commit checks a batch of ids against the
+sealed tier in memory and reads a segment's ``event_id`` column only on a hit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+BLOOM_BITS_PER_KEY = 10
+BLOOM_PROBES = 7
+
+SEGMENT_COLUMNS = ("id, view, file, rows, min_seq, max_seq, min_event_timestamp, max_event_timestamp,"
+                   " min_ingest_ts, max_ingest_ts, bytes, checksum, level")
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One manifest row."""
+
+    id: int
+    view: str
+    file: str  # relative to the segments folder
+    rows: int
+    min_seq: int
+    max_seq: int
+    min_event_timestamp: int
+    max_event_timestamp: int
+    min_ingest_ts: int
+    max_ingest_ts: int
+    bytes: int
+    checksum: str
+    level: int
+
+
+def list_segments(conn: sqlite3.Connection, view: str | None = None,
+                  max_seq: int | None = None) -> list[Segment]:
+    """Registered segments (of one view), oldest seqs first; ``max_seq`` drops newer ones."""
+    sql = f"SELECT {SEGMENT_COLUMNS} FROM segments"
+    cond: list[str] = []
+    params: list[object] = []
+    if view is not None:
+        cond.append("view = ?")
+        params.append(view)
+    if max_seq is not None:
+        cond.append("min_seq <= ?")
+        params.append(max_seq)
+    if cond:
+        sql += " WHERE " + " AND ".join(cond)
+    return [Segment(*r) for r in conn.execute(sql + " ORDER BY min_seq", params)]
+
+
+def has_manifest(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+                        " AND name = 'segments'").fetchone()[0] == 1
+
+
+def register(conn: sqlite3.Connection, view: str, file: str, rows: int, seqs: tuple[int, int],
+             ets: tuple[int, int], its: tuple[int, int], size: int, checksum: str, level: int,
+             bloom: bytes | None, now: int) -> int:
+    """Insert a manifest row inside the caller's transaction; returns its id."""
+    cur = conn.execute(
+        "INSERT INTO segments (view, file, rows, min_seq, max_seq, min_event_timestamp,"
+        " max_event_timestamp, min_ingest_ts, max_ingest_ts, bytes, checksum, level, bloom,"
+        " created_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (view, file, rows, *seqs, *ets, *its, size, checksum, level, bloom, now))
+    return int(cur.lastrowid or 0)
+
+
+# -- Bloom filters over event ids ---------------------------------------------------------
+
+def id_hashes(ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Two stable 64-bit hashes per id (blake2b), for double hashing."""
+    digests = b"".join(hashlib.blake2b(i.encode(), digest_size=16).digest() for i in ids)
+    pair = np.frombuffer(digests, dtype=np.uint64).reshape(-1, 2)
+    return pair[:, 0], pair[:, 1] | np.uint64(1)
+
+
+def _probes(h1: np.ndarray, h2: np.ndarray, nbits: int) -> np.ndarray:
+    i = np.arange(BLOOM_PROBES, dtype=np.uint64)[None, :]
+    with np.errstate(over="ignore"):
+        return (h1[:, None] + i * h2[:, None]) % np.uint64(nbits)
+
+
+def build_bloom(ids: Sequence[str]) -> bytes | None:
+    """A Bloom filter over the ids (None when there are none)."""
+    if not ids:
+        return None
+    nbits = max(64, len(ids) * BLOOM_BITS_PER_KEY)
+    nbits = (nbits + 7) // 8 * 8
+    bits = np.zeros(nbits, dtype=bool)
+    h1, h2 = id_hashes(ids)
+    bits[_probes(h1, h2, nbits).ravel()] = True
+    return np.packbits(bits, bitorder="little").tobytes()
+
+
+def bloom_maybe(bloom: bytes, h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
+    """Per hashed id: may it be in the filter (False: certainly not)."""
+    packed = np.frombuffer(bloom, dtype=np.uint8)
+    nbits = packed.size * 8
+    pos = _probes(h1, h2, nbits)
+    hit = (packed[(pos >> np.uint64(3)).astype(np.int64)] >> (pos & np.uint64(7)).astype(np.uint8)) & 1
+    return np.asarray(hit.all(axis=1))
+
+
+class SealedIds:
+    """The commit's view of the sealed tier's event ids: Bloom filters cached by segment id."""
+
+    def __init__(self, segments_dir: Path) -> None:
+        self.segments_dir = segments_dir
+        self._blooms: dict[int, bytes | None] = {}
+
+    def existing(self, conn: sqlite3.Connection, view: str, ids: list[str]) -> set[str]:
+        """The ids already stored in the sealed tier of ``view`` (exact)."""
+        rows = conn.execute("SELECT id, file, bytes FROM segments WHERE view = ?", (view,)).fetchall()
+        if not rows or not ids:
+            return set()
+        live = {r[0] for r in rows}
+        for sid in [s for s in self._blooms if s not in live]:
+            del self._blooms[sid]
+        h1, h2 = id_hashes(ids)
+        found: set[str] = set()
+        for sid, file, size in rows:
+            if sid not in self._blooms:
+                self._blooms[sid] = conn.execute("SELECT bloom FROM segments WHERE id = ?",
+                                                 (sid,)).fetchone()[0]
+            bloom = self._blooms[sid]
+            if bloom is None:
+                continue
+            maybe = bloom_maybe(bloom, h1, h2)
+            if not maybe.any():
+                continue
+            candidates = [ids[i] for i in np.flatnonzero(maybe)]
+            found.update(self._confirm(view, file, size, candidates))
+        return found
+
+    def _confirm(self, view: str, file: str, size: int, candidates: list[str]) -> set[str]:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from .segments import read_segment
+
+        path = self.segments_dir / file
+        table = read_segment(path, size, columns=["event_id"])
+        col = table.column("event_id")
+        hit = pc.is_in(col, value_set=pa.array(candidates, type=col.type))
+        return set(col.filter(hit).to_pylist())

@@ -1,0 +1,234 @@
+"""The one read API over both tiers of the offline log.
+
+``scan_view(log, defs, view, *, max_seq=None, columns=None, entities=None) -> list[Tier]``
+
+Returns one :class:`Tier` per sealed segment (oldest seqs first) plus, last, one for
+the head (SQLite), all read from one snapshot of the manifest and the head, so every
+log row with ``seq <= max_seq`` is in exactly one tier (``max_seq`` None: the log's
+high-water mark at the snapshot). Each ``Tier.table`` is a ``pyarrow.Table`` sorted
+by ``(entity, event_timestamp, seq)`` with the columns
+
+    seq: int64, entity: string, event_timestamp: int64, ingest_ts: int64,
+    then one typed column per feature (int64 / float64 / string / bool, nulls allowed),
+
+named by :func:`~asof_stream.offline.segments.column_name` (the feature's own name,
+``feature:<name>`` only for a feature named like one of the log's columns). ``columns``
+picks features (None: all of the view's, in definition order); ``entities`` keeps only
+those entity keys (the log's entity text). Head rows are decoded from their JSON into
+the same typed columns. Tiers may be empty tables; the same entity may appear in several
+tiers (the greatest ``(event_timestamp, seq)`` across tiers wins in an as-of join).
+
+A registered file that is missing or not the size the manifest says raises
+:class:`~asof_stream.offline.segments.SegmentError` naming it; a file removed by a
+compaction that committed after the snapshot makes the scan start again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..definitions import Definitions
+from .log import HIGH_SEQ_SQL, OfflineLog
+from .manifest import Segment, has_manifest, list_segments
+from .segments import ARROW_TYPES, SORT_KEYS, SegmentError, column_name, read_segment
+
+BASE_COLUMNS = ("seq", "entity", "event_timestamp", "ingest_ts")
+HEAD_SQL = ("SELECT seq, entity, event_timestamp, ingest_ts, features FROM log"
+            " WHERE view = ? AND seq <= ?{extra} ORDER BY entity, event_timestamp, seq")
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    """The rows of one tier: ``source`` is ``"head"`` or the segment's relative file."""
+
+    source: str
+    table: pa.Table
+    segment: Segment | None = None
+
+
+def decode_features(texts: Sequence[str]) -> list[dict[str, object]]:
+    """Feature JSON texts to dicts (the stdlib parser where NaN/Infinity appear)."""
+    if not texts:
+        return []
+    try:
+        return list(msgspec.json.decode("[" + ",".join(texts) + "]"))
+    except msgspec.DecodeError:
+        return [json.loads(t) for t in texts]
+
+
+def head_table(rows: list[tuple[int, str, int, int, str]], defs: Definitions, view: str,
+               features: Sequence[str]) -> pa.Table:
+    """Head rows (seq, entity, event_timestamp, ingest_ts, features JSON) as a typed table."""
+    spec = defs.views[view]
+    seqs, ents, ets, its, texts = (list(c) for c in zip(*rows, strict=True)) if rows else ([],) * 5
+    values = decode_features(texts)
+    arrays = [pa.array(seqs, pa.int64()), pa.array(ents, pa.string()), pa.array(ets, pa.int64()),
+              pa.array(its, pa.int64())]
+    names = list(BASE_COLUMNS)
+    for name in features:
+        arrays.append(pa.array([v.get(name) for v in values], ARROW_TYPES[spec.feature(name).dtype]))
+        names.append(column_name(name))
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+def _snapshot(log: OfflineLog, view: str, max_seq: int | None,
+              entities: Sequence[str] | None) -> tuple[int, list[Segment], list[tuple]]:
+    conn = log.conn
+    own = not conn.in_transaction
+    if own:
+        conn.execute("BEGIN")
+    try:
+        tiers = has_manifest(conn)
+        if max_seq is None:
+            max_seq = int(conn.execute(HIGH_SEQ_SQL if tiers else
+                                       "SELECT coalesce(max(seq), 0) FROM log").fetchone()[0])
+        segments = list_segments(conn, view, max_seq) if tiers else []
+        extra, params = "", [view, max_seq]
+        if entities is not None:
+            extra = " AND entity IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps(list(entities)))
+        rows = conn.execute(HEAD_SQL.format(extra=extra), params).fetchall()
+    finally:
+        if own:
+            conn.execute("COMMIT")
+    return max_seq, segments, rows
+
+
+def scan_view(log: OfflineLog, defs: Definitions, view: str, *, max_seq: int | None = None,
+              columns: Sequence[str] | None = None,
+              entities: Sequence[str] | None = None) -> list[Tier]:
+    """Every row of ``view`` up to ``max_seq``, as sorted typed tiers (see the module doc)."""
+    spec = defs.views[view]
+    features = list(columns) if columns is not None else spec.feature_names
+    for name in features:
+        spec.feature(name)  # a KeyError/ValueError naming the feature
+    wanted = [*BASE_COLUMNS, *(column_name(f) for f in features)]
+    for _attempt in range(5):
+        bound, segments, rows = _snapshot(log, view, max_seq, entities)
+        try:
+            tiers = [_segment_tier(log, s, wanted, bound, entities) for s in segments]
+        except SegmentError:
+            if not _manifest_moved(log, segments):
+                raise
+            continue  # a compaction replaced files after the snapshot: read the new state
+        tiers.append(Tier("head", head_table(rows, defs, view, features)))
+        return tiers
+    raise SegmentError(f"{log.segments_dir}: the segments kept changing while being read")
+
+
+def _segment_tier(log: OfflineLog, seg: Segment, wanted: list[str], bound: int,
+                  entities: Sequence[str] | None) -> Tier:
+    table = read_segment(log.segments_dir / seg.file, seg.bytes, columns=wanted,
+                         entities=list(entities) if entities is not None else None)
+    if seg.max_seq > bound:
+        table = table.filter(pc.less_equal(table.column("seq"), bound))
+    return Tier(seg.file, table, seg)
+
+
+def _manifest_moved(log: OfflineLog, seen: list[Segment]) -> bool:
+    now = {s.id for s in list_segments(log.conn, seen[0].view)} if seen else set()
+    return any(s.id not in now for s in seen)
+
+
+def last_per_entity(table: pa.Table) -> pa.Table:
+    """Of a table sorted by (entity, event_timestamp, seq): the last row of each entity."""
+    n = table.num_rows
+    if n <= 1:
+        return table
+    ent = table.column("entity")
+    differs = pc.not_equal(ent.slice(0, n - 1), ent.slice(1))
+    mask = pa.concat_arrays([*differs.chunks, pa.array([True])]) if differs.num_chunks else \
+        pa.array([True])
+    return table.filter(mask)
+
+
+def latest_per_entity(log: OfflineLog, defs: Definitions, view: str, *,
+                      max_seq: int | None = None) -> pa.Table:
+    """Per entity of ``view``, the row with the greatest (event_timestamp, seq), sorted by
+    entity; same columns as a tier."""
+    lasts = [last_per_entity(t.table) for t in scan_view(log, defs, view, max_seq=max_seq)]
+    lasts = [t for t in lasts if t.num_rows]
+    if not lasts:
+        return scan_view(log, defs, view, max_seq=0)[-1].table
+    if len(lasts) == 1:
+        return lasts[0]
+    merged = pa.concat_tables(lasts).sort_by(SORT_KEYS)
+    return last_per_entity(merged)
+
+
+#: (view, entity, event_timestamp, seq, ingest_ts, features JSON text)
+LatestRecord = tuple[str, str, int, int, int, str]
+
+HEAD_LATEST_SQL = (
+    "SELECT view, entity, event_timestamp, seq, ingest_ts, features FROM ("
+    " SELECT *, row_number() OVER (PARTITION BY view, entity"
+    "   ORDER BY event_timestamp DESC, seq DESC) AS rn"
+    " FROM log WHERE seq <= ?{where}) WHERE rn = 1")
+
+
+def latest_records(log: OfflineLog, view: str | None = None) -> tuple[int, list[LatestRecord]]:
+    """Per (view, entity) over both tiers, the newest row, with its features as JSON text;
+    and the seq bound of the snapshot. Needs no definitions: a segment's columns say its
+    features (the head's rows keep their own text)."""
+    for _attempt in range(5):
+        conn = log.conn
+        own = not conn.in_transaction
+        if own:
+            conn.execute("BEGIN")
+        try:
+            tiers = has_manifest(conn)
+            bound = int(conn.execute(HIGH_SEQ_SQL if tiers else
+                                     "SELECT coalesce(max(seq), 0) FROM log").fetchone()[0])
+            segments = list_segments(conn, view, bound) if tiers else []
+            where, params = ("", [bound]) if view is None else (" AND view = ?", [bound, view])
+            head = conn.execute(HEAD_LATEST_SQL.format(where=where), params).fetchall()
+        finally:
+            if own:
+                conn.execute("COMMIT")
+        if not segments:
+            return bound, head
+        try:
+            return bound, _merge_latest(log, segments, head, bound)
+        except SegmentError:
+            if not _manifest_moved(log, segments):
+                raise
+    raise SegmentError(f"{log.segments_dir}: the segments kept changing while being read")
+
+
+def _merge_latest(log: OfflineLog, segments: list[Segment], head: list[LatestRecord],
+                  bound: int) -> list[LatestRecord]:
+    from ..events import dumps_values
+
+    best: dict[tuple[str, str], LatestRecord] = {(r[0], r[1]): r for r in head}
+    by_view: dict[str, list[Segment]] = {}
+    for s in segments:
+        by_view.setdefault(s.view, []).append(s)
+    for view, segs in by_view.items():
+        lasts = []
+        for s in segs:
+            t = read_segment(log.segments_dir / s.file, s.bytes)
+            t = t.drop_columns(["event_id", "source", "position", "def_version"])
+            if s.max_seq > bound:
+                t = t.filter(pc.less_equal(t.column("seq"), bound))
+            lasts.append(last_per_entity(t))
+        table = lasts[0] if len(lasts) == 1 else last_per_entity(
+            pa.concat_tables(lasts, promote_options="default").sort_by(SORT_KEYS))
+        ents = table.column("entity").to_pylist()
+        ets = table.column("event_timestamp").to_pylist()
+        seqs = table.column("seq").to_pylist()
+        its = table.column("ingest_ts").to_pylist()
+        feats = [n for n in table.column_names if n not in BASE_COLUMNS]
+        names = [n[len("feature:"):] if n.startswith("feature:") else n for n in feats]
+        cols = [table.column(n).to_pylist() for n in feats]
+        for i, ent in enumerate(ents):
+            cur = best.get((view, ent))
+            if cur is None or (ets[i], seqs[i]) > (cur[2], cur[3]):
+                text = dumps_values({n: c[i] for n, c in zip(names, cols, strict=True)})
+                best[(view, ent)] = (view, ent, ets[i], seqs[i], its[i], text)
+    return list(best.values())
