@@ -32,7 +32,7 @@ import msgspec
 from ..definitions import Definitions
 from ..events import loads_values
 from ..offline.log import OfflineLog
-from .join import JoinMode, ViewMatches
+from .matches import JoinMode, ViewMatches
 
 # ``->>`` (SQLite 3.38+) reads a JSON element as SQL about a third faster than json_extract.
 _ELEMENT = "p.value ->> {}" if sqlite3.sqlite_version_info >= (3, 38) \
