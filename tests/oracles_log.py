@@ -20,10 +20,21 @@ from asof_stream.training.naive import NaiveMatches
 def oracle_view(log: OfflineLog, defs: Definitions, view: str, keys: Sequence[str],
                 times: Sequence[int], mode: JoinMode = JoinMode()) -> ViewMatches:
     """The join rule (docs/join.md) read literally: filter every row of the view, take the greatest."""
-    ttl = defs.views[view].ttl
     rows = log.conn.execute(
         "SELECT seq, entity, event_timestamp, ingest_ts, features FROM log WHERE view = ?",
         (view,)).fetchall()
+    return oracle_rows(rows, defs, view, keys, times, mode)
+
+
+#: a committed log row: (seq, entity, event_timestamp, ingest_ts, features JSON text)
+LogRow = tuple[int, str, int, int, str]
+
+
+def oracle_rows(rows: Sequence[LogRow], defs: Definitions, view: str, keys: Sequence[str],
+                times: Sequence[int], mode: JoinMode = JoinMode()) -> ViewMatches:
+    """:func:`oracle_view` over given rows of ``view`` (e.g. every row ever committed,
+    collected before parts of the log were sealed into segments)."""
+    ttl = defs.views[view].ttl
     out_seq: list[int | None] = []
     out_ts: list[int | None] = []
     out_values: list[dict[str, Any] | None] = []
@@ -57,6 +68,11 @@ def naive_view_oracle(log: OfflineLog, view: str, keys: Sequence[str]) -> NaiveM
     rows = log.conn.execute(
         "SELECT seq, entity, event_timestamp, ingest_ts, features FROM log WHERE view = ?",
         (view,)).fetchall()
+    return naive_rows_oracle(rows, view, keys)
+
+
+def naive_rows_oracle(rows: Sequence[LogRow], view: str, keys: Sequence[str]) -> NaiveMatches:
+    """:func:`naive_view_oracle` over given rows of ``view``."""
     best: dict[str, tuple[int, int, int, str]] = {}
     for seq, entity, ets, its, features in rows:
         cur = best.get(entity)

@@ -112,7 +112,8 @@ def leakage_report(log: OfflineLog, defs: Definitions, labels: Labels, refs: Seq
     views = list(dict.fromkeys(v for v, _ in pairs))
     keys = {v: labels.entity_keys(v) for v in views}
     upto = log.max_seq()
-    pit = asof_join(log, defs, keys, labels.times, JoinMode(strict, as_known_at))
+    pit = asof_join(log, defs, keys, labels.times, JoinMode(strict, as_known_at),
+                    upto_seq=upto)
     naive = {v: naive_view(log, v, keys[v], upto_seq=upto) for v in views}
     future = {v: [from_future(ets, its, t, strict=strict, as_known_at=as_known_at)
                   for ets, its, t in zip(naive[v].event_ts, naive[v].ingest_ts, labels.times,

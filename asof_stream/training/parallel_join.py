@@ -23,15 +23,8 @@ from typing import Any
 
 from ..definitions import Definitions
 from ..offline.log import OfflineLog, open_log
-from .join import (
-    JoinMode,
-    ViewMatches,
-    choose_rows,
-    decode_rows,
-    distinct_rows,
-    fetch_texts,
-    tune_reader,
-)
+from .matches import JoinMode, ViewMatches, tune_reader
+from .sqlite_join import choose_rows, decode_rows, distinct_rows, fetch_texts
 
 # Below this many labels a view is joined in this process: forking and moving the
 # results back would cost more than the probes saved.
