@@ -143,10 +143,17 @@ class FeatureStore:
                            full_feature_names=full_feature_names, jobs=jobs)
 
     def materialize(self, view: str | None = None) -> int:
-        """Rebuild the online store from the log; returns rows written."""
-        from .stores import rebuild_online
+        """Rebuild the online store from the log (one file or every shard); rows written."""
+        from .offline.shards import is_sharded
 
-        return rebuild_online(self.config, view)
+        if is_sharded(self.config):
+            from .ingest.sharded_commit import materialize_shards
+
+            return materialize_shards(self.config, view)
+        from .online.materialize import materialize
+
+        with open_stores(self.config, heal=False) as stores:
+            return materialize(stores.log, stores.online, view)
 
     @staticmethod
     def init(directory: str | os.PathLike[str]) -> Path:

@@ -12,7 +12,7 @@ from .offline.shard_union import ShardUnion
 from .offline.shards import is_sharded
 from .online import open_online
 from .online.base import OnlineStore
-from .online.materialize import catch_up, materialize
+from .online.materialize import catch_up
 
 
 class ShardedWriteError(ValueError):
@@ -73,13 +73,3 @@ def open_stores(config: Config, *, heal: bool = True) -> Stores:
     if heal:
         catch_up(log, online)
     return Stores(config, log, online)
-
-
-def rebuild_online(config: Config, view: str | None = None) -> int:
-    """Rebuild the online store from the log (one file or every shard); rows written."""
-    if is_sharded(config):
-        from .ingest.sharded_commit import materialize_shards
-
-        return materialize_shards(config, view)
-    with open_stores(config, heal=False) as stores:
-        return materialize(stores.log, stores.online, view)
