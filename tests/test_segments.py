@@ -190,14 +190,3 @@ def test_config_log_section(make_config: Any) -> None:
     assert not make_config().defs.log.sealing
     with pytest.raises(ConfigError, match="seal_age"):
         make_config("\n[log]\nseal_age = \"soon\"\n")
-
-
-def test_the_head_only_join_refuses_a_sealed_view(config: Config) -> None:
-    from asof_stream.training.join import choose_rows
-
-    with open_stores(config) as s:
-        s.committer().commit("src", [rec(i) for i in range(10)])
-        assert choose_rows(s.log, config.defs, VIEW, ["c1"], [1_767_600_200 * 10**6])[0] is not None
-        compact(s.log, config.defs)
-        with pytest.raises(ValueError, match="sealed segments"):
-            choose_rows(s.log, config.defs, VIEW, ["c1"], [1_767_600_200 * 10**6])
