@@ -150,6 +150,10 @@ class StoreConfig(_Model):
     def _online(cls, v: str) -> str:
         if not (v.startswith("sqlite:///") or v.startswith("redis://") or v.startswith("rediss://")):
             raise ValueError("online must be 'sqlite:///PATH' or 'redis://HOST:PORT/DB'")
+        if v.startswith(("redis://", "rediss://")):
+            from .online.redis_url import split_url
+
+            split_url(v)  # the prefix URL parameter: a clear error now, not at first use
         return v
 
 
@@ -201,6 +205,9 @@ class ServerConfig(_Model):
     port: int = PydField(default=6566, ge=0, le=65535)
     push_token: str | None = None
     max_body_bytes: int = PydField(default=8 << 20, gt=0)
+    #: ``/health`` answers 503 while the online store is more log seqs than this behind
+    #: the log (after a Redis reset or outage, until it is healed).
+    max_online_lag: int = PydField(default=10_000, ge=0)
 
 
 class Definitions(_Model):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from .config import Config
@@ -9,8 +10,10 @@ from .events import EventDecoder
 from .ingest.commit import Committer
 from .offline.log import OfflineLog, open_log
 from .online import open_online
-from .online.base import OnlineStore
+from .online.base import OnlineStore, OnlineUnavailable
 from .online.materialize import catch_up
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,17 +40,34 @@ class Stores:
         self.close()
 
 
-def open_stores(config: Config, *, heal: bool = True) -> Stores:
-    """Open both stores; with ``heal``, replay the log tail the online store missed."""
-    log = open_log(config.offline_path)
+def open_stores(config: Config, *, heal: bool = True, online_may_fail: bool = False) -> Stores:
+    """Open both stores; with ``heal``, replay the log tail the online store missed.
+
+    ``online_may_fail``: for long-running processes (the daemon, the server), which keep
+    the store healed with :func:`~asof_stream.online.heal.keep_healed`: an online store
+    that does not answer yet is logged, not raised.
+    """
+    offline = open_log(config.offline_path)
     try:
         online = open_online(config.online_url)
     except BaseException:
-        log.close()
+        offline.close()
         raise
     if heal:
-        catch_up(log, online)
-    return Stores(config, log, online)
+        try:
+            catch_up(offline, online)
+        except OnlineUnavailable as exc:
+            if not online_may_fail:
+                online.close()
+                offline.close()
+                raise
+            log.warning("%s; starting anyway: the log keeps committing and the online store"
+                        " is caught up when it answers", exc)
+        except BaseException:
+            online.close()
+            offline.close()
+            raise
+    return Stores(config, offline, online)
 
 
 def open_serving_stores(config: Config) -> Stores:
@@ -58,7 +78,7 @@ def open_serving_stores(config: Config) -> Stores:
     from .offline.shards import is_sharded
 
     if not is_sharded(config):
-        return open_stores(config)
+        return open_stores(config, online_may_fail=True)
     log = ShardUnion(config)
     try:
         return Stores(config, log, open_online(config.online_url))

@@ -39,7 +39,7 @@ def redis_url() -> Iterator[str]:
     try:
         yield f"{base}{sep}prefix={prefix}"
     finally:
-        keys = list(client.scan_iter(match=prefix + ":*", count=1000))
+        keys = list(client.scan_iter(match="{" + prefix + "}:*", count=1000))
         if keys:
             client.unlink(*keys)
         client.close()

@@ -24,10 +24,14 @@ def status(config: Config, as_json: bool) -> None:
     click.echo(f"offline log  {st['offline']}  ({st['log_rows']} rows, seq {st['max_seq']})")
     if "shards" in st:
         for name, sh in st["shards"].items():
-            click.echo(f"  shard {name}: seq {sh['max_seq']}, applied online {sh['online_applied_seq']}")
+            click.echo(f"  shard {name}: seq {sh['max_seq']}, applied online"
+                       f" {sh['online_applied_seq']}, lag {sh['online_lag']}")
         click.echo(f"online store {st['online']}")
     else:
-        click.echo(f"online store {st['online']}  (applied seq {st['online_applied_seq']})")
+        click.echo(f"online store {st['online']}  (applied seq {st['online_applied_seq']},"
+                   f" lag {st['online_lag']} seqs)")
+    if st.get("online_error"):
+        click.echo(f"  online store does not answer: {st['online_error']}")
     click.echo("views:")
     for name, v in st["views"].items():
         fresh = v["freshness_seconds"]

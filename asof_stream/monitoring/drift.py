@@ -36,6 +36,7 @@ from ..definitions import Definitions
 from ..events import loads_values
 from ..offline.log import open_log
 from ..online import open_online
+from ..redaction import redact_url
 from ..timestamps import TimestampError, cell_to_micros, now_micros, to_iso
 from .drift_stats import EPSILON, EXACT_MAX, categorical_psi, ks_2samp, numeric_psi, shares
 
@@ -411,7 +412,7 @@ def build_report(config: Config, reference: str | os.PathLike[str], current: str
     ref = table_samples(defs, ref_table, pairs)
     if current == "online":
         cur = online_samples(config, pairs)
-        cur_desc: dict[str, Any] = {"kind": "online", "store": config.online_url}
+        cur_desc: dict[str, Any] = {"kind": "online", "store": redact_url(config.online_url)}
     elif current.startswith("window:"):
         start, end = parse_window(current[len("window:"):])
         cur = window_samples(config, pairs, start, end)

@@ -34,6 +34,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..config import Config
+from ..offline.shards import is_sharded
+from ..online.heal import Healer, keep_healed
 from ..stores import open_serving_stores
 from .http import ServerState, json_response
 from .ops import health, index, metrics
@@ -42,8 +44,12 @@ from .reads import get_online_features
 
 log = logging.getLogger(__name__)
 
-def create_app(config: Config) -> Starlette:
-    """The feature server app; the stores open (and heal) at startup, close at shutdown."""
+def create_app(config: Config, *, heal: bool = True) -> Starlette:
+    """The feature server app; the stores open (and heal) at startup, close at shutdown.
+
+    ``heal``: keep a Redis online store in line with the log while serving (after a
+    Redis reset or outage); off inside the daemon, which heals it itself.
+    """
     state = ServerState(config)
 
     def bind(fn: Callable[[ServerState, Request], Awaitable[Response]]
@@ -56,9 +62,18 @@ def create_app(config: Config) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state.stores = await state.on_commit_thread(open_serving_stores, config)
+        stop_healing = asyncio.Event()
+        healing = None
+        if heal and not is_sharded(config) and not state.stores.online.transactional:
+            state.healer = Healer(state.stores.log, state.stores.online)
+            healing = asyncio.ensure_future(
+                keep_healed(state.healer, state.on_commit_thread, stop_healing))
         try:
             yield
         finally:
+            stop_healing.set()
+            if healing is not None:
+                await healing
             stores, state.stores = state.stores, None
             if stores is not None:
                 await state.on_commit_thread(stores.close)
@@ -104,7 +119,7 @@ def listen(host: str, port: int) -> socket.socket:
 
 async def serve(config: Config, stop: asyncio.Event | None = None, host: str | None = None,
                 port: int | None = None, *,
-                on_ready: Callable[[str, int], None] | None = None) -> None:
+                on_ready: Callable[[str, int], None] | None = None, heal: bool = True) -> None:
     """Serve until ``stop`` is set (or forever). Signals are left to the caller.
 
     ``on_ready(host, port)`` is called once the socket listens and the stores are open
@@ -115,7 +130,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None, host: str | N
     port = cfg.port if port is None else port
     sock = listen(host, port)
     bound_port = sock.getsockname()[1]
-    uv_config = uvicorn.Config(create_app(config), log_level="warning", access_log=False,
+    uv_config = uvicorn.Config(create_app(config, heal=heal), log_level="warning", access_log=False,
                                lifespan="on", loop="none", timeout_graceful_shutdown=10)
     server = _QuietServer(uv_config)
     stop = stop or asyncio.Event()

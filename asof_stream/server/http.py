@@ -22,6 +22,7 @@ from ..definitions import HttpSourceConfig
 from ..ingest.commit import Committer, StoreError
 from ..metrics import REQUEST_SECONDS
 from ..offline.shards import is_sharded
+from ..online.heal import Healer
 from ..online.lookup import output_names
 from ..stores import Stores
 
@@ -66,6 +67,7 @@ class ServerState:
         token = os.environ.get("ASOF_PUSH_TOKEN") or server.push_token
         self.token = token.encode() if token else None
         self.stores: Stores | None = None
+        self.healer: Healer | None = None  # set while the server heals a Redis store
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="asof-push")
         self.committers: dict[str | None, Committer] = {}
         self._resolved: dict[tuple[tuple[str, ...], bool],
