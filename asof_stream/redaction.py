@@ -40,6 +40,8 @@ def redact_url(url: str) -> str:
             query = "&".join(f"{quote(k, safe='')}="
                              f"{MASK if k.lower() in SECRET_PARAMS else quote(v, safe=':/*')}"
                              for k, v in pairs)
+    if netloc == parts.netloc and query == parts.query:
+        return url  # nothing secret (urlunsplit would also drop an empty netloc's //)
     return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 

@@ -36,7 +36,8 @@ def status(config: Config, as_json: bool) -> None:
     for name, v in st["views"].items():
         fresh = v["freshness_seconds"]
         age = f"{fresh:.0f}s ago" if fresh is not None else "no data"
-        click.echo(f"  {name:<24} rows {v['rows']:<10} online {v['online_rows']:<8} "
+        online = v["online_rows"] if v["online_rows"] is not None else "?"
+        click.echo(f"  {name:<24} rows {v['rows']:<10} online {online:<8} "
                    f"latest {v['latest_event_timestamp'] or '-'} ({age})")
     click.echo("sources:")
     for name, s in st["sources"].items():
