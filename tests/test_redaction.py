@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -55,13 +56,16 @@ def test_redact_url(url: str, shown: str) -> None:
 
 
 @pytest.fixture
-def secured_redis(tmp_path: Path) -> PrivateRedis:
+def secured_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     acl = tmp_path / "users.acl"
     acl.write_text(f"user default on >{PASSWORD} ~* &* +@all\n"
                    f"user {USER} on >{USER_PASSWORD} ~* &* +@all\n", encoding="utf-8")
     server = PrivateRedis(tmp_path / "redis", ("--aclfile", str(acl)))
     server.start()
-    return server
+    try:
+        yield server
+    finally:
+        server.kill()
 
 
 def _assert_clean(text: str, where: str) -> None:
