@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import signal
 import sqlite3
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from .config import Config
@@ -34,6 +36,7 @@ from .ingest.sources import build_sources
 from .ingest.sources.base import Source
 from .offline.shards import is_sharded, shard_dir
 from .offline.sqlite import tune_writer
+from .online.heal import Healer, HealState, keep_healed
 from .stores import Stores, open_stores
 
 if TYPE_CHECKING:
@@ -58,7 +61,7 @@ def _wants_server(config: Config) -> bool:
 async def _serve(config: Config, stop: asyncio.Event) -> None:
     from .server import serve
 
-    await serve(config, stop)
+    await serve(config, stop, heal=False)  # the daemon heals the online store itself
 
 
 async def run_daemon(config: Config, *, until_caught_up: bool = False,
@@ -88,6 +91,7 @@ async def run_daemon(config: Config, *, until_caught_up: bool = False,
     sealer = _start_sealer(config)
     runners = [SourceRunner(src, committers[i], config.defs.ingest, executor, stop, until_caught_up)
                for i, src in enumerate(sources)]
+    healing = _start_healer(stores, executor, stop)
     try:
         tasks: dict[asyncio.Future[None], SourceRunner | None] = {
             asyncio.ensure_future(r.run()): r for r in runners}
@@ -97,6 +101,10 @@ async def run_daemon(config: Config, *, until_caught_up: bool = False,
                                            "until_caught_up": until_caught_up})
         code = await _supervise(tasks, stop)
     finally:
+        if healing is not None:
+            healing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await healing
         for r in runners:
             await r.source.close()
         if sealer is not None:
@@ -120,6 +128,21 @@ def _start_sealer(config: Config) -> Sealer | None:
                     seal_age=cfg.seal_age, interval=cfg.seal_interval, fanout=cfg.merge_fanout)
     sealer.start()
     return sealer
+
+
+def _start_healer(stores: Stores | _Shards, executor: concurrent.futures.ThreadPoolExecutor,
+                  stop: asyncio.Event) -> asyncio.Future[None] | None:
+    """Keep a Redis online store in line with the log (resets, outages) on the commit
+    thread, between batches; the SQLite store is written in the log's transaction."""
+    if not isinstance(stores, Stores) or stores.online.transactional:
+        return None
+    loop = asyncio.get_running_loop()
+    healer = Healer(stores.log, stores.online)
+
+    def run(fn: Callable[[], HealState]) -> Awaitable[HealState]:
+        return loop.run_in_executor(executor, fn)
+
+    return asyncio.ensure_future(keep_healed(healer, run, stop))
 
 
 def _busy(exc: sqlite3.DatabaseError) -> bool:
@@ -162,7 +185,7 @@ async def _open(config: Config, sources: list[Source],
     loop = asyncio.get_running_loop()
 
     def open_all() -> tuple[Stores | _Shards, list[BatchCommitter]]:
-        stores = open_stores(config)
+        stores = open_stores(config, online_may_fail=True)
         tune_writer(stores.log.conn)
         try:
             return stores, [stores.committer(src.view) for src in sources]

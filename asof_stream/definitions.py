@@ -151,6 +151,10 @@ class StoreConfig(_Model):
     def _online(cls, v: str) -> str:
         if not (v.startswith("sqlite:///") or v.startswith("redis://") or v.startswith("rediss://")):
             raise ValueError("online must be 'sqlite:///PATH' or 'redis://HOST:PORT/DB'")
+        if v.startswith(("redis://", "rediss://")):
+            from .online.redis_url import split_url
+
+            split_url(v)  # the prefix URL parameter: a clear error now, not at first use
         return v
 
 
@@ -239,6 +243,9 @@ class ServerConfig(_Model):
     max_entities: int = PydField(default=10_000, gt=0)
     #: Seconds a client has to send a request's headers, and then its body.
     request_timeout_s: float = PydField(default=30.0, gt=0)
+    #: ``/health`` answers 503 while the online store is more log seqs than this behind
+    #: the log (after a Redis reset or outage, until it is healed).
+    max_online_lag: int = PydField(default=10_000, ge=0)
 
 
 class Definitions(_Model):

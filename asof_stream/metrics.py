@@ -27,6 +27,12 @@ FRESHNESS = Gauge("asof_view_freshness_seconds", "Now minus the latest event_tim
                   ["view"], registry=REGISTRY)
 INGEST_FRESHNESS = Gauge("asof_view_ingest_age_seconds", "Now minus the latest ingest_ts.",
                          ["view"], registry=REGISTRY)
+ONLINE_LAG = Gauge("asof_online_lag_seqs",
+                   "Log seqs the online store has not applied yet (log max seq - applied seq).",
+                   registry=REGISTRY)
+ONLINE_APPLIED_SEQ = Gauge("asof_online_applied_seq",
+                           "The log seq up to which the online store has applied every row.",
+                           registry=REGISTRY)
 REQUEST_SECONDS = Histogram(
     "asof_http_request_seconds", "Feature server request latency.", ["endpoint", "status"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),

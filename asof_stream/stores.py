@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from .config import Config
@@ -11,8 +12,10 @@ from .offline.log import OfflineLog, open_log
 from .offline.shard_union import ShardUnion
 from .offline.shards import is_sharded
 from .online import open_online
-from .online.base import OnlineStore
+from .online.base import OnlineStore, OnlineUnavailable
 from .online.materialize import catch_up
+
+log = logging.getLogger(__name__)
 
 
 class ShardedWriteError(ValueError):
@@ -50,12 +53,16 @@ class Stores:
         self.close()
 
 
-def open_stores(config: Config, *, heal: bool = True) -> Stores:
+def open_stores(config: Config, *, heal: bool = True, online_may_fail: bool = False) -> Stores:
     """Open both stores; with ``heal``, replay the log tail the online store missed.
 
     This is where one log and partition shards part ways for every reader: over shards
     it is the shared online store beside a read-only union of the shards (each shard's
     daemon heals the online store, so there is nothing to heal here).
+
+    ``online_may_fail``: for long-running processes (the daemon, the server), which keep
+    the store healed with :func:`~asof_stream.online.heal.keep_healed`: an online store
+    that does not answer yet is logged, not raised.
     """
     if is_sharded(config):
         union = ShardUnion(config)
@@ -64,12 +71,25 @@ def open_stores(config: Config, *, heal: bool = True) -> Stores:
         except BaseException:
             union.close()
             raise
-    log = open_log(config.offline_path)
+    offline = open_log(config.offline_path)
     try:
         online = open_online(config.online_url)
     except BaseException:
-        log.close()
+        offline.close()
         raise
     if heal:
-        catch_up(log, online)
-    return Stores(config, log, online)
+        try:
+            catch_up(offline, online)
+        except OnlineUnavailable as exc:
+            if not online_may_fail:
+                online.close()
+                offline.close()
+                raise
+            log.warning("%s; starting anyway: the log keeps committing and the online store"
+                        " is caught up when it answers", exc)
+        except BaseException:
+            online.close()
+            offline.close()
+            raise
+    return Stores(config, offline, online)
+

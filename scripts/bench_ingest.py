@@ -352,7 +352,7 @@ def sharded(args: argparse.Namespace, bootstrap: str) -> None:
                                        str(out), "--jobs", str(j)])
                 if (run_dir / "train-1.csv").read_bytes() != (run_dir / "train-2.csv").read_bytes():
                     sys.exit("training sets with --jobs 1 and --jobs 2 differ")
-        keys = list(client.scan_iter(match="bench-*", count=1000))
+        keys = list(client.scan_iter(match="{bench-*", count=1000))
         if keys:
             client.unlink(*keys)
     print(f"\n{n} events keyed by entity over {args.partitions} partitions (a shard each),"

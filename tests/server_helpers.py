@@ -12,8 +12,11 @@ from asof_stream.server import serve
 
 
 @contextmanager
-def running_server(config: Config, timeout: float = 30.0) -> Iterator[str]:
-    """Start ``serve(config)`` on a free port; yields ``http://127.0.0.1:PORT``; stops it."""
+def running_server(config: Config, timeout: float = 30.0, *, heal: bool = True) -> Iterator[str]:
+    """Start ``serve(config)`` on a free port; yields ``http://127.0.0.1:PORT``; stops it.
+
+    ``heal=False``: the server does not heal a Redis store (to look at it while behind).
+    """
     ready = threading.Event()
     address: list[str] = []
     errors: list[BaseException] = []
@@ -28,7 +31,7 @@ def running_server(config: Config, timeout: float = 30.0) -> Iterator[str]:
             address.append(f"http://{host}:{port}")
             ready.set()
 
-        await serve(config, stop, "127.0.0.1", 0, on_ready=on_ready)
+        await serve(config, stop, "127.0.0.1", 0, on_ready=on_ready, heal=heal)
 
     def run() -> None:
         try:

@@ -24,15 +24,20 @@ def status(config: Config, as_json: bool) -> None:
     click.echo(f"offline log  {st['offline']}  ({st['log_rows']} rows, seq {st['max_seq']})")
     if "shards" in st:
         for name, sh in st["shards"].items():
-            click.echo(f"  shard {name}: seq {sh['max_seq']}, applied online {sh['online_applied_seq']}")
+            click.echo(f"  shard {name}: seq {sh['max_seq']}, applied online"
+                       f" {sh['online_applied_seq']}, lag {sh['online_lag']}")
         click.echo(f"online store {st['online']}")
     else:
-        click.echo(f"online store {st['online']}  (applied seq {st['online_applied_seq']})")
+        click.echo(f"online store {st['online']}  (applied seq {st['online_applied_seq']},"
+                   f" lag {st['online_lag']} seqs)")
+    if st.get("online_error"):
+        click.echo(f"  online store does not answer: {st['online_error']}")
     click.echo("views:")
     for name, v in st["views"].items():
         fresh = v["freshness_seconds"]
         age = f"{fresh:.0f}s ago" if fresh is not None else "no data"
-        click.echo(f"  {name:<24} rows {v['rows']:<10} online {v['online_rows']:<8} "
+        online = v["online_rows"] if v["online_rows"] is not None else "?"
+        click.echo(f"  {name:<24} rows {v['rows']:<10} online {online:<8} "
                    f"latest {v['latest_event_timestamp'] or '-'} ({age})")
     click.echo("sources:")
     for name, s in st["sources"].items():

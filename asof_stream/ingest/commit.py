@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from ..events import Event, EventDecoder, EventError, dumps_values
 from ..offline.log import HIGH_SEQ_SQL, OfflineLog, Position
 from ..offline.sqlite import is_busy
-from ..online.base import OnlineRow, OnlineStore
+from ..online.base import OnlineRow, OnlineStore, OnlineUnavailable
 from ..timestamps import now_micros
 from ..versions import record_versions
 from .sources.base import Record
@@ -72,6 +72,10 @@ def dead_letter_row(source: str, rec: Record, reason: str, now: int,
         raw = raw[:DEAD_LETTER_EXCERPT]
         reason = f"{reason} (raw truncated: the first {len(raw)} of {len(rec.raw)} bytes kept)"
     return (source, rec.position, raw, reason, now)
+
+
+ONLINE_RETRY_MIN = 0.25  # seconds before the first retry of a store that did not answer
+ONLINE_RETRY_MAX = 5.0
 
 
 class StoreError(Exception):
@@ -139,6 +143,10 @@ class Committer:
             online.attach_to(log_.conn)
         self.versions = record_versions(log_.conn, decoder.defs, clock())
         self._sealed: SealedIds | None = None
+        # While a non-transactional store (Redis) is down, its writes are skipped until
+        # this monotonic time (backing off to ONLINE_RETRY_MAX); the healer catches it up.
+        self._online_retry_at = 0.0
+        self._online_backoff = 0.0
 
     def _sealed_ids(self) -> SealedIds:
         """The sealed tier's event-id check (Bloom filters cached across commits)."""
@@ -258,8 +266,27 @@ class Committer:
         result.high_seq = seq
         if self.online is not None and not self.online.transactional and upserts:
             # The log is committed; a crash here is healed by catch_up() on the next start.
-            self.online.apply(upserts, seq, low_seq=first_seq)
+            self._apply_online(upserts, seq, first_seq)
         return result
+
+    def _apply_online(self, upserts: list[OnlineRow], seq: int, first_seq: int) -> None:
+        """Write a committed batch to a non-transactional store; if it does not answer,
+        the batch stays in the log only (the truth) and the healer applies it later."""
+        assert self.online is not None
+        if time.monotonic() < self._online_retry_at:
+            return
+        try:
+            self.online.apply(upserts, seq, low_seq=first_seq)
+        except OnlineUnavailable as exc:
+            first = self._online_backoff == 0
+            self._online_backoff = min(max(ONLINE_RETRY_MIN, self._online_backoff * 2),
+                                       ONLINE_RETRY_MAX)
+            self._online_retry_at = time.monotonic() + self._online_backoff
+            if first:
+                log.warning("%s; batches are committed to the log and the online store will"
+                            " be caught up when it answers", exc)
+            return
+        self._online_backoff = 0.0
 
     @staticmethod
     def _check_positions(conn: sqlite3.Connection, source: str,

@@ -34,6 +34,7 @@ from ..definitions import Definitions
 from ..events import loads_values
 from ..offline.log import open_log
 from ..online import open_online
+from ..redaction import redact_url
 from ..timestamps import TimestampError, cell_to_micros, now_micros, to_iso
 from ..training.tables import TABLE_FORMATS, Table, TableError, read_table
 from .drift_html import render_html
@@ -314,7 +315,7 @@ def build_report(config: Config, reference: str | os.PathLike[str], current: str
     ref = table_samples(defs, ref_table, pairs)
     if current == "online":
         cur = online_samples(config, pairs)
-        cur_desc: dict[str, Any] = {"kind": "online", "store": config.online_url}
+        cur_desc: dict[str, Any] = {"kind": "online", "store": redact_url(config.online_url)}
     elif current.startswith("window:"):
         start, end = parse_window(current[len("window:"):])
         cur = window_samples(config, pairs, start, end)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from ..config import Config
@@ -10,7 +12,8 @@ from ..ingest.sources.file_identity import detail_fields
 from ..offline.log import OfflineLog, Position
 from ..offline.shards import existing_shards, is_sharded, partition_count, shard_dir, shard_name
 from ..online import open_online
-from ..online.base import OnlineStore
+from ..online.base import OnlineStore, OnlineUnavailable
+from ..redaction import redact_url
 from ..stores import open_stores
 from ..timestamps import now_micros, to_iso
 
@@ -73,11 +76,15 @@ def gather_status(config: Config) -> dict[str, Any]:
         for p, path in existing_shards(config).items():
             logs[shard_name(p)] = OfflineLog(path, readonly=True)
         out = _status(config, logs, online, str(shard_dir(config)))
-        out["shards"] = {name: {"path": str(log.path), "max_seq": log.max_seq(),
-                                "online_applied_seq": open_track(config, name)}
-                         for name, log in logs.items()}
+        out["shards"] = {}
+        for name, log in logs.items():
+            applied = open_track(config, name)
+            out["shards"][name] = {"path": str(log.path), "max_seq": log.max_seq(),
+                                   "online_applied_seq": applied,
+                                   "online_lag": _lag(log.max_seq(), applied)}
         out["partitions"] = partition_count(config)
         out["online_applied_seq"] = None  # per shard, above
+        out["online_lag"] = None
         return out
     finally:
         for log in logs.values():
@@ -85,18 +92,36 @@ def gather_status(config: Config) -> dict[str, Any]:
         online.close()
 
 
-def open_track(config: Config, shard: str) -> int:
-    """The seq up to which the online store has applied one shard's log."""
+def open_track(config: Config, shard: str) -> int | None:
+    """The seq up to which the online store has applied one shard's log (None: the
+    store does not answer)."""
     online = open_online(config.online_url, track=":" + shard)
     try:
         return online.applied_seq()
+    except OnlineUnavailable:
+        return None
     finally:
         online.close()
+
+
+def _lag(log_seq: int, applied: int | None) -> int | None:
+    return None if applied is None else max(0, log_seq - applied)
+
+
+def _or_none(fn: Callable[[], int], errors: list[str]) -> int | None:
+    """``fn()``, or None when the online store does not answer (the reason in ``errors``)."""
+    try:
+        return fn()
+    except OnlineUnavailable as exc:
+        if not errors:
+            errors.append(str(exc))
+        return None
 
 
 def _status(config: Config, logs: dict[str, OfflineLog], online: OnlineStore,
             offline: str) -> dict[str, Any]:
     now = now_micros()
+    errors: list[str] = []
     stats = _merge_stats([log.view_stats() for log in logs.values()])
     views: dict[str, Any] = {}
     for name in config.defs.views:
@@ -105,7 +130,7 @@ def _status(config: Config, logs: dict[str, OfflineLog], online: OnlineStore,
         ingest = st.get("latest_ingest_ts")
         views[name] = {
             "rows": st.get("rows", 0),
-            "online_rows": online.count(name),
+            "online_rows": _or_none(functools.partial(online.count, name), errors),
             "latest_event_timestamp": to_iso(latest),
             "latest_ingest_ts": to_iso(ingest),
             "freshness_seconds": (now - latest) / 1e6 if latest is not None else None,
@@ -136,13 +161,17 @@ def _status(config: Config, logs: dict[str, OfflineLog], online: OnlineStore,
             sources.setdefault(name, {"kind": "replay", "positions": {
                 k: {"next_offset": p.next_offset, "detail": p.detail}
                 for k, p in committed.items()}})
+    max_seq = max((log.max_seq() for log in logs.values()), default=0)
+    applied = _or_none(online.applied_seq, errors)
     return {
         "config": str(config.path),
         "offline": offline,
-        "online": config.online_url,
+        "online": redact_url(config.online_url),
         "log_rows": sum(v["rows"] for v in views.values()),
-        "max_seq": max((log.max_seq() for log in logs.values()), default=0),
-        "online_applied_seq": online.applied_seq(),
+        "max_seq": max_seq,
+        "online_applied_seq": applied,
+        "online_lag": _lag(max_seq, applied),  # log seqs the online store has not applied
+        "online_error": errors[0] if errors else None,
         "views": views,
         "dead_letters": sum(log.dead_letter_count() for log in logs.values()),
         "dead_letters_open": sum(log.dead_letter_count(open_only=True) for log in logs.values()),

@@ -7,9 +7,10 @@ and catch-up from the log, :mod:`.lookup` the reads with statuses.
 
 from __future__ import annotations
 
-from .base import OnlineRow, OnlineStore
+from ..redaction import redact_url
+from .base import OnlineRow, OnlineStore, OnlineUnavailable
 
-__all__ = ["OnlineRow", "OnlineStore", "open_online"]
+__all__ = ["OnlineRow", "OnlineStore", "OnlineUnavailable", "open_online", "redact_url"]
 
 
 def open_online(url: str, *, track: str = "") -> OnlineStore:
@@ -26,4 +27,4 @@ def open_online(url: str, *, track: str = "") -> OnlineStore:
         from .redis import RedisOnlineStore
 
         return RedisOnlineStore(url, track=track)
-    raise ValueError(f"unsupported online store URL {url!r}")
+    raise ValueError(f"unsupported online store URL {redact_url(url)}")

@@ -16,6 +16,14 @@ from typing import Protocol
 from ..offline.log import LogRow
 
 
+class OnlineUnavailable(ConnectionError):
+    """The online store cannot be reached (Redis down, refusing, out of memory).
+
+    The log stays the source of truth: writers keep committing it, and the healer
+    (:mod:`asof_stream.online.heal`) catches the store up when it answers again.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class OnlineRow:
     """The stored latest row of one (view, entity)."""

@@ -15,8 +15,13 @@ def catch_up(log: OfflineLog, online: OnlineStore) -> int:
         materialize(log, online)
         return 0
     replayed = 0
+    prev = applied
     for chunk in log.rows_after(applied):
-        online.apply(newest_per_key(from_log_row(r) for r in chunk), chunk[-1].seq)
+        # low_seq: the chunk covers (prev, its last seq]. Should the store reset under
+        # us, its applied seq drops to 0 and this chunk is parked, not counted as a run.
+        online.apply(newest_per_key(from_log_row(r) for r in chunk), chunk[-1].seq,
+                     low_seq=prev + 1)
+        prev = chunk[-1].seq
         replayed += len(chunk)
     return replayed
 

@@ -1,7 +1,8 @@
 """Redis online store: the monotonic rule applied atomically inside Redis by a Lua script.
 
-Layout (``P`` is the key prefix, ``asof`` unless the URL says ``?prefix=NAME``; ``G`` is
-the current generation, a number kept in ``P:gen``, ``0`` before the first rebuild)::
+Layout (``P`` is ``{NAME}``: the URL's ``?prefix=NAME``, ``asof`` by default, in braces;
+``G`` is the current generation, a number kept in ``P:gen``, ``0`` before the first
+rebuild)::
 
     P:gen                   the live generation G
     P:gencounter            INCR source of new generation numbers
@@ -35,20 +36,32 @@ and retries. Batches applied while the rebuild ran land in the old generation; t
 seqs are above the rebuild's high-water mark, so the ``catch_up`` that
 :func:`~asof_stream.online.materialize` runs after ``replace_all`` replays them.
 
+Prefixes never collide, even when one nests in another (``a`` and ``a:0``): the name is
+closed by ``}`` and may not hold braces, and it may not hold glob characters either
+(:mod:`.redis_url` checks it); every ``SCAN MATCH`` pattern escapes the literal part
+anyway, so a rebuild only ever deletes keys of its own prefix.
+
+Every Redis failure is raised as :class:`~asof_stream.online.base.OnlineUnavailable`
+(an OSError), with the URL redacted; the log stays the truth and
+:mod:`.heal` catches the store up when Redis answers again.
+
 The keys of one prefix are built inside the scripts, so this needs a standalone Redis
-(or one primary): it is not written for Redis Cluster.
+(or one primary): it is not written for Redis Cluster (though the braces would keep
+one prefix on one slot).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 
+from ..redaction import redact_in, redact_url
 from ..timestamps import MIN_US
-from .base import OnlineRow
+from .base import OnlineRow, OnlineUnavailable
+from .redis_url import glob_escape, split_url
 
 HEADER = 55  # 18 + 19 + 18 digits
 ORDER = 37  # the (event_timestamp, seq) part of the header
@@ -132,22 +145,6 @@ def unpack(view: str, entity: str, value: bytes) -> OnlineRow:
                      int(value[37:55]) + MIN_US, value[55:].decode())
 
 
-def split_url(url: str) -> tuple[str, str]:
-    """``redis://h:p/db?prefix=x&...`` -> (the URL without ``prefix``, the prefix)."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    prefix = "asof"
-    rest = []
-    for k, v in query:
-        if k == "prefix":
-            prefix = v
-        else:
-            rest.append((k, v))
-    if not prefix or any(c in prefix for c in " \t\r\n"):
-        raise ValueError(f"redis URL {url!r}: prefix must be non-empty, without spaces")
-    return urlunsplit(parts._replace(query=urlencode(rest))), prefix
-
-
 class RedisOnlineStore:
     """The shared online store; writes are applied after the log commit (not transactional)."""
 
@@ -158,7 +155,7 @@ class RedisOnlineStore:
         #: whose log seqs ``applied`` counts: "" for the one log, ":p0003" for a shard's
         self.track = track
         plain, name = split_url(url)
-        self.prefix = name + ":"
+        self.prefix = "{" + name + "}:"
         options: dict[str, Any] = {"socket_connect_timeout": 5, "socket_timeout": 30,
                                    "health_check_interval": 30}
         options.update(client_options)
@@ -169,6 +166,15 @@ class RedisOnlineStore:
         self._count = self.client.register_script(COUNT)
         self._gen_key = self.prefix + "gen"
         self._gen = b"0"  # the generation last seen; reads check it in the same MGET
+
+    @contextlib.contextmanager
+    def _unavailable(self) -> Iterator[None]:
+        """Raise every Redis failure as :class:`OnlineUnavailable`, the URL redacted."""
+        try:
+            yield
+        except redis.RedisError as exc:
+            raise OnlineUnavailable(f"Redis online store {redact_url(self.url)}:"
+                                    f" {redact_in(str(exc), self.url)}") from None
 
     # -- writes ------------------------------------------------------------------------
 
@@ -182,22 +188,23 @@ class RedisOnlineStore:
         """Apply rows with the monotonic rule; then mark ``low_seq..high_seq`` applied.
 
         ``low_seq`` is the first log seq of the batch (None: the batch follows on from
-        whatever is applied, as in a replay of the log tail).
+        whatever is applied).
         """
         p = self.prefix
         low = 0 if low_seq is None else low_seq
-        if not rows:
-            self._apply(args=[p, high_seq, low, self.track])
-            return
-        for start in range(0, len(rows), CHUNK):
-            part = rows[start:start + CHUNK]
-            last = start + CHUNK >= len(rows)
-            args: list[Any] = [p, high_seq if last else -1, low, self.track]
-            for r in part:
-                args.append(r.view)
-                args.append(r.entity)
-                args.append(pack(r))
-            self._apply(args=args)
+        with self._unavailable():
+            if not rows:
+                self._apply(args=[p, high_seq, low, self.track])
+                return
+            for start in range(0, len(rows), CHUNK):
+                part = rows[start:start + CHUNK]
+                last = start + CHUNK >= len(rows)
+                args: list[Any] = [p, high_seq if last else -1, low, self.track]
+                for r in part:
+                    args.append(r.view)
+                    args.append(r.entity)
+                    args.append(pack(r))
+                self._apply(args=args)
 
     def replace_all(self, rows: Iterable[OnlineRow], high_seq: int,
                     tracks: dict[str, int] | None = None) -> None:
@@ -206,7 +213,10 @@ class RedisOnlineStore:
         ``tracks``: the applied seq of each track (several shards' logs) instead of
         ``high_seq`` for this store's own.
         """
-        applied = tracks if tracks is not None else {self.track: high_seq}
+        with self._unavailable():
+            self._replace_all(rows, tracks if tracks is not None else {self.track: high_seq})
+
+    def _replace_all(self, rows: Iterable[OnlineRow], applied: dict[str, int]) -> None:
         p = self.prefix
         gen = int(self.client.incr(p + "gencounter"))
         base = f"{p}{gen}:"
@@ -233,17 +243,24 @@ class RedisOnlineStore:
             if g != str(gen) and g.isdigit() and int(g) < gen:
                 self._delete_generation(g)
 
+    def _scan(self, literal: str, tail: str = "*") -> Iterator[bytes]:
+        """Keys that start with ``literal`` (escaped, never a pattern) then match ``tail``."""
+        yield from self.client.scan_iter(match=glob_escape(literal) + tail, count=1000)
+
     def _generations(self) -> set[str]:
         found: set[str] = set()
-        for key in self.client.scan_iter(match=self.prefix + "*:views", count=1000):
-            found.add(key.decode()[len(self.prefix):].split(":", 1)[0])
-        for key in self.client.scan_iter(match=self.prefix + "*:applied*", count=1000):
-            found.add(key.decode()[len(self.prefix):].split(":", 1)[0])
+        for tail in ("*:views", "*:applied*"):
+            for key in self._scan(self.prefix, tail):
+                g = key.decode()[len(self.prefix):].split(":", 1)[0]
+                if g.isdigit():
+                    found.add(g)
         return found
 
     def _delete_generation(self, gen: str) -> None:
+        if not gen.isdigit():
+            return
         batch: list[bytes] = []
-        for key in self.client.scan_iter(match=f"{self.prefix}{gen}:*", count=1000):
+        for key in self._scan(f"{self.prefix}{gen}:"):
             batch.append(key)
             if len(batch) >= 1000:
                 self.client.unlink(*batch)
@@ -254,26 +271,35 @@ class RedisOnlineStore:
     # -- reads -------------------------------------------------------------------------
 
     def applied_seq(self) -> int:
-        _gen, applied = self._applied(args=[self.prefix, self.track])
+        with self._unavailable():
+            _gen, applied = self._applied(args=[self.prefix, self.track])
         return int(applied)
 
     def get(self, view: str, entities: list[str]) -> list[OnlineRow | None]:
         """One MGET of the generation and the rows; retried if a rebuild switched it."""
-        for _ in range(5):
-            gen = self._gen
-            base = f"{self.prefix}{gen.decode()}:r:{view}:"
-            values: list[Any] = self.client.mget([self._gen_key, *[base + e for e in entities]])
-            live: bytes = values[0] or b"0"
-            if live == gen:
-                return [None if v is None else unpack(view, e, v)
-                        for e, v in zip(entities, values[1:], strict=True)]
-            self._gen = live
-        raise redis.RedisError("the online store generation kept changing during a read")
+        with self._unavailable():
+            for _ in range(5):
+                gen = self._gen
+                base = f"{self.prefix}{gen.decode()}:r:{view}:"
+                values: list[Any] = self.client.mget([self._gen_key,
+                                                      *[base + e for e in entities]])
+                live: bytes = values[0] or b"0"
+                if live == gen:
+                    return [None if v is None else unpack(view, e, v)
+                            for e, v in zip(entities, values[1:], strict=True)]
+                self._gen = live
+        raise OnlineUnavailable(f"Redis online store {redact_url(self.url)}: the generation"
+                                " kept changing during a read")
 
     def count(self, view: str) -> int:
-        return int(self._count(args=[self.prefix, view]))
+        with self._unavailable():
+            return int(self._count(args=[self.prefix, view]))
 
     def entries(self, view: str | None = None) -> Iterator[OnlineRow]:
+        with self._unavailable():
+            yield from self._entries(view)
+
+    def _entries(self, view: str | None) -> Iterator[OnlineRow]:
         gen, _ = self._applied(args=[self.prefix, self.track])
         base = f"{self.prefix}{gen.decode()}:"
         if view is not None:
@@ -298,7 +324,8 @@ class RedisOnlineStore:
                 yield unpack(view, e, v)
 
     def ping(self) -> bool:
-        return bool(self.client.ping())
+        with self._unavailable():
+            return bool(self.client.ping())
 
     def close(self) -> None:
         self.client.close()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
@@ -36,6 +37,7 @@ from starlette.routing import Route
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..config import Config
+from ..online.heal import Healer, keep_healed
 from ..stores import open_stores
 from .http import ServerState, check_open_push, json_response
 from .ops import health, index, metrics
@@ -44,8 +46,12 @@ from .reads import get_online_features
 
 log = logging.getLogger(__name__)
 
-def create_app(config: Config) -> Starlette:
-    """The feature server app; the stores open (and heal) at startup, close at shutdown."""
+def create_app(config: Config, *, heal: bool = True) -> Starlette:
+    """The feature server app; the stores open (and heal) at startup, close at shutdown.
+
+    ``heal``: keep a Redis online store in line with the log while serving (after a
+    Redis reset or outage); off inside the daemon, which heals it itself.
+    """
     state = ServerState(config)
 
     def bind(fn: Callable[[ServerState, Request], Awaitable[Response]]
@@ -57,10 +63,20 @@ def create_app(config: Config) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        state.stores = await state.on_commit_thread(open_stores, config)
+        state.stores = await state.on_commit_thread(
+            functools.partial(open_stores, config, online_may_fail=True))
+        stop_healing = asyncio.Event()
+        healing = None
+        if heal and not state.stores.sharded and not state.stores.online.transactional:
+            state.healer = Healer(state.stores.log, state.stores.online)
+            healing = asyncio.ensure_future(
+                keep_healed(state.healer, state.on_commit_thread, stop_healing))
         try:
             yield
         finally:
+            stop_healing.set()
+            if healing is not None:
+                await healing
             stores, state.stores = state.stores, None
             if stores is not None:
                 await state.on_commit_thread(stores.close)
@@ -107,7 +123,7 @@ def listen(host: str, port: int) -> socket.socket:
 async def serve(config: Config, stop: asyncio.Event | None = None, host: str | None = None,
                 port: int | None = None, *,
                 on_ready: Callable[[str, int], None] | None = None,
-                allow_open_push: bool = False) -> None:
+                allow_open_push: bool = False, heal: bool = True) -> None:
     """Serve until ``stop`` is set (or forever). Signals are left to the caller.
 
     ``on_ready(host, port)`` is called once the socket listens and the stores are open
@@ -121,8 +137,9 @@ async def serve(config: Config, stop: asyncio.Event | None = None, host: str | N
     check_open_push(config, host, allow_open_push)
     sock = listen(host, port)
     bound_port = sock.getsockname()[1]
-    uv_config = uvicorn.Config(create_app(config), log_level="warning", access_log=False,
-                               lifespan="on", loop="none", timeout_graceful_shutdown=10,
+    uv_config = uvicorn.Config(create_app(config, heal=heal), log_level="warning",
+                               access_log=False, lifespan="on", loop="none",
+                               timeout_graceful_shutdown=10,
                                timeout_keep_alive=max(1, min(5, int(cfg.request_timeout_s))),
                                http=_protocol(cfg.request_timeout_s))
     server = _QuietServer(uv_config)

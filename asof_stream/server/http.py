@@ -22,6 +22,7 @@ from ..config import Config
 from ..definitions import HttpSourceConfig, output_names
 from ..ingest.commit import Committer, StoreError
 from ..metrics import REQUEST_SECONDS
+from ..online.heal import Healer
 from ..stores import Stores
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,7 @@ class ServerState:
         self.max_entities = server.max_entities
         self.request_timeout = server.request_timeout_s
         self.stores: Stores | None = None
+        self.healer: Healer | None = None  # set while the server heals a Redis store
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="asof-push")
         self.committers: dict[str | None, Committer] = {}
         self._resolved: dict[tuple[tuple[str, ...], bool],

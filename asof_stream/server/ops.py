@@ -12,28 +12,50 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from ..metrics import REGISTRY
+from ..metrics import ONLINE_APPLIED_SEQ, ONLINE_LAG, REGISTRY
 from ..monitoring.freshness import update_metrics
+from ..redaction import redact_in, redact_url
 from . import page as web_page
 from .http import HEALTH_TIMEOUT, PAGE_TIMEOUT, ServerState, endpoint, json_response
 
 log = logging.getLogger(__name__)
 
+def _probe(state: ServerState) -> dict[str, Any]:
+    """The log's seq, the online store's applied seq and the lag between them (None
+    over partition shards, whose seqs are per shard)."""
+    stores = state.ready_stores
+    log_seq = stores.log.max_seq()
+    applied = stores.online.applied_seq()
+    lag = None if stores.sharded else max(0, log_seq - applied)
+    if lag is not None:
+        ONLINE_LAG.set(lag)
+        ONLINE_APPLIED_SEQ.set(applied)
+    return {"log_seq": log_seq, "online_applied_seq": applied, "online_lag": lag}
+
+
 @endpoint("health")
 async def health(state: ServerState, request: Request) -> Response:
+    """200 when both stores answer and the online store is at most ``[server]
+    max_online_lag`` seqs behind the log; else 503 with ``status`` and ``reason``."""
     stores = state.stores
     if stores is None:
-        return json_response({"status": "starting"}, 503)
-
-    def probe() -> dict[str, Any]:
-        return {"log_seq": stores.log.max_seq(), "online_applied_seq": stores.online.applied_seq()}
-
+        return json_response({"status": "starting", "reason": "the stores are not open yet"},
+                             503)
+    online = redact_url(stores.online.url)
     try:
-        info = await asyncio.wait_for(state.on_commit_thread(probe), HEALTH_TIMEOUT)
+        info = await asyncio.wait_for(state.on_commit_thread(_probe, state), HEALTH_TIMEOUT)
     except (TimeoutError, redis.RedisError, sqlite3.Error, OSError) as exc:
-        return json_response({"status": "unavailable", "detail": f"{type(exc).__name__}: {exc}"},
-                              503)
-    return json_response({"status": "ok", "online": stores.online.url, **info})
+        reason = redact_in(f"{type(exc).__name__}: {exc}", stores.online.url)
+        return json_response({"status": "unavailable", "reason": reason, "detail": reason,
+                              "online": online}, 503)
+    bound = state.defs.server.max_online_lag
+    if info["online_lag"] is not None and info["online_lag"] > bound:
+        reason = (f"the online store is {info['online_lag']} seqs behind the log (applied"
+                  f" {info['online_applied_seq']}, log {info['log_seq']}; [server]"
+                  f" max_online_lag = {bound}); it is being caught up from the log")
+        return json_response({"status": "behind", "reason": reason, "online": online,
+                              "max_online_lag": bound, **info}, 503)
+    return json_response({"status": "ok", "online": online, "max_online_lag": bound, **info})
 
 
 @endpoint("metrics")
@@ -46,6 +68,10 @@ async def metrics(state: ServerState, request: Request) -> Response:
             update_metrics(state.config.defs, stats)
         except (TimeoutError, sqlite3.Error) as exc:
             log.warning("metrics: cannot read view stats: %s", exc)
+        try:  # asof_online_lag_seqs, asof_online_applied_seq
+            await asyncio.wait_for(state.on_commit_thread(_probe, state), HEALTH_TIMEOUT)
+        except (TimeoutError, sqlite3.Error, OSError) as exc:
+            log.warning("metrics: cannot read the online lag: %s", exc)
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -24,6 +24,7 @@ from ..monitoring.drift_html import TABLE_HEAD, charts_html, describe_current, t
 from ..monitoring.freshness import BREACH, NEAR, OK, ViewFreshness, view_freshness
 from ..monitoring.registry import format_seconds, list_features
 from ..offline.log import OfflineLog
+from ..redaction import redact_url
 from ..timestamps import now_micros, to_iso
 
 #: How many of the latest open dead letters the page lists.
@@ -56,7 +57,7 @@ def collect(config: Config, log: OfflineLog, now: int | None = None) -> PageData
     drift_dir = default_report_dir(config)
     return PageData(
         config_path=config.path,
-        online_url=config.online_url,
+        online_url=redact_url(config.online_url),
         log_seq=log.max_seq(),
         features=list_features(config),
         freshness=view_freshness(config.defs, log.view_stats(), now),
