@@ -17,11 +17,11 @@ from .timestamps import parse_duration
 FeatureType = Literal["int64", "float64", "string", "bool"]
 KeyType = Literal["string", "int64"]
 RESERVED = frozenset({"view", "event_timestamp", "event_id"})
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _check_name(name: str, what: str) -> str:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ValueError(f"{what} name {name!r} must be letters, digits and _ (not first a digit)")
     return name
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -14,8 +15,14 @@ from ..offline.shards import is_sharded
 from ..training.join import tune_reader
 from ..training.labels import Labels, labels_from_any
 from ..training.parallel_join import auto_jobs
-from ..training.sidecar import check_labels, describe, read_sidecar, write_sidecar
-from ..training.training_set import TrainingSet, build_sharded_training_set, build_training_set, output_format
+from ..training.sidecar import check_labels, describe, file_digest, read_sidecar, write_sidecar
+from ..training.training_set import (
+    TrainingSet,
+    build_sharded_training_set,
+    build_training_set,
+    output_format,
+    refuse_replacing_input,
+)
 from .common import config_option, handle_errors, main
 from .progress import row_progress
 
@@ -56,7 +63,10 @@ def make_training_set(config: Config, defs: Definitions, labels_path: str, refs:
     """
     started = time.perf_counter()
     output_format(out)  # an unknown extension fails before any work
+    refuse_replacing_input(out, [labels_path])
     views = len({v for v, _ in defs.resolve_refs(refs)})  # unknown refs fail before the labels
+    # the digest of what is read next, not of what is there at the end
+    digest = file_digest(labels_path) if os.path.isfile(labels_path) else None
     labels = labels_from_any(labels_path, defs, timestamp_column=timestamp_column)
     options = {"strict": strict, "as_known_at": as_known_at,
                "full_feature_names": full_feature_names}
@@ -73,7 +83,8 @@ def make_training_set(config: Config, defs: Definitions, labels_path: str, refs:
     write_sidecar(out, describe(
         defs, out=out, labels_path=labels_path, label_rows=len(ts),
         timestamp_column=timestamp_column, refs=refs, pairs=ts.pairs, columns=ts.columns,
-        high_water_seq=ts.high_water_seq, shard_high_water=ts.shard_high_water, **options))
+        high_water_seq=ts.high_water_seq, shard_high_water=ts.shard_high_water,
+        labels_digest=digest, **options))
     return (f"wrote {rows:,} rows x {len(ts.columns)} columns to {out} "
             f"in {time.perf_counter() - started:.2f} s")
 

@@ -119,9 +119,14 @@ def describe(defs: Definitions, *, out: str | os.PathLike[str], labels_path: str
              label_rows: int, timestamp_column: str, refs: list[str],
              pairs: list[tuple[str, str]], columns: list[str], strict: bool, as_known_at: bool,
              full_feature_names: bool, high_water_seq: int,
-             shard_high_water: dict[str, int] | None = None) -> Sidecar:
-    """The sidecar of a training set just built from ``labels_path``."""
-    size, digest = file_digest(labels_path)
+             shard_high_water: dict[str, int] | None = None,
+             labels_digest: tuple[int, str] | None = None) -> Sidecar:
+    """The sidecar of a training set just built from ``labels_path``.
+
+    ``labels_digest``: :func:`file_digest` of the label file taken before it was read
+    (default: hashed now).
+    """
+    size, digest = labels_digest or file_digest(labels_path)
     used = dict.fromkeys(v for v, _ in pairs)
     views = {v: ViewRecord(version=view_version(defs, v),
                            definition=defs.views[v].model_dump(mode="json"),
