@@ -132,6 +132,17 @@ def parse_duration(text: str) -> int:
     return int(m.group(1)) * _UNIT_S[m.group(2)] * US_PER_S
 
 
+def format_duration(us: int) -> str:
+    """Microseconds as the duration syntax :func:`parse_duration` reads (largest whole unit)."""
+    seconds, rest = divmod(us, US_PER_S)
+    if rest:
+        return f"{us / US_PER_S}s"
+    for unit in "dhm":
+        if seconds and seconds % _UNIT_S[unit] == 0:
+            return f"{seconds // _UNIT_S[unit]}{unit}"
+    return f"{seconds}s"
+
+
 def now_micros() -> int:
     """The current time in UTC microseconds."""
     return (datetime.now(UTC) - _EPOCH) // timedelta(microseconds=1)

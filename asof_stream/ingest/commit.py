@@ -89,6 +89,7 @@ def decode_records(decoder: EventDecoder, records: Sequence[Record]) -> Decoded:
     """Decode and validate records; a rejection is a reason, never an exception."""
     good: list[tuple[Event, str]] = []
     bad: list[tuple[Record, str]] = []
+    decoder.refresh_clock()  # the future bound: once per batch
     decode = decoder.decode
     for rec in records:
         try:
