@@ -11,11 +11,21 @@ import click
 from ..config import Config
 from ..definitions import Definitions
 from ..offline.log import open_log
-from ..offline.shards import is_sharded
+from ..offline.retention import RetentionRun
+from ..offline.shards import is_sharded, shard_dir
 from ..training.join import tune_reader
 from ..training.labels import Labels, labels_from_any
 from ..training.parallel_join import auto_jobs
-from ..training.sidecar import check_labels, describe, file_digest, read_sidecar, write_sidecar
+from ..training.sidecar import (
+    Sidecar,
+    check_labels,
+    check_retention,
+    describe,
+    file_digest,
+    read_sidecar,
+    retained_since,
+    write_sidecar,
+)
 from ..training.training_set import (
     TrainingSet,
     build_sharded_training_set,
@@ -101,6 +111,20 @@ def _join_one_log(config: Config, defs: Definitions, labels: Labels, refs: list[
                                   jobs=jobs, **options)
 
 
+def _retained_since(config: Config, spec: Sidecar) -> list[RetentionRun]:
+    """The retention runs since ``spec`` was built that deleted rows it saw, per log."""
+    if spec.shard_high_water is None:
+        with open_log(config.offline_path, readonly=True) as log:
+            return retained_since(spec, log.conn, spec.high_water_seq)
+    runs = []
+    for name, mark in spec.shard_high_water.items():
+        path = shard_dir(config) / f"{name}.sqlite"
+        if path.exists():
+            with open_log(path, readonly=True) as log:
+                runs.extend(retained_since(spec, log.conn, mark))
+    return runs
+
+
 @main.command("training-set")
 @with_label_options
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
@@ -129,16 +153,26 @@ def training_set(config: Config, labels_path: str, features: tuple[str, ...], ou
 @click.argument("sidecar", type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(dir_okay=False),
               help="Where to write it (default: the recorded output path).")
+@click.option("--allow-partial", is_flag=True,
+              help="Rebuild even when a retention run has since deleted rows the original"
+                   " saw (the file then differs).")
 @config_option
 @handle_errors
-def rebuild(config: Config, sidecar: str, out: str | None) -> None:
+def rebuild(config: Config, sidecar: str, out: str | None, allow_partial: bool) -> None:
     """Rebuild a training set exactly from its sidecar (OUT.json).
 
     Same label file (checked by SHA-256), same definitions and flags, and only the
-    log rows that were there when it was first built.
+    log rows that were there when it was first built. Refuses when a later retention
+    run deleted some of those rows, unless --allow-partial.
     """
     spec = read_sidecar(sidecar)
     check_labels(spec, spec.labels.path)
+    runs = _retained_since(config, spec)
+    if allow_partial:
+        for run in runs:
+            click.echo(f"asof-stream: warning: partial rebuild: {run.describe()}", err=True)
+    else:
+        check_retention(sidecar, spec, runs)
     flags = spec.flags
     click.echo(make_training_set(config, spec.definitions(), spec.labels.path, spec.resolved,
                                  out or spec.output, timestamp_column=spec.labels.timestamp_column,

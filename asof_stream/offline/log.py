@@ -60,6 +60,17 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     requeued_ts INTEGER
 );
 CREATE INDEX IF NOT EXISTS dead_letters_open ON dead_letters (requeued_ts, id);
+
+CREATE TABLE IF NOT EXISTS retention_runs (
+    id INTEGER PRIMARY KEY,
+    run_ts INTEGER NOT NULL,
+    cutoff INTEGER NOT NULL,
+    view TEXT NOT NULL,
+    deleted INTEGER NOT NULL,
+    min_seq INTEGER,
+    max_seq INTEGER,
+    keep_latest INTEGER NOT NULL
+);
 """
 
 

@@ -6,8 +6,9 @@ the definition (and its version) of every view used, the label count and the log
 ``seq`` high-water mark. Rebuilding reads the same labels with the recorded
 definitions against the log rows up to that mark, so the file comes out byte for byte
 the same, even after the daemon has appended more rows or the ttl has changed in
-``asof.toml``. (Only ``asof-stream retention`` removing rows below the mark changes
-what a rebuild can see.)
+``asof.toml``. Only ``asof-stream retention`` removing rows below the mark changes
+what a rebuild can see: :func:`check_retention` finds such runs in the log's
+``retention_runs`` and refuses, unless a partial rebuild is asked for.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..definitions import Definitions
-from ..timestamps import now_micros, to_iso
+from ..offline.retention import RetentionRun, retention_runs
+from ..timestamps import now_micros, parse_iso, to_iso
 from ..versions import view_version
 
 FORMAT = 1
@@ -185,3 +188,23 @@ def check_labels(sidecar: Sidecar, labels_path: str | os.PathLike[str]) -> None:
     if (size, digest) != (sidecar.labels.bytes, sidecar.labels.sha256):
         raise SidecarError(f"label file {labels_path} changed since the training set was built"
                            f" (sha256 {digest[:12]}..., recorded {sidecar.labels.sha256[:12]}...)")
+
+
+def retained_since(sidecar: Sidecar, conn: sqlite3.Connection,
+                   upto_seq: int) -> list[RetentionRun]:
+    """Retention runs on this log (``conn``) after the set was built that deleted rows it
+    saw: rows of its views with a seq at most ``upto_seq`` (its mark on this log)."""
+    return retention_runs(conn, after=parse_iso(sidecar.created_at), upto_seq=upto_seq,
+                          views=sorted(sidecar.views))
+
+
+def check_retention(path: str | os.PathLike[str], sidecar: Sidecar,
+                    runs: list[RetentionRun]) -> None:
+    """Refuse a rebuild that cannot see rows the original saw, naming the run."""
+    if not runs:
+        return
+    more = f" and {len(runs) - 1} more run(s)" if len(runs) > 1 else ""
+    raise SidecarError(
+        f"{path}: cannot rebuild exactly: {runs[0].describe()}{more} after this training set"
+        f" was built ({sidecar.created_at}), so the file would differ; pass --allow-partial"
+        " to rebuild from the rows that remain")
