@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 
 from .config import Config
 from .events import EventDecoder
 from .ingest.commit import Committer
 from .offline.log import OfflineLog, open_log
+from .offline.sqlite import DatabaseDamaged, damaged_message, is_damaged, quick_check
 from .online import open_online
 from .online.base import OnlineStore
 from .online.materialize import catch_up
@@ -37,16 +39,31 @@ class Stores:
         self.close()
 
 
-def open_stores(config: Config, *, heal: bool = True) -> Stores:
-    """Open both stores; with ``heal``, replay the log tail the online store missed."""
+def open_stores(config: Config, *, heal: bool = True, check: bool = False) -> Stores:
+    """Open both stores; with ``heal``, replay the log tail the online store missed.
+
+    ``check``: first run ``PRAGMA quick_check`` on the log (a damaged file raises
+    :class:`~asof_stream.offline.sqlite.DatabaseDamaged` before anything is written).
+    """
     log = open_log(config.offline_path)
     try:
+        if check:
+            quick_check(log.conn, log.path)
         online = open_online(config.online_url)
     except BaseException:
         log.close()
         raise
     if heal:
-        catch_up(log, online)
+        try:
+            catch_up(log, online)
+        except sqlite3.DatabaseError as exc:
+            log.close()
+            online.close()
+            if is_damaged(exc):  # name the damaged file: the log, or else the online store
+                with open_log(config.offline_path, readonly=True) as check_log:
+                    quick_check(check_log.conn, check_log.path)
+                raise DatabaseDamaged(damaged_message(config.online_url, exc)) from None
+            raise
     return Stores(config, log, online)
 
 

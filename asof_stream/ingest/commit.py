@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from ..events import Event, EventDecoder, EventError, dumps_values
 from ..offline.log import OfflineLog, Position
-from ..offline.sqlite import is_busy
+from ..offline.sqlite import damaged_message, is_busy, is_damaged
 from ..online.base import OnlineRow, OnlineStore
 from ..timestamps import now_micros
 from ..versions import record_versions
@@ -52,7 +52,14 @@ ON CONFLICT (view) DO UPDATE SET
 
 
 class StoreError(Exception):
-    """A store fault that retrying will not fix (disk full, corrupt file, read-only)."""
+    """A store fault that retrying will not fix (disk full, corrupt file, read-only).
+
+    ``damaged``: the file itself is corrupt, so what was committed may be lost too.
+    """
+
+    def __init__(self, message: str, *, damaged: bool = False) -> None:
+        super().__init__(message)
+        self.damaged = damaged
 
 
 class PositionConflict(Exception):
@@ -151,6 +158,8 @@ class Committer:
                 log.warning("offline log is busy, retrying commit (%s)", exc)
                 time.sleep(min(0.05 * 2 ** attempt, 1.0))
             except sqlite3.DatabaseError as exc:
+                if is_damaged(exc):
+                    raise StoreError(damaged_message(self.log.path, exc), damaged=True) from exc
                 raise StoreError(f"{self.log.path}: {exc}") from exc
         result.seconds = time.perf_counter() - started
         return result

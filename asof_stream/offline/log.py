@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .sqlite import connect
+from .sqlite import DatabaseDamaged, connect, damaged_message, is_damaged
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS log (
@@ -174,4 +174,6 @@ def open_log(path: str | Path, *, readonly: bool = False) -> OfflineLog:
     try:
         return OfflineLog(path, readonly=readonly)
     except sqlite3.DatabaseError as exc:
+        if is_damaged(exc):
+            raise DatabaseDamaged(damaged_message(path, exc)) from None
         raise sqlite3.DatabaseError(f"{path}: {exc}") from None

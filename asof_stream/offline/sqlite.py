@@ -38,6 +38,52 @@ def tune_writer(conn: sqlite3.Connection) -> None:
     conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
 
 
+class DatabaseDamaged(sqlite3.DatabaseError):
+    """The database file is corrupt; the message names the file and what to do."""
+
+
+#: SQLite's primary result codes for a damaged file: SQLITE_CORRUPT, SQLITE_NOTADB
+_DAMAGED_CODES = (11, 26)
+
+
+def is_damaged(exc: BaseException) -> bool:
+    """An error that means the file itself is damaged (not busy, full or read-only)."""
+    if isinstance(exc, DatabaseDamaged):
+        return True
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in _DAMAGED_CODES:
+        return True
+    text = str(exc).lower()
+    return "malformed" in text or "not a database" in text
+
+
+def damaged_message(path: str | Path, detail: object) -> str:
+    """One line: which file is damaged, how, and what to do about it."""
+    return (f"{path} is damaged ({detail}): stop every process using it, then restore it"
+            f" from a backup, or salvage the readable rows with: sqlite3 {path} \".recover\""
+            f" | sqlite3 {path}.recovered (and move that into place)")
+
+
+def quick_check(conn: sqlite3.Connection, path: str | Path) -> None:
+    """``PRAGMA quick_check``: raises :class:`DatabaseDamaged` naming the file when it
+    finds a problem. It reads every page once (no index cross-checks): about 0.5 s for a
+    1M-row, 115 MB log from the page cache, so it runs where that is paid once: when
+    the daemon starts and in ``status``."""
+    try:
+        rows = conn.execute("PRAGMA quick_check(100)").fetchall()
+    except sqlite3.DatabaseError as exc:
+        if is_damaged(exc):
+            raise DatabaseDamaged(damaged_message(path, exc)) from None
+        raise
+    problems = [line for r in rows if r[0] != "ok" for line in str(r[0]).splitlines()
+                if line.strip() and not line.startswith("***")]
+    if problems:
+        more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
+        raise DatabaseDamaged(damaged_message(path, f"quick_check: {problems[0]}{more}"))
+
+
 def is_busy(exc: sqlite3.OperationalError) -> bool:
     """A lock held by another connection: worth retrying."""
     text = str(exc).lower()
