@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
 
 from .config import Config
 from .events import EventDecoder
@@ -39,17 +41,31 @@ class Stores:
         self.close()
 
 
-def open_stores(config: Config, *, heal: bool = True, check: bool = False) -> Stores:
+def can_write(config: Config) -> bool:
+    """Whether this process may write the log: its folder (for the WAL files) and the
+    file itself, where they exist; a missing folder counts as writable."""
+    path = config.offline_path
+    folder = next((p for p in (path.parent, *path.parent.parents) if p.exists()), None)
+    if folder is None or not os.access(folder, os.W_OK):
+        return False
+    return not path.exists() or os.access(path, os.W_OK)
+
+
+def open_stores(config: Config, *, heal: bool = True, check: bool = False,
+                readonly: bool = False) -> Stores:
     """Open both stores; with ``heal``, replay the log tail the online store missed.
 
     ``check``: first run ``PRAGMA quick_check`` on the log (a damaged file raises
     :class:`~asof_stream.offline.sqlite.DatabaseDamaged` before anything is written).
+    ``readonly``: open both read-only (they must exist; there is no healing).
     """
-    log = open_log(config.offline_path)
+    if readonly and heal:
+        raise ValueError("read-only stores cannot be healed")
+    log = open_log(config.offline_path, readonly=readonly)
     try:
         if check:
             quick_check(log.conn, log.path)
-        online = open_online(config.online_url)
+        online = open_online(config.online_url, readonly=readonly)
     except BaseException:
         log.close()
         raise
@@ -65,6 +81,15 @@ def open_stores(config: Config, *, heal: bool = True, check: bool = False) -> St
                 raise DatabaseDamaged(damaged_message(config.online_url, exc)) from None
             raise
     return Stores(config, log, online)
+
+
+def open_reading_stores(config: Config, *, check: bool = False) -> Stores:
+    """The stores for a command that only reads: read-only once they exist (so a
+    read-only project can be read), created as :func:`open_stores` does before that."""
+    online = config.online_url
+    exists = config.offline_path.exists() and (
+        not online.startswith("sqlite:///") or Path(online[len("sqlite:///"):]).exists())
+    return open_stores(config, heal=False, check=check, readonly=exists)
 
 
 def open_serving_stores(config: Config) -> Stores:

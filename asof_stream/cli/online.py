@@ -12,7 +12,7 @@ from ..offline.shards import is_sharded
 from ..online import open_online
 from ..online.lookup import output_names, read_online
 from ..online.materialize import materialize as rebuild
-from ..stores import open_stores
+from ..stores import can_write, open_stores
 from ..timestamps import to_iso
 from .common import CliError, config_option, handle_errors, main
 
@@ -63,8 +63,16 @@ def lookup(config: Config, refs: list[str], row: dict[str, str],
             result = read_online(config.defs, store, pairs, [row], from_text=True)[0]
         finally:
             store.close()
-    else:
+    elif can_write(config):  # heal the online store from the log tail first
         with open_stores(config) as stores:
+            result = read_online(config.defs, stores.online, pairs, [row], from_text=True)[0]
+    else:  # a read-only project: read as it is, and say when the online store lags
+        with open_stores(config, heal=False, readonly=True) as stores:
+            applied, logged = stores.online.applied_seq(), stores.log.max_seq()
+            if applied < logged:
+                click.echo(f"asof-stream: warning: the online store has applied the log up to"
+                           f" seq {applied} of {logged}, and {config.offline_path.parent} is"
+                           " read-only, so it cannot catch up: values may be older", err=True)
             result = read_online(config.defs, stores.online, pairs, [row], from_text=True)[0]
     return {name: {"value": fv.value, "status": fv.status,
                    "event_timestamp": to_iso(fv.event_timestamp)}

@@ -11,7 +11,7 @@ from ..offline.shards import existing_shards, is_sharded, partition_count, shard
 from ..offline.sqlite import quick_check
 from ..online import open_online
 from ..online.base import OnlineStore
-from ..stores import open_stores
+from ..stores import open_reading_stores
 from ..timestamps import now_micros, to_iso
 
 
@@ -56,7 +56,7 @@ def gather_status(config: Config) -> dict[str, Any]:
     partition, so they merge), and ``shards`` lists each one.
     """
     if not is_sharded(config):
-        with open_stores(config, heal=False, check=True) as stores:
+        with open_reading_stores(config, check=True) as stores:
             return _status(config, {"offline": stores.log}, stores.online, str(config.offline_path))
     logs: dict[str, OfflineLog] = {}
     online = open_online(config.online_url)

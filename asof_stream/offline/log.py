@@ -176,4 +176,6 @@ def open_log(path: str | Path, *, readonly: bool = False) -> OfflineLog:
     except sqlite3.DatabaseError as exc:
         if is_damaged(exc):
             raise DatabaseDamaged(damaged_message(path, exc)) from None
-        raise sqlite3.DatabaseError(f"{path}: {exc}") from None
+        text = str(exc)
+        raise sqlite3.DatabaseError(text if str(Path(path).resolve()) in text
+                                    else f"{path}: {text}") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -14,8 +15,7 @@ def connect(path: str | Path, *, readonly: bool = False, synchronous: str = "NOR
     power loss at the price of an fsync per commit.
     """
     if readonly:
-        uri = Path(path).resolve().as_uri() + "?mode=ro"
-        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        conn = connect_readonly(path)
     else:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
@@ -24,6 +24,55 @@ def connect(path: str | Path, *, readonly: bool = False, synchronous: str = "NOR
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {synchronous}")
     conn.execute("PRAGMA cache_size = -65536")
+    return conn
+
+
+def wal_bytes(path: str | Path) -> int:
+    """The size of a database's write-ahead log (0 when there is none)."""
+    try:
+        return os.stat(f"{path}-wal").st_size
+    except FileNotFoundError:
+        return 0
+
+
+def connect_readonly(path: str | Path) -> sqlite3.Connection:
+    """A read-only connection (``mode=ro``), also where this process cannot write.
+
+    A WAL database opened read-only still needs its ``-shm`` file; SQLite creates it
+    when the folder is writable, or uses one that is there. When neither holds (a
+    read-only mount, a folder of another user, no ``-shm`` left behind), the file is
+    opened ``immutable=1`` instead, which takes no locks and ignores any WAL, and so is
+    safe only when nothing can change the file while it is read. We use it only when
+    the folder is not writable by this process (so this process's kind of writer, the
+    daemon, cannot be running there as this user) and the WAL holds nothing (every
+    commit is in the main file, so there is nothing it could miss). If the WAL holds
+    commits, the error says so instead of reading without them. Caveat: a daemon of
+    *another* user with write access that starts while an immutable reader runs is
+    not seen by that reader; give readers write access to the folder if that can happen.
+    """
+    p = Path(path).resolve()
+    uri = p.as_uri() + "?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # opening is lazy
+        return conn
+    except sqlite3.OperationalError as exc:
+        conn.close()
+        if "unable to open" not in str(exc) or not p.is_file():
+            raise
+        if os.access(p.parent, os.W_OK):
+            raise sqlite3.OperationalError(f"{p}: cannot open read-only: {exc}") from None
+    pending = wal_bytes(p)
+    if pending:
+        raise sqlite3.OperationalError(
+            f"{p}: cannot open read-only: its write-ahead log {p}-wal holds {pending} bytes"
+            f" of commits not yet in the main file, and the folder {p.parent} is not writable"
+            f" (SQLite needs to create {p.name}-shm there to read them); make the folder"
+            " writable once for any asof-stream command, or copy the folder somewhere"
+            " writable") from None
+    conn = sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None,
+                           check_same_thread=False)
+    conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     return conn
 
 
