@@ -99,7 +99,7 @@ async def run_daemon(config: Config, *, until_caught_up: bool = False,
             tasks[asyncio.ensure_future(_serve(config, stop))] = None
         log.info("daemon started", extra={"sources": [r.source.name for r in runners],
                                            "until_caught_up": until_caught_up})
-        code = await _supervise(tasks, stop)
+        code, damaged = await _supervise(tasks, stop)
     finally:
         if healing is not None:
             healing.cancel()
@@ -114,6 +114,8 @@ async def run_daemon(config: Config, *, until_caught_up: bool = False,
     stored = sum(r.totals.stored for r in runners)
     log.info("daemon stopped", extra={"exit_code": code, "stored": stored,
                                       "dead_letters": sum(r.totals.rejected for r in runners)})
+    if damaged is not None:  # the file is corrupt: say so, and nothing about intact data
+        raise DaemonError(str(damaged))
     return code
 
 
@@ -185,9 +187,9 @@ async def _open(config: Config, sources: list[Source],
     loop = asyncio.get_running_loop()
 
     def open_all() -> tuple[Stores | _Shards, list[BatchCommitter]]:
-        stores = open_stores(config, online_may_fail=True)
-        tune_writer(stores.log.conn)
+        stores = open_stores(config, check=True, online_may_fail=True)
         try:
+            tune_writer(stores.log.conn)
             return stores, [stores.committer(src.view) for src in sources]
         except BaseException:
             stores.close()
@@ -207,9 +209,14 @@ async def _open(config: Config, sources: list[Source],
 
 
 async def _supervise(tasks: dict[asyncio.Future[None], SourceRunner | None],
-                     stop: asyncio.Event) -> int:
-    """Wait for every task; the first failure stops the others (they commit what they hold)."""
+                     stop: asyncio.Event) -> tuple[int, StoreError | None]:
+    """Wait for every task; the first failure stops the others (they commit what they hold).
+
+    Returns the exit code, and the error when the log file was found damaged (the caller
+    reports that one line instead of claiming the committed data is intact).
+    """
     code = EXIT_OK
+    damaged: StoreError | None = None
     pending = set(tasks)
     while pending:
         done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -219,14 +226,17 @@ async def _supervise(tasks: dict[asyncio.Future[None], SourceRunner | None],
                 continue
             runner = tasks[t]
             name = runner.source.name if runner is not None else "server"
-            if isinstance(exc, StoreError):
+            if isinstance(exc, StoreError) and exc.damaged:
+                damaged = damaged or exc
+                log.debug("%s stopped: %s", name, exc, extra={"source": name})
+            elif isinstance(exc, StoreError):
                 log.error("fatal store error in %s: %s; committed data is intact", name, exc,
                           extra={"source": name})
             else:
                 log.error("%s failed: %r", name, exc, exc_info=exc, extra={"source": name})
             code = EXIT_FATAL
             stop.set()
-    return code
+    return code, damaged
 
 
 def _on_signal(sig: signal.Signals, stop: asyncio.Event) -> None:

@@ -18,11 +18,11 @@ from .timestamps import parse_duration
 FeatureType = Literal["int64", "float64", "string", "bool"]
 KeyType = Literal["string", "int64"]
 RESERVED = frozenset({"view", "event_timestamp", "event_id"})
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _check_name(name: str, what: str) -> str:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ValueError(f"{what} name {name!r} must be letters, digits and _ (not first a digit)")
     return name
 
@@ -201,6 +201,19 @@ class IngestConfig(_Model):
     batch_timeout_ms: int = PydField(default=200, gt=0)
     max_event_bytes: int = PydField(default=1 << 20, gt=0)
     max_buffered: int = PydField(default=60000, gt=0)
+    #: how far past now an event_timestamp may be (microseconds; TOML: a duration such
+    #: as "1d"); later events are dead letters, they would otherwise shadow every later
+    #: value of their entity online until that date
+    max_future: int = 86_400_000_000
+
+    @field_validator("max_future", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return parse_duration(v)
+        if isinstance(v, timedelta):
+            return v // timedelta(microseconds=1)
+        raise ValueError(f"expected a duration like '1d' (s, m, h, d), got {v!r}")
 
 
 class LogConfig(_Model):

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import msgspec
 
 from .definitions import RESERVED, Definitions, Entity, FeatureView
-from .timestamps import TimestampError, to_micros
+from .timestamps import TimestampError, format_duration, now_micros, to_iso, to_micros
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _MISSING: Any = object()
@@ -172,6 +172,27 @@ class EventDecoder:
         self._only = next(iter(self.rules)) if len(self.rules) == 1 else None
         target = view or self._only
         self._fast = _TypedPath.build(defs, target) if target is not None else None
+        self.max_future = defs.ingest.max_future
+        #: the latest event_timestamp accepted: now + max_future, as of the last refresh
+        self.latest_ts = 0
+        self.refresh_clock()
+
+    def refresh_clock(self, now: int | None = None) -> None:
+        """Move the future bound to ``now`` (default: the clock) + ``max_future``; the
+        committer calls this once per batch, so an event costs one comparison."""
+        self.latest_ts = (now_micros() if now is None else now) + self.max_future
+
+    def _beyond_bound(self, ev: Event) -> Event:
+        """An event past the bound: refresh the bound (the clock moved on since the batch
+        began, or nobody refreshed it), and reject the event if it is still past it."""
+        self.refresh_clock()
+        if ev.event_ts > self.latest_ts:
+            raise EventError(
+                f"event_timestamp {to_iso(ev.event_ts)} is more than"
+                f" {format_duration(self.max_future)} in the future (after"
+                f" {to_iso(self.latest_ts)}; the bound is [ingest] max_future ="
+                f" \"{format_duration(self.max_future)}\")")
+        return ev
 
     def decode(self, raw: bytes) -> Event:
         """Validate one JSON event; raises :class:`EventError` with the reason."""
@@ -181,7 +202,7 @@ class EventDecoder:
             if self._fast is not None:
                 ev = self._fast.decode(raw)
                 if ev is not None:
-                    return ev
+                    return ev if ev.event_ts <= self.latest_ts else self._beyond_bound(ev)
             # The general path: it accepts exactly what the typed path accepts, and more
             # importantly it says *why* an event is rejected.
             try:
@@ -210,7 +231,8 @@ class EventDecoder:
         rules = self.rules.get(view)
         if rules is None:
             raise EventError(f"unknown view {view!r}; known views: {', '.join(sorted(self.rules))}")
-        return rules.check(obj)
+        ev = rules.check(obj)
+        return ev if ev.event_ts <= self.latest_ts else self._beyond_bound(ev)
 
 
 _F64_MAX = sys.float_info.max

@@ -14,7 +14,7 @@ from .ingest.commit import BatchResult
 from .ingest.sources.base import Record
 from .online.lookup import read_online
 from .online.response import OnlineResponse
-from .stores import Stores, open_stores
+from .stores import Stores, can_write, open_stores
 from .timestamps import to_iso
 
 
@@ -44,9 +44,20 @@ class FeatureStore:
 
     @property
     def stores(self) -> Stores:
+        """The project's stores, healed; in a read-only project they are opened read-only
+        (nothing can be healed there: see :attr:`online_lag`)."""
         if self._stores is None:
-            self._stores = open_stores(self.config)
+            if can_write(self.config):
+                self._stores = open_stores(self.config)
+            else:
+                self._stores = open_stores(self.config, heal=False, readonly=True)
         return self._stores
+
+    @property
+    def online_lag(self) -> int:
+        """How many log seqs the online store has not applied (0 once healed)."""
+        stores = self.stores
+        return max(0, stores.log.max_seq() - stores.online.applied_seq())
 
     def close(self) -> None:
         if self._stores is not None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
 
 from .config import Config
 from .events import EventDecoder
@@ -11,6 +14,7 @@ from .ingest.commit import Committer
 from .offline.log import OfflineLog, open_log
 from .offline.shard_union import ShardUnion
 from .offline.shards import is_sharded
+from .offline.sqlite import DatabaseDamaged, damaged_message, is_damaged, quick_check
 from .online import open_online
 from .online.base import OnlineStore, OnlineUnavailable
 from .online.materialize import catch_up
@@ -53,13 +57,27 @@ class Stores:
         self.close()
 
 
-def open_stores(config: Config, *, heal: bool = True, online_may_fail: bool = False) -> Stores:
+def can_write(config: Config) -> bool:
+    """Whether this process may write the log: its folder (for the WAL files) and the
+    file itself, where they exist; a missing folder counts as writable."""
+    path = config.offline_path
+    folder = next((p for p in (path.parent, *path.parent.parents) if p.exists()), None)
+    if folder is None or not os.access(folder, os.W_OK):
+        return False
+    return not path.exists() or os.access(path, os.W_OK)
+
+
+def open_stores(config: Config, *, heal: bool = True, check: bool = False,
+                readonly: bool = False, online_may_fail: bool = False) -> Stores:
     """Open both stores; with ``heal``, replay the log tail the online store missed.
 
     This is where one log and partition shards part ways for every reader: over shards
     it is the shared online store beside a read-only union of the shards (each shard's
     daemon heals the online store, so there is nothing to heal here).
 
+    ``check``: first run ``PRAGMA quick_check`` on the log (a damaged file raises
+    :class:`~asof_stream.offline.sqlite.DatabaseDamaged` before anything is written).
+    ``readonly``: open both read-only (they must exist; there is no healing).
     ``online_may_fail``: for long-running processes (the daemon, the server), which keep
     the store healed with :func:`~asof_stream.online.heal.keep_healed`: an online store
     that does not answer yet is logged, not raised.
@@ -71,9 +89,13 @@ def open_stores(config: Config, *, heal: bool = True, online_may_fail: bool = Fa
         except BaseException:
             union.close()
             raise
-    offline = open_log(config.offline_path)
+    if readonly and heal:
+        raise ValueError("read-only stores cannot be healed")
+    offline = open_log(config.offline_path, readonly=readonly)
     try:
-        online = open_online(config.online_url)
+        if check:
+            quick_check(offline.conn, offline.path)
+        online = open_online(config.online_url, readonly=readonly)
     except BaseException:
         offline.close()
         raise
@@ -87,9 +109,25 @@ def open_stores(config: Config, *, heal: bool = True, online_may_fail: bool = Fa
                 raise
             log.warning("%s; starting anyway: the log keeps committing and the online store"
                         " is caught up when it answers", exc)
+        except sqlite3.DatabaseError as exc:
+            offline.close()
+            online.close()
+            if is_damaged(exc):  # name the damaged file: the log, or else the online store
+                with open_log(config.offline_path, readonly=True) as check_log:
+                    quick_check(check_log.conn, check_log.path)
+                raise DatabaseDamaged(damaged_message(config.online_url, exc)) from None
+            raise
         except BaseException:
             online.close()
             offline.close()
             raise
     return Stores(config, offline, online)
 
+
+def open_reading_stores(config: Config, *, check: bool = False) -> Stores:
+    """The stores for a command that only reads: read-only once they exist (so a
+    read-only project can be read), created as :func:`open_stores` does before that."""
+    online = config.online_url
+    exists = config.offline_path.exists() and (
+        not online.startswith("sqlite:///") or Path(online[len("sqlite:///"):]).exists())
+    return open_stores(config, heal=False, check=check, readonly=exists)

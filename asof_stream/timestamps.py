@@ -17,12 +17,12 @@ MIN_US = (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
 MAX_US = (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC) - _EPOCH) // timedelta(
     microseconds=1
 )
-_DIGITS = re.compile(r"^[0-9]+(\.[0-9]+)?$")
-_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DIGITS = re.compile(r"[0-9]+(\.[0-9]+)?")
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _ISO = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|z|[+-]\d{2}:?\d{2})?$"
+    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|z|[+-]\d{2}:?\d{2})?"
 )
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_DURATION = re.compile(r"\s*(\d+)\s*([smhd])\s*")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -59,13 +59,13 @@ def _from_datetime(dt: datetime, shown: object) -> int:
 def parse_iso(text: str) -> int:
     """An RFC 3339 / ISO 8601 string to UTC microseconds."""
     s = text.strip()
-    if _DATE_ONLY.match(s):
+    if _DATE_ONLY.fullmatch(s):
         try:
             d = date.fromisoformat(s)
         except ValueError as exc:
             raise TimestampError(f"timestamp {text!r} is not a valid date: {exc}") from None
         return _from_datetime(datetime(d.year, d.month, d.day), text)
-    if not _ISO.match(s):
+    if not _ISO.fullmatch(s):
         raise TimestampError(
             f"timestamp {text!r} is not RFC 3339 / ISO 8601 (e.g. 2026-01-05T10:00:00Z)"
         )
@@ -100,7 +100,7 @@ def to_micros(value: object) -> int:
 def cell_to_micros(cell: str) -> int:
     """A CSV cell: only digits (optional fraction) are epoch seconds, else ISO text."""
     s = cell.strip()
-    if _DIGITS.match(s):
+    if _DIGITS.fullmatch(s):
         return from_epoch_seconds(float(s) if "." in s else int(s), cell)
     if not s:
         raise TimestampError("timestamp is empty")
@@ -120,12 +120,23 @@ def to_iso(us: int | None) -> str | None:
 
 def parse_duration(text: str) -> int:
     """``"14d"``, ``"90m"``, ``"30s"``, ``"2h"`` to microseconds."""
-    m = _DURATION.match(text) if isinstance(text, str) else None
+    m = _DURATION.fullmatch(text) if isinstance(text, str) else None
     if not m:
         raise ValueError(
             f"duration {text!r} is not a whole number followed by s, m, h or d (e.g. '14d')"
         )
     return int(m.group(1)) * _UNIT_S[m.group(2)] * US_PER_S
+
+
+def format_duration(us: int) -> str:
+    """Microseconds as the duration syntax :func:`parse_duration` reads (largest whole unit)."""
+    seconds, rest = divmod(us, US_PER_S)
+    if rest:
+        return f"{us / US_PER_S}s"
+    for unit in "dhm":
+        if seconds and seconds % _UNIT_S[unit] == 0:
+            return f"{seconds // _UNIT_S[unit]}{unit}"
+    return f"{seconds}s"
 
 
 def now_micros() -> int:

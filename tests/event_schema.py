@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -23,7 +24,7 @@ from pydantic import (
 
 from asof_stream.definitions import Definitions, Entity, FeatureView
 from asof_stream.events import INT64_MAX, INT64_MIN, Event, entity_key
-from asof_stream.timestamps import to_micros
+from asof_stream.timestamps import now_micros, to_micros
 
 Int64 = Annotated[StrictInt, Field(ge=INT64_MIN, le=INT64_MAX)]
 Timestamp = Annotated[int, BeforeValidator(to_micros)]
@@ -43,11 +44,22 @@ def _reject_bool(v: Any) -> Any:
 _TYPES: dict[str, Any] = {"int64": Int64, "string": StrictStr, "bool": StrictBool}
 
 
-def event_model(view: FeatureView, entity: Entity) -> type[BaseModel]:
-    """A pydantic model accepting exactly the events of one view."""
+def _not_after(latest: int) -> Any:
+    def check(us: int) -> int:
+        if us > latest:
+            raise ValueError("event_timestamp is beyond [ingest] max_future")
+        return us
+
+    return AfterValidator(check)
+
+
+def event_model(view: FeatureView, entity: Entity, latest: int | None = None) -> type[BaseModel]:
+    """A pydantic model accepting exactly the events of one view (with an event_timestamp
+    at most ``latest``, when given)."""
+    ts: Any = Timestamp if latest is None else Annotated[Timestamp, _not_after(latest)]
     fields: dict[str, Any] = {
         "view": (Literal[view.name] | None, None),
-        "event_timestamp": (Timestamp, ...),
+        "event_timestamp": (ts, ...),
         "event_id": (StrictStr | StrictInt | None, None),
     }
     for key, dtype in entity.join_keys.items():
@@ -63,7 +75,8 @@ def reference_validate(defs: Definitions, view: str, obj: dict[str, Any]) -> Eve
     """Validate with the declarative model; raises pydantic.ValidationError."""
     fv = defs.views[view]
     entity = defs.entities[fv.entity]
-    m = event_model(fv, entity).model_validate({**obj, "view": obj.get("view", view)})
+    latest = now_micros() + defs.ingest.max_future
+    m = event_model(fv, entity, latest).model_validate({**obj, "view": obj.get("view", view)})
     values = {}
     for f in fv.features:
         v = getattr(m, f.name)

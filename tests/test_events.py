@@ -156,3 +156,57 @@ def test_deeply_nested_json_is_an_event_error(config: Config) -> None:
     for view in ("customer_stats", None):
         with pytest.raises(EventError, match="nested too deeply"):
             EventDecoder(config.defs, view).decode(deep)
+
+
+def _at(us: int) -> dict[str, Any]:
+    return {**GOOD, "event_timestamp": us / 1e6}
+
+
+@pytest.mark.parametrize("view", [None, "customer_stats"])  # general and typed paths
+def test_event_beyond_max_future_is_rejected(config: Config, view: str | None) -> None:
+    from asof_stream.timestamps import now_micros
+
+    decoder = EventDecoder(config.defs, view=view)
+    day = 86_400_000_000
+    for far in ({**GOOD, "event_timestamp": "9999-12-31T00:00:00Z"},
+                _at(now_micros() + 2 * day)):
+        with pytest.raises(EventError) as exc:
+            decoder.decode(enc(far))
+        msg = str(exc.value)
+        assert msg.startswith("event_timestamp ") and "more than 1d in the future" in msg, msg
+        assert '[ingest] max_future = "1d"' in msg
+        with pytest.raises(EventError, match="max_future"):
+            decoder.validate(far)
+    assert "9999-12-31T00:00:00Z" in str(pytest.raises(EventError, decoder.decode, enc(
+        {**GOOD, "event_timestamp": "9999-12-31T00:00:00Z"})).value)
+    assert decoder.decode(enc(_at(now_micros() + day // 2))).event_ts > now_micros()
+
+
+def test_max_future_is_configurable_and_a_stale_bound_refreshes(make_config: Any) -> None:
+    from asof_stream.timestamps import now_micros
+
+    day = 86_400_000_000
+    config = make_config('[ingest]\nmax_future = "10d"\n')
+    decoder = EventDecoder(config.defs)
+    assert decoder.decode(enc(_at(now_micros() + 2 * day))).view == "customer_stats"
+    with pytest.raises(EventError, match='more than 10d in the future'):
+        decoder.decode(enc(_at(now_micros() + 11 * day)))
+    decoder.refresh_clock(now_micros() - 30 * day)  # a bound computed long ago
+    assert decoder.decode(enc(_at(now_micros() + 2 * day))).view == "customer_stats"
+    from asof_stream.config import ConfigError
+
+    with pytest.raises(ConfigError, match="max_future"):
+        make_config('[ingest]\nmax_future = "soon"\n')
+
+
+def test_far_future_event_becomes_a_dead_letter_with_the_reason(config: Config) -> None:
+    from asof_stream.ingest.sources.base import Record
+    from asof_stream.stores import open_stores
+
+    with open_stores(config) as s:
+        r = s.committer().commit("t", [
+            Record(enc({**GOOD, "event_timestamp": "9999-12-31T00:00:00Z"}), "0"),
+            Record(enc(GOOD), "1")])
+        assert (r.stored, r.rejected) == (1, 1)
+        (reason,) = [row[0] for row in s.log.conn.execute("SELECT reason FROM dead_letters")]
+    assert "event_timestamp 9999-12-31T00:00:00Z is more than 1d in the future" in reason

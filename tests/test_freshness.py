@@ -64,7 +64,7 @@ def test_judge() -> None:
 
 def test_ages_and_statuses_at_a_given_now(make_config: Callable[..., Config]) -> None:
     config = _with_objective(make_config)
-    now = 1_800_000_000 * 1_000_000
+    now = 1_700_000_000 * 1_000_000  # in the past: not beyond [ingest] max_future
     _push(config, "customer_stats", now - 3 * HOUR, available_at=now - HOUR // 2, spend_7d=1.0)
     _push(config, "orders", now - 50 * 60 * 1_000_000, available_at=now - 60 * 1_000_000, n=1)
     report = {v.view: v for v in check_freshness(config, now)}
@@ -143,7 +143,7 @@ def _sample(name: str, view: str) -> float | None:
 
 def test_metrics_gauges(make_config: Callable[..., Config], clean_gauges: Any) -> None:
     config = _with_objective(make_config)
-    now = 1_800_000_000 * 1_000_000
+    now = 1_700_000_000 * 1_000_000  # in the past: not beyond [ingest] max_future
     _push(config, "customer_stats", now - 3 * HOUR, available_at=now - HOUR, spend_7d=1.0)
     with open_stores(config) as s:
         update_metrics(config.defs, s.log.view_stats(), now)

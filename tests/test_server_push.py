@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -14,6 +15,11 @@ from asof_stream.offline.log import open_log
 from asof_stream.stores import open_stores
 
 from .server_helpers import running_server
+
+# Recent days (UTC), well inside the views' ttl and not in the future ([ingest] max_future).
+_BASE = datetime.now(UTC).date() - timedelta(days=12)
+D1, D4, D5, D32 = ((_BASE + timedelta(days=n)).isoformat() for n in (0, 3, 4, 10))
+RECENT = int(datetime.fromisoformat(f"{D1}T00:00:00+00:00").timestamp())  # epoch seconds
 
 READ = {"features": ["customer_stats:spend_7d", "customer_stats:tier"],
         "entities": {"customer_id": ["c1", "c2"]}}
@@ -29,8 +35,8 @@ def test_push_then_read_with_dead_letters_and_duplicates(any_config: Config) -> 
         r = client.post("/push", headers={"x-request-id": "req-1"}, json={
             "push_source_name": "customer_stats",
             "df": {"customer_id": ["c1", "c2", "c3", "c1"],
-                   "event_timestamp": ["2099-01-05 10:00:00", "2099-01-05T10:00:00Z", "never",
-                                       "2099-01-04T10:00:00Z"],
+                   "event_timestamp": [f"{D5} 10:00:00", f"{D5}T10:00:00Z", "never",
+                                       f"{D4}T10:00:00Z"],
                    "spend_7d": [1.5, 2, 3.0, 9.0], "tier": ["gold", None, "x", "old"],
                    "event_id": ["e1", "e2", "e3", "e4"]},
             "to": "online"})
@@ -43,13 +49,13 @@ def test_push_then_read_with_dead_letters_and_duplicates(any_config: Config) -> 
         assert (body["to"], body["logged"], body["online_updated"]) == ("online", True, True)
         assert body["dead_letters"] == 1
         out = client.post("/get-online-features", json=READ).json()
-        # c1's row from 2099-01-04 is older than the one from 2099-01-05: it does not win.
+        # c1's row from D4 is older than the one from D5: it does not win.
         assert out["results"][1]["values"] == [1.5, 2.0]
         assert out["results"][2]["values"] == ["gold", None]
         assert out["results"][1]["statuses"] == ["PRESENT", "PRESENT"]
         # The same event_ids again: skipped as duplicates, nothing new stored.
         r = client.post("/push", json={"view": "customer_stats", "df": {
-            "customer_id": ["c1"], "event_timestamp": ["2099-02-01T00:00:00Z"],
+            "customer_id": ["c1"], "event_timestamp": [f"{D32}T00:00:00Z"],
             "spend_7d": [100.0], "event_id": ["e1"]}})
         assert (r.json()["stored"], r.json()["duplicates"]) == (0, 1)
     assert _log_counts(any_config) == (3, 1)
@@ -63,7 +69,7 @@ def test_online_targets_log_and_serve(any_config: Config, to: str) -> None:
     """I1/I2: an online push is logged too (the log is the online store's source)."""
     with running_server(any_config) as url:
         r = httpx.post(url + "/push", json={"view": "customer_stats", "to": to, "df": {
-            "customer_id": ["c1"], "event_timestamp": ["2099-01-01T00:00:00Z"], "tier": ["t"]}})
+            "customer_id": ["c1"], "event_timestamp": [f"{D1}T00:00:00Z"], "tier": ["t"]}})
         assert r.status_code == 200 and r.json()["stored"] == 1
         assert (r.json()["to"], r.json()["online_updated"]) == (to, True)
         got = httpx.post(url + "/get-online-features", json=READ).json()
@@ -147,9 +153,9 @@ def test_http_source_binds_view_and_names_the_source(make_config: Callable[..., 
     cfg = make_config('\n[sources.clicks]\nkind = "http"\nview = "customer_stats"\n')
     with running_server(cfg) as url:
         r = httpx.post(url + "/push", json={"push_source_name": "clicks", "df": [
-            {"customer_id": "c1", "event_timestamp": 4102444800, "orders_7d": 2},
-            {"customer_id": "c2", "event_timestamp": 4102444800, "orders_7d": 2.5},
-            {"customer_id": "c3", "event_timestamp": 4102444800, "bogus": 1},
+            {"customer_id": "c1", "event_timestamp": RECENT, "orders_7d": 2},
+            {"customer_id": "c2", "event_timestamp": RECENT, "orders_7d": 2.5},
+            {"customer_id": "c3", "event_timestamp": RECENT, "bogus": 1},
         ]})
     body = r.json()
     assert (body["source"], body["stored"], body["rejected"]) == ("clicks", 1, 2)
@@ -164,7 +170,7 @@ def test_http_source_binds_view_and_names_the_source(make_config: Callable[..., 
 def test_bearer_token(make_config: Callable[..., Config]) -> None:
     cfg = make_config('\n[server]\npush_token = "s3cret"\n')
     push = {"view": "customer_stats",
-            "df": {"customer_id": ["c1"], "event_timestamp": ["2099-01-01T00:00:00Z"]}}
+            "df": {"customer_id": ["c1"], "event_timestamp": [f"{D1}T00:00:00Z"]}}
     with running_server(cfg) as url, httpx.Client(base_url=url) as client:
         r = client.post("/push", json=push)
         assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
@@ -185,7 +191,7 @@ def test_token_from_environment(make_config: Callable[..., Config],
     monkeypatch.setenv("ASOF_PUSH_TOKEN", "from-env")
     cfg = make_config()
     push = {"view": "customer_stats",
-            "df": {"customer_id": ["c1"], "event_timestamp": ["2099-01-01T00:00:00Z"]}}
+            "df": {"customer_id": ["c1"], "event_timestamp": [f"{D1}T00:00:00Z"]}}
     with running_server(cfg) as url:
         assert httpx.post(url + "/push", json=push).status_code == 401
         ok = httpx.post(url + "/push", json=push, headers={"authorization": "Bearer from-env"})

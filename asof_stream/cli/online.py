@@ -47,6 +47,11 @@ def online(config: Config, features: str, entities: tuple[str, ...], as_json: bo
                            f" features; their join keys: {', '.join(sorted(keys))}")
     with FeatureStore(config) as store:
         out = store.lookup(refs, row, full_feature_names)
+        lag = 0 if store.stores.sharded else store.online_lag
+    if lag:  # only in a read-only project: elsewhere the store was just healed
+        click.echo(f"asof-stream: warning: the online store is {lag} log rows behind and"
+                   f" {config.offline_path.parent} is read-only, so it cannot catch up:"
+                   " values may be older", err=True)
     if as_json:
         click.echo(json.dumps({"entity": row, "features": out}))
         return

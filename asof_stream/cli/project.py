@@ -13,14 +13,16 @@ from .common import CliError, config_option, handle_errors, main
 
 @main.command()
 @click.argument("directory", default=".", type=click.Path(file_okay=False))
-@click.option("--force", is_flag=True, help="Overwrite an existing asof.toml.")
+@click.option("--force", is_flag=True,
+              help="Replace an existing asof.toml (other existing files are never overwritten).")
 @handle_errors
 def init(directory: str, force: bool) -> None:
     """Write a runnable example project into DIRECTORY."""
     target = Path(directory)
-    if (target / "asof.toml").exists() and not force:
-        raise CliError(f"{target / 'asof.toml'} exists; use --force to overwrite")
-    written = write_example_project(target)
+    try:
+        written = write_example_project(target, replace_config=force)
+    except FileExistsError as exc:
+        raise CliError(str(exc)) from None
     for p in written:
         click.echo(f"wrote {p}")
     click.echo(f"next: cd {target} && asof-stream replay events/*.jsonl && "

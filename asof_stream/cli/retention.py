@@ -39,8 +39,13 @@ def retention(config: Config, before: str | None, older_than: str | None, views:
     if not dry_run and not yes and not click.confirm(
             "Delete history from the offline log? This cannot be undone", default=False):
         raise CliError("aborted; nothing deleted")
+    deleted = 0
     with open_log(config.offline_path) as log:
         for view in views or tuple(config.defs.views):
             r = apply_retention(log, view, cutoff, keep_latest=not drop_latest, dry_run=dry_run)
             verb = "would delete" if dry_run else "deleted"
             click.echo(f"{view}: {verb} {r.deleted} rows, {r.kept} remain")
+            deleted += r.deleted
+    if deleted and not dry_run:
+        click.echo("recorded in the log's retention_runs: `asof-stream rebuild` of a training"
+                   " set built before now refuses if it saw deleted rows (--allow-partial)")

@@ -8,8 +8,8 @@ import click
 
 from ..config import Config
 from ..definitions import split_refs
-from ..training.pipeline import make_training_set
-from ..training.sidecar import check_labels, read_sidecar
+from ..training.pipeline import make_training_set, retention_runs_since
+from ..training.sidecar import check_labels, check_retention, read_sidecar
 from .common import config_option, handle_errors, main
 from .progress import row_progress
 
@@ -61,16 +61,26 @@ def training_set(config: Config, labels_path: str, features: tuple[str, ...], ou
 @click.argument("sidecar", type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(dir_okay=False),
               help="Where to write it (default: the recorded output path).")
+@click.option("--allow-partial", is_flag=True,
+              help="Rebuild even when a retention run has since deleted rows the original"
+                   " saw (the file then differs).")
 @config_option
 @handle_errors
-def rebuild(config: Config, sidecar: str, out: str | None) -> None:
+def rebuild(config: Config, sidecar: str, out: str | None, allow_partial: bool) -> None:
     """Rebuild a training set exactly from its sidecar (OUT.json).
 
     Same label file (checked by SHA-256), same definitions and flags, and only the
-    log rows that were there when it was first built.
+    log rows that were there when it was first built. Refuses when a later retention
+    run deleted some of those rows, unless --allow-partial.
     """
     spec = read_sidecar(sidecar)
     check_labels(spec, spec.labels.path)
+    runs = retention_runs_since(config, spec)
+    if allow_partial:
+        for run in runs:
+            click.echo(f"asof-stream: warning: partial rebuild: {run.describe()}", err=True)
+    else:
+        check_retention(sidecar, spec, runs)
     flags = spec.flags
     click.echo(make_training_set(config, spec.definitions(), spec.labels.path, spec.resolved,
                                  out or spec.output, progress_bar=row_progress,

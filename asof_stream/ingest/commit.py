@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from ..events import Event, EventDecoder, EventError, dumps_values
 from ..offline.log import HIGH_SEQ_SQL, OfflineLog, Position
-from ..offline.sqlite import is_busy
+from ..offline.sqlite import damaged_message, is_busy, is_damaged
 from ..online.base import OnlineRow, OnlineStore, OnlineUnavailable
 from ..timestamps import now_micros
 from ..versions import record_versions
@@ -79,7 +79,14 @@ ONLINE_RETRY_MAX = 5.0
 
 
 class StoreError(Exception):
-    """A store fault that retrying will not fix (disk full, corrupt file, read-only)."""
+    """A store fault that retrying will not fix (disk full, corrupt file, read-only).
+
+    ``damaged``: the file itself is corrupt, so what was committed may be lost too.
+    """
+
+    def __init__(self, message: str, *, damaged: bool = False) -> None:
+        super().__init__(message)
+        self.damaged = damaged
 
 
 class PositionConflict(Exception):
@@ -116,6 +123,7 @@ def decode_records(decoder: EventDecoder, records: Sequence[Record]) -> Decoded:
     """Decode and validate records; a rejection is a reason, never an exception."""
     good: list[tuple[Event, str]] = []
     bad: list[tuple[Record, str]] = []
+    decoder.refresh_clock()  # the future bound: once per batch
     decode = decoder.decode
     for rec in records:
         try:
@@ -190,6 +198,8 @@ class Committer:
                 log.warning("offline log is busy, retrying commit (%s)", exc)
                 time.sleep(min(0.05 * 2 ** attempt, 1.0))
             except sqlite3.DatabaseError as exc:
+                if is_damaged(exc):
+                    raise StoreError(damaged_message(self.log.path, exc), damaged=True) from exc
                 raise StoreError(f"{self.log.path}: {exc}") from exc
         result.seconds = time.perf_counter() - started
         return result

@@ -11,10 +11,11 @@ from ..ingest.sources.base import detail_highwater
 from ..ingest.sources.file_identity import detail_fields
 from ..offline.log import OfflineLog, Position
 from ..offline.shards import existing_shards, is_sharded, partition_count, shard_dir, shard_name
+from ..offline.sqlite import quick_check
 from ..online import open_online
 from ..online.base import OnlineStore, OnlineUnavailable
 from ..redaction import redact_url
-from ..stores import open_stores
+from ..stores import open_reading_stores
 from ..timestamps import now_micros, to_iso
 
 
@@ -68,13 +69,14 @@ def gather_status(config: Config) -> dict[str, Any]:
     partition, so they merge), and ``shards`` lists each one.
     """
     if not is_sharded(config):
-        with open_stores(config, heal=False) as stores:
+        with open_reading_stores(config, check=True) as stores:
             return _status(config, {"offline": stores.log}, stores.online, str(config.offline_path))
     logs: dict[str, OfflineLog] = {}
     online = open_online(config.online_url)
     try:
         for p, path in existing_shards(config).items():
-            logs[shard_name(p)] = OfflineLog(path, readonly=True)
+            logs[shard_name(p)] = log = OfflineLog(path, readonly=True)
+            quick_check(log.conn, path)
         out = _status(config, logs, online, str(shard_dir(config)))
         out["shards"] = {}
         for name, log in logs.items():

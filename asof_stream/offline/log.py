@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .sqlite import connect
+from .sqlite import DatabaseDamaged, connect, damaged_message, is_damaged
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS log (
@@ -84,6 +84,17 @@ CREATE TABLE IF NOT EXISTS segments (
     created_ts INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS segments_view ON segments (view, level);
+
+CREATE TABLE IF NOT EXISTS retention_runs (
+    id INTEGER PRIMARY KEY,
+    run_ts INTEGER NOT NULL,
+    cutoff INTEGER NOT NULL,
+    view TEXT NOT NULL,
+    deleted INTEGER NOT NULL,
+    min_seq INTEGER,
+    max_seq INTEGER,
+    keep_latest INTEGER NOT NULL
+);
 """
 
 #: The seq high-water mark in ``log_meta``: sealing and retention delete head rows, and a
@@ -242,4 +253,8 @@ def open_log(path: str | Path, *, readonly: bool = False) -> OfflineLog:
     try:
         return OfflineLog(path, readonly=readonly)
     except sqlite3.DatabaseError as exc:
-        raise sqlite3.DatabaseError(f"{path}: {exc}") from None
+        if is_damaged(exc):
+            raise DatabaseDamaged(damaged_message(path, exc)) from None
+        text = str(exc)
+        raise sqlite3.DatabaseError(text if str(Path(path).resolve()) in text
+                                    else f"{path}: {text}") from None

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ..config import Config
 
-SHARD_FILE = re.compile(r"^p(\d{4,})\.sqlite$")
+SHARD_FILE = re.compile(r"p(\d{4,})\.sqlite")
 
 META_SCHEMA = """
 CREATE TABLE IF NOT EXISTS shard_meta (
@@ -67,7 +67,7 @@ def existing_shards(config: Config) -> dict[int, Path]:
         return {}
     out = {}
     for p in folder.iterdir():
-        m = SHARD_FILE.match(p.name)
+        m = SHARD_FILE.fullmatch(p.name)
         if m:
             out[int(m.group(1))] = p
     return dict(sorted(out.items()))

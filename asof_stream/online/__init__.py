@@ -13,16 +13,17 @@ from .base import OnlineRow, OnlineStore, OnlineUnavailable
 __all__ = ["OnlineRow", "OnlineStore", "OnlineUnavailable", "open_online", "redact_url"]
 
 
-def open_online(url: str, *, track: str = "") -> OnlineStore:
+def open_online(url: str, *, track: str = "", readonly: bool = False) -> OnlineStore:
     """Open an online store by URL: ``sqlite:///PATH`` or ``redis://HOST:PORT/DB``.
 
     ``track`` names the log whose seqs a shared (Redis) store counts as applied, when
     the log is split into shards; the SQLite store belongs to one log and has none.
+    ``readonly``: a SQLite store is opened read-only (Redis is unaffected).
     """
     if url.startswith("sqlite:///"):
         from .sqlite import SqliteOnlineStore
 
-        return SqliteOnlineStore(url[len("sqlite:///"):])
+        return SqliteOnlineStore(url[len("sqlite:///"):], readonly=readonly)
     if url.startswith(("redis://", "rediss://")):
         from .redis import RedisOnlineStore
 

@@ -43,11 +43,14 @@ class SqliteOnlineStore:
 
     transactional = True
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
         self.url = f"sqlite:///{self.path}"
-        self.conn = connect(self.path)
-        self.conn.executescript(SCHEMA.format(s=""))
+        if readonly and not self.path.exists():
+            raise FileNotFoundError(f"online store {self.path} does not exist yet")
+        self.conn = connect(self.path, readonly=readonly)
+        if not readonly:
+            self.conn.executescript(SCHEMA.format(s=""))
         self._get_one = "SELECT entity, event_timestamp, seq, ingest_ts, features FROM online" \
                         " WHERE view = ? AND entity = ?"
 

@@ -57,6 +57,7 @@ class Labels:
     frame: Any = None
     row_numbers: list[int] | None = None  # what errors call each row, when not i + 1
     lines: list[str] | None = None  # a CSV's header and row lines, when they can be copied as is
+    source: Path | None = None  # the file it was read from (a training set may not replace it)
     _keys: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
@@ -188,10 +189,23 @@ def _check_columns(columns: list[str], origin: str) -> None:
 
 # --- readers ------------------------------------------------------------------------
 
+def read_text(path: Path) -> str:
+    """A label file's text (UTF-8, a BOM allowed); bytes that are not UTF-8 are an error
+    naming the file, the byte offset and the line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise LabelError(f"{path}: not UTF-8 text: byte 0x{data[exc.start]:02x} at offset"
+                         f" {exc.start} (line {line}) {exc.reason}; save the file as UTF-8"
+                         ) from None
+
+
 def read_csv(path: Path, defs: Definitions, timestamp_column: str) -> Labels:
     """A CSV file with a header row; cells stay the text they were."""
     origin = str(path)
-    text = path.read_bytes().decode("utf-8-sig")
+    text = read_text(path)
     if "\r" in text and '"' not in text:
         text = text.replace("\r\n", "\n")
     if '"' in text or "\r" in text:
@@ -250,7 +264,7 @@ def read_jsonl(path: Path, defs: Definitions, timestamp_column: str) -> Labels:
     origin = str(path)
     objects: list[dict[str, Any]] = []
     numbers: list[int] = []
-    with path.open(encoding="utf-8-sig") as fh:
+    with io.StringIO(read_text(path), newline=None) as fh:  # universal newlines, as open()
         for n, line in enumerate(fh, 1):
             if not line.strip():
                 continue
@@ -361,7 +375,9 @@ def read_labels(path: str | os.PathLike[str], defs: Definitions,
     if not p.is_file():
         raise LabelError(f"{p}: no such label file")
     with gc_paused():
-        return reader(p, defs, timestamp_column)
+        labels = reader(p, defs, timestamp_column)
+    labels.source = p
+    return labels
 
 
 def labels_from_any(source: Any, defs: Definitions, *,

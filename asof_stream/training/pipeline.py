@@ -8,6 +8,7 @@ or partition shards is decided here, once.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Protocol
@@ -15,12 +16,19 @@ from typing import Protocol
 from ..config import Config
 from ..definitions import Definitions
 from ..offline.log import open_log
-from ..offline.shards import is_sharded
+from ..offline.retention import RetentionRun
+from ..offline.shards import is_sharded, shard_dir
 from .join import tune_reader
 from .labels import Labels, labels_from_any
 from .parallel_join import auto_jobs
-from .sidecar import describe, write_sidecar
-from .training_set import TrainingSet, build_sharded_training_set, build_training_set, output_format
+from .sidecar import Sidecar, describe, file_digest, retained_since, write_sidecar
+from .training_set import (
+    TrainingSet,
+    build_sharded_training_set,
+    build_training_set,
+    output_format,
+    refuse_replacing_input,
+)
 
 
 class ProgressBar(Protocol):
@@ -47,7 +55,10 @@ def make_training_set(config: Config, defs: Definitions, labels_path: str, refs:
     """
     started = time.perf_counter()
     output_format(out)  # an unknown extension fails before any work
+    refuse_replacing_input(out, [labels_path])
     views = len({v for v, _ in defs.resolve_refs(refs)})  # unknown refs fail before the labels
+    # the digest of what is read next, not of what is there at the end
+    digest = file_digest(labels_path) if os.path.isfile(labels_path) else None
     labels = labels_from_any(labels_path, defs, timestamp_column=timestamp_column)
     options = {"strict": strict, "as_known_at": as_known_at,
                "full_feature_names": full_feature_names}
@@ -61,7 +72,8 @@ def make_training_set(config: Config, defs: Definitions, labels_path: str, refs:
     write_sidecar(out, describe(
         defs, out=out, labels_path=labels_path, label_rows=len(ts),
         timestamp_column=timestamp_column, refs=refs, pairs=ts.pairs, columns=ts.columns,
-        high_water_seq=ts.high_water_seq, shard_high_water=ts.shard_high_water, **options))
+        high_water_seq=ts.high_water_seq, shard_high_water=ts.shard_high_water,
+        labels_digest=digest, **options))
     return (f"wrote {rows:,} rows x {len(ts.columns)} columns to {out} "
             f"in {time.perf_counter() - started:.2f} s")
 
@@ -88,3 +100,17 @@ def join_labels(config: Config, defs: Definitions, labels: Labels, refs: Sequenc
         tune_reader(log.conn)
         return build_training_set(log, defs, labels, refs, progress=progress,
                                   upto_seq=upto_seq, jobs=jobs, **options)
+
+
+def retention_runs_since(config: Config, spec: Sidecar) -> list[RetentionRun]:
+    """The retention runs since ``spec`` was built that deleted rows it saw, per log."""
+    if spec.shard_high_water is None:
+        with open_log(config.offline_path, readonly=True) as log:
+            return retained_since(spec, log.conn, spec.high_water_seq)
+    runs = []
+    for name, mark in spec.shard_high_water.items():
+        path = shard_dir(config) / f"{name}.sqlite"
+        if path.exists():
+            with open_log(path, readonly=True) as log:
+                runs.extend(retained_since(spec, log.conn, mark))
+    return runs

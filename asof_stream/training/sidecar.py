@@ -6,8 +6,9 @@ the definition (and its version) of every view used, the label count and the log
 ``seq`` high-water mark. Rebuilding reads the same labels with the recorded
 definitions against the log rows up to that mark, so the file comes out byte for byte
 the same, even after the daemon has appended more rows or the ttl has changed in
-``asof.toml``. (Only ``asof-stream retention`` removing rows below the mark changes
-what a rebuild can see.)
+``asof.toml``. Only ``asof-stream retention`` removing rows below the mark changes
+what a rebuild can see: :func:`check_retention` finds such runs in the log's
+``retention_runs`` and refuses, unless a partial rebuild is asked for.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..definitions import Definitions
-from ..timestamps import now_micros, to_iso
+from ..offline.retention import RetentionRun, retention_runs
+from ..timestamps import now_micros, parse_iso, to_iso
 from ..versions import view_version
 
 FORMAT = 1
@@ -119,9 +122,14 @@ def describe(defs: Definitions, *, out: str | os.PathLike[str], labels_path: str
              label_rows: int, timestamp_column: str, refs: list[str],
              pairs: list[tuple[str, str]], columns: list[str], strict: bool, as_known_at: bool,
              full_feature_names: bool, high_water_seq: int,
-             shard_high_water: dict[str, int] | None = None) -> Sidecar:
-    """The sidecar of a training set just built from ``labels_path``."""
-    size, digest = file_digest(labels_path)
+             shard_high_water: dict[str, int] | None = None,
+             labels_digest: tuple[int, str] | None = None) -> Sidecar:
+    """The sidecar of a training set just built from ``labels_path``.
+
+    ``labels_digest``: :func:`file_digest` of the label file taken before it was read
+    (default: hashed now).
+    """
+    size, digest = labels_digest or file_digest(labels_path)
     used = dict.fromkeys(v for v, _ in pairs)
     views = {v: ViewRecord(version=view_version(defs, v),
                            definition=defs.views[v].model_dump(mode="json"),
@@ -180,3 +188,23 @@ def check_labels(sidecar: Sidecar, labels_path: str | os.PathLike[str]) -> None:
     if (size, digest) != (sidecar.labels.bytes, sidecar.labels.sha256):
         raise SidecarError(f"label file {labels_path} changed since the training set was built"
                            f" (sha256 {digest[:12]}..., recorded {sidecar.labels.sha256[:12]}...)")
+
+
+def retained_since(sidecar: Sidecar, conn: sqlite3.Connection,
+                   upto_seq: int) -> list[RetentionRun]:
+    """Retention runs on this log (``conn``) after the set was built that deleted rows it
+    saw: rows of its views with a seq at most ``upto_seq`` (its mark on this log)."""
+    return retention_runs(conn, after=parse_iso(sidecar.created_at), upto_seq=upto_seq,
+                          views=sorted(sidecar.views))
+
+
+def check_retention(path: str | os.PathLike[str], sidecar: Sidecar,
+                    runs: list[RetentionRun]) -> None:
+    """Refuse a rebuild that cannot see rows the original saw, naming the run."""
+    if not runs:
+        return
+    more = f" and {len(runs) - 1} more run(s)" if len(runs) > 1 else ""
+    raise SidecarError(
+        f"{path}: cannot rebuild exactly: {runs[0].describe()}{more} after this training set"
+        f" was built ({sidecar.created_at}), so the file would differ; pass --allow-partial"
+        " to rebuild from the rows that remain")

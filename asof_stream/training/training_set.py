@@ -33,8 +33,32 @@ from ..offline.log import OfflineLog
 from .asof import asof_join
 from .join import JoinMode, ViewMatches, gc_paused
 from .labels import Labels
+from .sidecar import sidecar_path
 
 OUTPUT_FORMATS = (".csv", ".jsonl", ".parquet")
+
+
+def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether two paths name one file: the same resolved path (symlinks followed), or
+    the same inode (a hard link, a bind mount)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
+def refuse_replacing_input(out: str | os.PathLike[str],
+                           inputs: Sequence[str | os.PathLike[str] | None]) -> None:
+    """A ValueError when writing ``out`` or its sidecar (OUT.json) would replace an input."""
+    for target, what in ((out, "output"), (sidecar_path(out), "sidecar")):
+        for src in inputs:
+            if src is not None and same_file(target, src):
+                how = "" if os.path.realpath(target) == os.path.realpath(src) \
+                    else " (a link to it)"
+                raise ValueError(f"{out}: the {what} {target} is the label file {src}{how};"
+                                 " writing it would replace the labels, choose another --out")
 
 
 @dataclass
@@ -150,6 +174,7 @@ class TrainingSet:
         """Write to ``path`` (format from the extension) atomically; returns rows written."""
         out = Path(path)
         writer = _WRITERS[output_format(out)]
+        refuse_replacing_input(out, [self.labels.source])
         tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
         try:
             with gc_paused():
