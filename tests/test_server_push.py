@@ -13,6 +13,7 @@ import pytest
 from asof_stream.config import Config
 from asof_stream.offline.log import open_log
 from asof_stream.stores import open_stores
+from asof_stream.timestamps import now_micros, to_iso
 
 from .server_helpers import running_server
 
@@ -86,10 +87,15 @@ def test_offline_push_backfills_history_only(any_config: Config) -> None:
         return httpx.post(url + "/push", json={"view": "customer_stats", "to": to, "df": {
             "customer_id": ids, "event_timestamp": ts, "tier": tier}})
 
+    day = 86_400 * 10**6
+    base = now_micros() - 10 * day  # recent, so the 14d ttl serves it; never in the future
+
+    def at(d: int) -> str:
+        return to_iso(base + d * day) or ""
+
     with running_server(any_config) as url:
-        assert push(url, "online", ["c1"], ["2099-01-05T00:00:00Z"], ["now"]).status_code == 200
-        r = push(url, "offline", ["c1", "c1", "c2"],
-                 ["2099-01-01T00:00:00Z", "2099-01-06T00:00:00Z", "2099-01-01T00:00:00Z"],
+        assert push(url, "online", ["c1"], [at(4)], ["now"]).status_code == 200
+        r = push(url, "offline", ["c1", "c1", "c2"], [at(0), at(5), at(0)],
                  ["older", "newer", "no-online-row"])
         assert r.status_code == 200, r.text
         body = r.json()
@@ -100,7 +106,7 @@ def test_offline_push_backfills_history_only(any_config: Config) -> None:
         got = httpx.post(url + "/get-online-features", json=READ).json()
         assert got["results"][2]["values"] == ["now", None]
         # Every row refused: 422 with the reasons, nothing stored.
-        r = push(url, "offline", ["c2"], ["2099-01-01T00:00:00Z"], ["x"])
+        r = push(url, "offline", ["c2"], [at(0)], ["x"])
         assert r.status_code == 422 and r.json()["stored"] == 0
     with open_stores(any_config) as stores:
         rows = stores.log.conn.execute("SELECT entity, features FROM log ORDER BY seq").fetchall()
@@ -113,7 +119,7 @@ def test_offline_push_backfills_history_only(any_config: Config) -> None:
 def test_push_with_every_row_rejected_is_422(config: Config) -> None:
     with running_server(config) as url:
         r = httpx.post(url + "/push", json={"view": "customer_stats", "df": {
-            "customer_id": ["c1", "c2"], "event_timestamp": ["never", "2099-01-01"],
+            "customer_id": ["c1", "c2"], "event_timestamp": ["never", "2026-01-01"],
             "orders_7d": [1, "many"]}})
     assert r.status_code == 422, r.text
     body = r.json()
@@ -231,7 +237,7 @@ def test_hostile_push_costs_no_more_than_its_size(make_config: Callable[..., Con
     cfg = make_config("\n[ingest]\nmax_event_bytes = 65536\n")
     big = "x" * 70_000
     ids = [f"c{i}" for i in range(50)]
-    ts = ["2099-01-01T00:00:00Z"] * 50
+    ts = ["2026-01-01T00:00:00Z"] * 50
     hostile: list[dict[str, Any]] = [
         # A scalar column: once repeated down 50 rows, 50 oversized dead letters.
         {"view": "customer_stats", "df": {"customer_id": ids, "event_timestamp": ts,
