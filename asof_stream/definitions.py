@@ -5,30 +5,31 @@ The TOML file (``asof.toml``) and the Python API build the same pydantic models.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
-from pydantic import Field as PydField
+from pydantic import field_validator, model_validator
 
+from .definitions_base import _NAME, RESERVED, FeatureType, KeyType, _check_name, _Model  # noqa: F401
+from .definitions_computed import (  # noqa: F401
+    AggFeature,
+    Aggregation,
+    Transform,
+    agg_dtype,
+    check_source_column,
+)
+from .definitions_settings import (  # noqa: F401
+    FileSourceConfig,
+    HttpSourceConfig,
+    IngestConfig,
+    KafkaSourceConfig,
+    LogConfig,
+    ServerConfig,
+    SourceConfig,
+    StoreConfig,
+)
 from .timestamps import parse_duration
-
-FeatureType = Literal["int64", "float64", "string", "bool"]
-KeyType = Literal["string", "int64"]
-RESERVED = frozenset({"view", "event_timestamp", "event_id"})
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def _check_name(name: str, what: str) -> str:
-    if not _NAME.fullmatch(name):
-        raise ValueError(f"{what} name {name!r} must be letters, digits and _ (not first a digit)")
-    return name
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Field(_Model):
@@ -141,126 +142,6 @@ class FeatureService(_Model):
     features: tuple[str, ...]
 
 
-class StoreConfig(_Model):
-    offline: str = "data/offline.sqlite"
-    online: str = "sqlite:///data/online.sqlite"
-    shards: Literal["none", "partition"] = "none"
-
-    @field_validator("online")
-    @classmethod
-    def _online(cls, v: str) -> str:
-        if not (v.startswith("sqlite:///") or v.startswith("redis://") or v.startswith("rediss://")):
-            raise ValueError("online must be 'sqlite:///PATH' or 'redis://HOST:PORT/DB'")
-        if v.startswith(("redis://", "rediss://")):
-            from .online.redis_url import split_url
-
-            split_url(v)  # the prefix URL parameter: a clear error now, not at first use
-        return v
-
-
-class _Source(_Model):
-    view: str | None = None
-
-
-class KafkaSourceConfig(_Source):
-    kind: Literal["kafka"]
-    bootstrap: str
-    topics: tuple[str, ...]
-    group: str = "asof-stream"
-
-    @field_validator("topics", mode="before")
-    @classmethod
-    def _topics(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            v = [v]
-        if isinstance(v, list | tuple) and not v:
-            raise ValueError("at least one topic is needed")
-        return v
-
-
-class FileSourceConfig(_Source):
-    kind: Literal["file"]
-    path: str
-    poll_interval: float = PydField(default=0.2, gt=0)
-    #: seconds a rotated-away (renamed or copied-then-truncated) file is still watched for
-    #: late appends once it is drained; it is closed after this long without growth
-    rotated_idle_s: float = PydField(default=30.0, ge=0)
-
-
-class HttpSourceConfig(_Source):
-    kind: Literal["http"]
-
-
-SourceConfig = Annotated[
-    KafkaSourceConfig | FileSourceConfig | HttpSourceConfig, PydField(discriminator="kind")
-]
-
-
-class IngestConfig(_Model):
-    batch_size: int = PydField(default=20000, gt=0)
-    batch_timeout_ms: int = PydField(default=200, gt=0)
-    max_event_bytes: int = PydField(default=1 << 20, gt=0)
-    max_buffered: int = PydField(default=60000, gt=0)
-    #: how far past now an event_timestamp may be (microseconds; TOML: a duration such
-    #: as "1d"); later events are dead letters, they would otherwise shadow every later
-    #: value of their entity online until that date
-    max_future: int = 86_400_000_000
-
-    @field_validator("max_future", mode="before")
-    @classmethod
-    def _duration(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            return parse_duration(v)
-        if isinstance(v, timedelta):
-            return v // timedelta(microseconds=1)
-        raise ValueError(f"expected a duration like '1d' (s, m, h, d), got {v!r}")
-
-
-class LogConfig(_Model):
-    """``[log]``: when the daemon seals head rows into Parquet segments (docs/offline-log.md).
-
-    ``seal_rows``: seal a view once its head holds this many rows (0: never by count).
-    ``seal_age``: or once its oldest head row was ingested this long ago (e.g. "1h"; unset:
-    never by age). Both unset: the daemon never seals; ``asof-stream compact`` still does.
-    ``merge_fanout``: merge a level's segments once it has this many.
-    """
-
-    seal_rows: int = PydField(default=0, ge=0)
-    seal_age: int | None = None  # microseconds
-    seal_interval: float = PydField(default=5.0, gt=0)
-    merge_fanout: int = PydField(default=4, ge=2)
-
-    @field_validator("seal_age", mode="before")
-    @classmethod
-    def _age(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            return parse_duration(v)
-        if v is None or (isinstance(v, int) and not isinstance(v, bool) and v > 0):
-            return v
-        raise ValueError(f"expected a duration like '1h' (s, m, h, d), got {v!r}")
-
-    @property
-    def sealing(self) -> bool:
-        return self.seal_rows > 0 or self.seal_age is not None
-
-
-class ServerConfig(_Model):
-    enabled: bool = False
-    host: str = "127.0.0.1"
-    port: int = PydField(default=6566, ge=0, le=65535)
-    push_token: str | None = None
-    #: Listening beyond loopback with no push token is refused unless this says so.
-    allow_open_push: bool = False
-    max_body_bytes: int = PydField(default=8 << 20, gt=0)
-    #: Entity rows one /get-online-features request may ask for (over it: 413).
-    max_entities: int = PydField(default=10_000, gt=0)
-    #: Seconds a client has to send a request's headers, and then its body.
-    request_timeout_s: float = PydField(default=30.0, gt=0)
-    #: ``/health`` answers 503 while the online store is more log seqs than this behind
-    #: the log (after a Redis reset or outage, until it is healed).
-    max_online_lag: int = PydField(default=10_000, ge=0)
-
-
 class Definitions(_Model):
     """Everything one ``asof.toml`` declares, cross-checked."""
 
@@ -268,6 +149,8 @@ class Definitions(_Model):
     entities: dict[str, Entity] = {}
     views: dict[str, FeatureView] = {}
     services: dict[str, FeatureService] = {}
+    aggregations: dict[str, Aggregation] = {}
+    transforms: dict[str, Transform] = {}
     sources: dict[str, SourceConfig] = {}
     ingest: IngestConfig = IngestConfig()
     log: LogConfig = LogConfig()
@@ -279,7 +162,7 @@ class Definitions(_Model):
         # TOML tables are keyed by name; the models carry their name too.
         if isinstance(data, dict):
             data = dict(data)
-            for section in ("entities", "views", "services"):
+            for section in ("entities", "views", "services", "aggregations", "transforms"):
                 table = data.get(section)
                 if isinstance(table, dict):
                     data[section] = {
@@ -300,6 +183,7 @@ class Definitions(_Model):
             clash = set(self.entities[view.entity].join_keys) & set(view.feature_names)
             if clash:
                 raise ValueError(f"views.{name}.features: {sorted(clash)} are also join keys")
+        self._check_computed()
         for name, service in self.services.items():
             for ref in service.features:
                 try:
@@ -323,8 +207,84 @@ class Definitions(_Model):
                 )
         return self
 
+    def _check_computed(self) -> None:
+        """Aggregations read an existing view; transforms read existing features; one
+        name space for views, aggregations and transforms (references name them)."""
+        seen = {n: "views" for n in self.views}
+        for section, table in (("aggregations", self.aggregations), ("transforms", self.transforms)):
+            for name in table:
+                if name in seen:
+                    raise ValueError(f"{section}.{name}: the name is taken by {seen[name]}.{name}")
+                seen[name] = section
+        for name, agg in self.aggregations.items():
+            source = self.views.get(agg.source)
+            if source is None:
+                raise ValueError(f"aggregations.{name}.source: unknown view {agg.source!r}"
+                                 f" (known: {', '.join(sorted(self.views)) or 'none'})")
+            dtypes = {f.name: f.dtype for f in source.features}
+            for f in agg.features:
+                check_source_column(f, dtypes.get(f.of or ""), f"aggregations.{name}.features.{f.name}")
+        for name, tr in self.transforms.items():
+            for ref in tr.inputs:
+                try:
+                    pairs = self.resolve_ref(ref)
+                except ValueError as exc:
+                    raise ValueError(f"transforms.{name}.inputs: {exc}") from None
+                if any(v in self.transforms for v, _ in pairs):
+                    raise ValueError(f"transforms.{name}.inputs: {ref!r} is a transform's output;"
+                                     " a transform reads views and aggregations only")
+            names = [f for v, f in self.resolve_refs(list(tr.inputs))] if tr.inputs else []
+            clash = sorted({n for n in names if names.count(n) > 1} | (set(names) & set(tr.request)))
+            if clash:
+                raise ValueError(f"transforms.{name}.inputs: {clash} named twice (inputs and"
+                                 " request values are passed by feature name)")
+
+    def kind(self, name: str) -> str:
+        """``view``, ``aggregation`` or ``transform``: what a reference's first part names."""
+        if name in self.views:
+            return "view"
+        if name in self.aggregations:
+            return "aggregation"
+        if name in self.transforms:
+            return "transform"
+        raise KeyError(name)
+
+    def feature_names_of(self, name: str) -> list[str]:
+        """The features a view, an aggregation or a transform gives."""
+        kind = self.kind(name)
+        if kind == "view":
+            return self.views[name].feature_names
+        if kind == "aggregation":
+            return self.aggregations[name].feature_names
+        return self.transforms[name].feature_names
+
+    def dtype_of(self, name: str, feature: str) -> str:
+        """The type of one feature of a view, an aggregation or a transform."""
+        kind = self.kind(name)
+        if kind == "view":
+            return self.views[name].feature(feature).dtype
+        if kind == "aggregation":
+            agg = self.aggregations[name]
+            f = agg.feature(feature)
+            src = self.views[agg.source]
+            return agg_dtype(f.fn, src.feature(f.of).dtype if f.of else None)
+        return self.transforms[name].outputs[feature]
+
     def entity_of(self, view: str) -> Entity:
+        """The entity of a view, or of an aggregation's source view."""
+        if view in self.aggregations:
+            view = self.aggregations[view].source
         return self.entities[self.views[view].entity]
+
+    def join_keys_of(self, name: str) -> dict[str, str]:
+        """The join keys a read of this view, aggregation or transform needs."""
+        if name in self.transforms:
+            keys: dict[str, str] = {}
+            for v, _ in self.resolve_refs(list(self.transforms[name].inputs)) if self.transforms[
+                    name].inputs else []:
+                keys.update(self.entity_of(v).join_keys)
+            return keys
+        return dict(self.entity_of(name).join_keys)
 
     def resolve_ref(self, ref: str) -> list[tuple[str, str]]:
         """One feature reference (``view:feature``, ``view``, ``@service``) as (view, feature) pairs."""
@@ -341,18 +301,20 @@ class Definitions(_Model):
                 out.extend(self.resolve_ref(sub))
             return out
         view_name, _, feature = ref.partition(":")
-        view = self.views.get(view_name)
-        if view is None:
+        if view_name not in self.views and view_name not in self.aggregations \
+                and view_name not in self.transforms:
+            known = sorted([*self.views, *self.aggregations, *self.transforms])
             raise ValueError(
                 f"unknown view in feature reference {ref!r}; known views: "
-                + (", ".join(sorted(self.views)) or "none")
+                + (", ".join(known) or "none")
             )
+        names = self.feature_names_of(view_name)
         if not feature:
-            return [(view_name, f) for f in view.feature_names]
-        if feature not in view.feature_names:
+            return [(view_name, f) for f in names]
+        if feature not in names:
             raise ValueError(
                 f"unknown feature {ref!r}; features of {view_name}: "
-                + ", ".join(f"{view_name}:{f}" for f in view.feature_names)
+                + ", ".join(f"{view_name}:{f}" for f in names)
             )
         return [(view_name, feature)]
 

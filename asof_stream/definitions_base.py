@@ -1,0 +1,23 @@
+"""The pieces every definition model shares: the base model, names, feature types."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+FeatureType = Literal["int64", "float64", "string", "bool"]
+KeyType = Literal["string", "int64"]
+RESERVED = frozenset({"view", "event_timestamp", "event_id"})
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _check_name(name: str, what: str) -> str:
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"{what} name {name!r} must be letters, digits and _ (not first a digit)")
+    return name
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
