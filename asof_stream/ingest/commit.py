@@ -91,6 +91,9 @@ def decode_records(decoder: EventDecoder, records: Sequence[Record]) -> Decoded:
     bad: list[tuple[Record, str]] = []
     decode = decoder.decode
     for rec in records:
+        if rec.error is not None:
+            bad.append((rec, rec.error))
+            continue
         try:
             good.append((decode(rec.raw), rec.position))
         except EventError as exc:
