@@ -29,7 +29,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    AuthenticationFailedError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    UnsupportedSaslMechanismError,
+)
 from aiokafka.helpers import create_ssl_context
 from aiokafka.structs import OffsetAndMetadata
 
@@ -145,6 +150,14 @@ class KafkaSource:
             try:
                 await self.consumer.start()
                 break
+            except (AuthenticationFailedError, SaslAuthenticationFailed,
+                    UnsupportedSaslMechanismError) as exc:
+                raise self._refused(exc) from None
+            except (KeyError, ValueError) as exc:
+                if not self.cfg.security_protocol.startswith("SASL_"):
+                    raise
+                # aiokafka's SCRAM client fails so when the server's final message is an error.
+                raise self._refused(exc) from None
             except KafkaError as exc:
                 log.warning("kafka source %s: cannot reach %s (%s); retrying in %.1fs",
                             self.name, self.cfg.bootstrap, exc, delay,
@@ -157,6 +170,13 @@ class KafkaSource:
             tps = await self._all_partitions()
             self.consumer.assign(tps)
             await self._on_assigned(set(tps))
+
+    def _refused(self, exc: BaseException) -> ConfigError:
+        cfg = self.cfg
+        return ConfigError(f"kafka source {self.name}: {cfg.sasl_mechanism} login as"
+                           f" {cfg.sasl_username!r} at {cfg.bootstrap} was refused"
+                           f" ({type(exc).__name__}); check the user and the password in the"
+                           f" environment variable {cfg.sasl_password_env}")
 
     async def _all_partitions(self) -> list[TopicPartition]:
         delay = 0.5
