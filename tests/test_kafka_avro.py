@@ -94,6 +94,7 @@ def test_confluent_wire_format_with_schema_ids(kafka_broker: Broker, tmp_path: P
         "truncated": avro(MICROS, rec(102, T0), 1)[:-3],
         "typing": avro(INT_TIER, rec(103, T0, tier=5), 3),
         "trailing": avro(MICROS, rec(104, T0), 1) + b"\x02\x04",
+        "far future": avro(MICROS, rec(105, 2**62), 1),  # a long, but past the year 9999
     }
     kafka_broker.produce(topic, good + list(bad.values()), partitions=1)
     assert asyncio.run(run_daemon(load_config(tmp_path / "asof.toml"), until_caught_up=True)) == 0
@@ -105,7 +106,7 @@ def test_confluent_wire_format_with_schema_ids(kafka_broker: Broker, tmp_path: P
     assert json.loads(rows[1][1]) == {"spend_7d": 0.25, "orders_7d": 1, "tier": "gold"}
     letters = dead(tmp_path)
     by_offset = {int(p.rpartition("@")[2]): v for p, v in letters.items()}
-    assert len(by_offset) == 5
+    assert len(by_offset) == len(bad)
     reasons = {name: by_offset[10 + k] for k, name in enumerate(bad)}
     assert reasons["unknown id"] == (bad["unknown id"], "unknown Avro schema id 9 (known: 1, 2, 3)")
     assert reasons["no magic"][0] == bad["no magic"]
@@ -113,6 +114,7 @@ def test_confluent_wire_format_with_schema_ids(kafka_broker: Broker, tmp_path: P
     assert reasons["truncated"][0] == bad["truncated"] and "truncated" in reasons["truncated"][1]
     assert reasons["trailing"][0] == bad["trailing"]
     assert "2 bytes after the record" in reasons["trailing"][1]
+    assert "outside the years 1 to 9999" in reasons["far future"][1]
     # decoded, then refused by the same typing rules as JSON (dead letter holds the JSON form)
     raw, why = reasons["typing"]
     assert why == "feature 'tier' (string): expected string, got 5"
