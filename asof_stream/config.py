@@ -93,7 +93,7 @@ def parse_config(text: str, path: Path) -> Config:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     data = _env_overrides(data)
     try:
-        defs = Definitions.model_validate(data)
+        defs = Definitions.model_validate(data, context={"root": path.resolve().parent})
     except ValidationError as exc:
         problems = []
         for err in exc.errors():

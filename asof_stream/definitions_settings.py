@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field as PydField
-from pydantic import field_validator
+from pydantic import ValidationInfo, field_validator, model_validator
 
 from .definitions_base import _Model
 from .timestamps import parse_duration
@@ -33,11 +35,59 @@ class _Source(_Model):
     view: str | None = None
 
 
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+def _config_file(v: str, info: ValidationInfo, what: str) -> str:
+    """A file named in the config: relative to the config file's folder, must exist."""
+    root = (info.context or {}).get("root")
+    p = Path(v).expanduser()
+    if not p.is_absolute():
+        p = (Path(root) if root is not None else Path.cwd()) / p
+    if not p.is_file():
+        raise ValueError(f"{what} {v!r}: no such file ({p})")
+    return str(p)
+
+
 class KafkaSourceConfig(_Source):
+    """One Kafka source: brokers, topics, group, and how to read and decode its records.
+
+    Secrets never live in the file: ``sasl_password_env`` names the environment variable
+    that holds the SASL password. File paths (TLS, Avro schemas) are relative to the
+    config file's folder and are checked at load.
+    """
+
     kind: Literal["kafka"]
     bootstrap: str
     topics: tuple[str, ...]
     group: str = "asof-stream"
+    #: read_committed: records of aborted (or still open) transactions are never stored
+    isolation_level: Literal["read_committed", "read_uncommitted"] = "read_committed"
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password_env: str | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    value_format: Literal["json", "avro"] = "json"
+    #: one Avro schema for every record (plain Avro binary, no framing)
+    avro_schema: str | None = None
+    #: Confluent wire format (magic byte 0, 4-byte schema id): schema id -> .avsc file
+    avro_schemas: dict[int, str] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_literal_secret(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in ("sasl_password", "password", "sasl_plain_password"):
+                if key in data:
+                    # Never echo the value: it is a secret.
+                    raise ValueError(f"{key}: a password may not be written in the config; put"
+                                     " it in an environment variable and name that variable"
+                                     " in sasl_password_env")
+        return data
 
     @field_validator("topics", mode="before")
     @classmethod
@@ -47,6 +97,63 @@ class KafkaSourceConfig(_Source):
         if isinstance(v, list | tuple) and not v:
             raise ValueError("at least one topic is needed")
         return v
+
+    @field_validator("ssl_cafile", "ssl_certfile", "ssl_keyfile", "avro_schema")
+    @classmethod
+    def _file(cls, v: str | None, info: ValidationInfo) -> str | None:
+        return None if v is None else _config_file(v, info, str(info.field_name))
+
+    @field_validator("avro_schemas")
+    @classmethod
+    def _files(cls, v: dict[int, str] | None, info: ValidationInfo) -> dict[int, str] | None:
+        if v is None:
+            return None
+        if not v:
+            raise ValueError("give at least one schema id = file")
+        out = {}
+        for sid, path in v.items():
+            if not 0 <= sid < 2**31:
+                raise ValueError(f"schema id {sid} is not a 4-byte non-negative integer")
+            out[sid] = _config_file(path, info, f"avro_schemas.{sid}")
+        return out
+
+    @field_validator("sasl_password_env")
+    @classmethod
+    def _env_name(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v):
+            # An invalid name is probably a pasted password: do not show it.
+            raise ValueError("must be the NAME of an environment variable (letters, digits, _),"
+                             " not a password")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KafkaSourceConfig:
+        sasl = self.security_protocol.startswith("SASL_")
+        if sasl:
+            missing = [k for k in ("sasl_mechanism", "sasl_username", "sasl_password_env")
+                       if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"security_protocol = {self.security_protocol!r} needs"
+                                 f" {', '.join(missing)}")
+        elif self.sasl_mechanism or self.sasl_username or self.sasl_password_env:
+            raise ValueError("sasl_* settings need security_protocol = 'SASL_PLAINTEXT' or"
+                             " 'SASL_SSL'")
+        tls = self.security_protocol in ("SSL", "SASL_SSL")
+        if not tls and (self.ssl_cafile or self.ssl_certfile or self.ssl_keyfile):
+            raise ValueError("ssl_* files need security_protocol = 'SSL' or 'SASL_SSL'")
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("ssl_certfile and ssl_keyfile go together (a client certificate"
+                             " and its key)")
+        if self.value_format == "avro":
+            if (self.avro_schema is None) == (self.avro_schemas is None):
+                raise ValueError("value_format = 'avro' needs exactly one of avro_schema (plain"
+                                 " Avro) or avro_schemas (Confluent wire format, id = file)")
+            from .avro import check_schema_files  # fastavro only when Avro is used
+
+            check_schema_files(self.avro_schema, self.avro_schemas)
+        elif self.avro_schema is not None or self.avro_schemas is not None:
+            raise ValueError("avro_schema/avro_schemas need value_format = 'avro'")
+        return self
 
 
 class FileSourceConfig(_Source):

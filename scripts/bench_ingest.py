@@ -3,6 +3,10 @@
 
     python scripts/bench_ingest.py [--events 500000] [--bootstrap HOST:PORT] [--batch-size 20000]
     python scripts/bench_ingest.py --shards [--events 500000] [--redis redis://127.0.0.1:6379/0]
+    python scripts/bench_ingest.py --format avro   # values in the Confluent wire format
+
+With --format avro the same events are produced as Avro (magic byte, schema id 1,
+``timestamp-micros`` event time) and the source reads them with ``value_format = "avro"``.
 
 With --shards: events keyed by entity (murmur2, as Kafka's default partitioner), a shard
 per partition and the Redis online store; times 1 and then 2 daemon processes in one
@@ -59,7 +63,39 @@ batch_size = {batch_size}
 """
 
 
+AVRO_SCHEMA = {"type": "record", "name": "CustomerStats", "fields": [
+    {"name": "customer_id", "type": "string"},
+    {"name": "event_timestamp", "type": {"type": "long", "logicalType": "timestamp-micros"}},
+    {"name": "spend_7d", "type": "double"}, {"name": "orders_7d", "type": "long"},
+    {"name": "tier", "type": "string"}, {"name": "event_id", "type": "string"}]}
+AVRO_KEYS = '\nvalue_format = "avro"\navro_schemas = { 1 = "bench.avsc" }\n'
+FORMAT = "json"  # set by --format
+_parsed_avro: Any = None
+
+
 def event(i: int, customers: int) -> bytes:
+    if FORMAT == "avro":
+        return _avro_event(i, customers)
+    return _json_event(i, customers)
+
+
+def _avro_event(i: int, customers: int) -> bytes:
+    import io
+
+    import fastavro
+
+    global _parsed_avro
+    if _parsed_avro is None:
+        _parsed_avro = fastavro.parse_schema(AVRO_SCHEMA)
+    ev = json.loads(_json_event(i, customers))
+    ev["event_timestamp"] = ev["event_timestamp"] * 1_000_000
+    buf = io.BytesIO()
+    buf.write(b"\0\0\0\0\1")
+    fastavro.schemaless_writer(buf, _parsed_avro, ev)
+    return buf.getvalue()
+
+
+def _json_event(i: int, customers: int) -> bytes:
     return json.dumps({"customer_id": f"c{i % customers}",
                        "event_timestamp": 1_767_600_000 + i // 10,
                        "spend_7d": round(i * 0.37 % 1000, 2), "orders_7d": i % 97,
@@ -173,7 +209,7 @@ def sqlite_only(folder: Path, n: int, customers: int, batch_size: int) -> float:
     log.conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")  # as the daemon
     rows: list[tuple[Any, ...]] = []
     for i in range(n):
-        ev = json.loads(event(i, customers))
+        ev = json.loads(_json_event(i, customers))
         values = {k: ev[k] for k in ("spend_7d", "orders_7d", "tier")}
         rows.append((i + 1, "customer_stats", ev["customer_id"], ev["event_timestamp"] * 10**6,
                      1, "events", f"t/{i % 3}@{i // 3}", ev["event_id"], dumps_values(values),
@@ -219,11 +255,15 @@ def main() -> None:
     ap.add_argument("--redis", default="redis://127.0.0.1:6379/0",
                     help="Redis for --shards (a fresh key prefix is used and removed).")
     ap.add_argument("--labels", type=int, default=200_000, help="Labels for --shards.")
+    ap.add_argument("--format", choices=["json", "avro"], default="json",
+                    help="Value format of the produced events (and of the source).")
     ap.add_argument("--mode", choices=["all", "consume", "sqlite"], default="all",
                     help=argparse.SUPPRESS)
     ap.add_argument("--topic", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--dir", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    global FORMAT
+    FORMAT = args.format
 
     if args.mode == "consume":
         asyncio.run(consume_only(args.bootstrap, args.topic, args.events, args.batch_size))
@@ -253,8 +293,13 @@ def main() -> None:
                                         args.partitions))
         with tempfile.TemporaryDirectory(prefix="asof-bench-") as tmp:
             folder = Path(tmp)
-            (folder / "asof.toml").write_text(TOML.format(
-                bootstrap=bootstrap, topic=topic, group="", batch_size=args.batch_size))
+            toml = TOML.format(bootstrap=bootstrap, topic=topic, group="",
+                               batch_size=args.batch_size)
+            if FORMAT == "avro":
+                (folder / "bench.avsc").write_text(json.dumps(AVRO_SCHEMA))
+                toml = toml.replace('view = "customer_stats"\n',
+                                    'view = "customer_stats"' + AVRO_KEYS, 1)
+            (folder / "asof.toml").write_text(toml)
             me = [sys.executable, __file__, "--events", str(args.events), "--customers",
                   str(args.customers), "--batch-size", str(args.batch_size)]
             e2e = measure([sys.executable, "-m", "asof_stream", "run", "--config",
@@ -275,7 +320,7 @@ def main() -> None:
         ("bare aiokafka consume-only loop", consume["wall"], consume),
         ("bare SQLite batch insert of the same rows (timed part)", bare["timed"], bare),
     ]
-    print(f"\n{n} events, {args.partitions} partitions, batch {args.batch_size};"
+    print(f"\n{n} {FORMAT} events, {args.partitions} partitions, batch {args.batch_size};"
           f" produced at {n / produce_s:,.0f} events/s; {os.cpu_count()} CPUs\n")
     print(f"| {'what':<56} | {'seconds':>8} | {'events/s':>10} | {'peak RSS MB':>11} |"
           f" {'user s':>7} | {'sys s':>6} |")

@@ -126,6 +126,9 @@ def decode_records(decoder: EventDecoder, records: Sequence[Record]) -> Decoded:
     decoder.refresh_clock()  # the future bound: once per batch
     decode = decoder.decode
     for rec in records:
+        if rec.error is not None:
+            bad.append((rec, rec.error))
+            continue
         try:
             good.append((decode(rec.raw), rec.position))
         except EventError as exc:

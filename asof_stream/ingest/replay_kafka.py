@@ -1,6 +1,9 @@
 """``replay --kafka TOPIC --from-offset N [--to-offset M]``: backfill a Kafka offset range.
 
-Every partition of the topic is assigned by hand (no consumer group) and read from
+The read path is the daemon's: a :class:`~asof_stream.ingest.sources.kafka.KafkaSource`
+in range mode, with the connection, security, isolation and value format of the
+config's Kafka source that lists the topic (else the first Kafka source; ``--bootstrap``
+replaces its brokers). Every partition is assigned by hand (no consumer group) and read from
 ``N`` (or from its start, if that is later) up to ``M`` exclusive, or up to the high
 watermark seen when the replay reached it. Batches go through the daemon's commit path
 with their positions under the source ``replay-kafka:TOPIC`` (key ``topic/partition``),
@@ -12,9 +15,8 @@ stored positions when they are inside the range.
 from __future__ import annotations
 
 import asyncio
-import logging
+from collections.abc import Collection
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from ..config import Config
@@ -22,10 +24,9 @@ from ..definitions import KafkaSourceConfig
 from ..offline.log import Position
 from ..stores import open_stores
 from .commit import BatchResult
-from .sources.base import Record, hw_detail
-from .sources.kafka import CALL_GRACE, tp_key
+from .sources.kafka import KafkaSource, OffsetRange
 
-log = logging.getLogger(__name__)
+CONNECT_TIMEOUT = 30.0
 
 
 def replay_kafka(config: Config, topic: str, from_offset: int, to_offset: int | None = None, *,
@@ -36,86 +37,61 @@ def replay_kafka(config: Config, topic: str, from_offset: int, to_offset: int | 
         raise ValueError("--from-offset must be >= 0")
     if to_offset is not None and to_offset < from_offset:
         raise ValueError("--to-offset must be >= --from-offset")
-    servers = bootstrap or _config_bootstrap(config, topic)
-    return asyncio.run(_replay(config, topic, from_offset, to_offset, view, available_at,
-                               servers, batch_size))
+    name, cfg = replay_source_config(config, topic, bootstrap)
+    offsets = OffsetRange(from_offset, to_offset)
+    return asyncio.run(_replay(config, name, cfg, offsets, view, available_at, batch_size))
 
 
-def _config_bootstrap(config: Config, topic: str) -> str:
-    kafka = [s for s in config.defs.sources.values() if isinstance(s, KafkaSourceConfig)]
-    for s in kafka:
-        if topic in s.topics:
-            return s.bootstrap
-    if kafka:
-        return kafka[0].bootstrap
-    raise ValueError("no Kafka source in the config to take brokers from; pass --bootstrap")
+def replay_source_config(config: Config, topic: str,
+                         bootstrap: str | None) -> tuple[str, KafkaSourceConfig]:
+    """The settings to read ``topic`` with: the config's source for it, narrowed to the topic."""
+    kafka = {n: s for n, s in config.defs.sources.items() if isinstance(s, KafkaSourceConfig)}
+    chosen = next(((n, s) for n, s in kafka.items() if topic in s.topics), None)
+    if chosen is None and kafka:
+        chosen = next(iter(kafka.items()))
+    if chosen is None:
+        if bootstrap is None:
+            raise ValueError("no Kafka source in the config to take brokers from; pass --bootstrap")
+        return "replay", KafkaSourceConfig(kind="kafka", bootstrap=bootstrap, topics=(topic,),
+                                           group="")
+    name, cfg = chosen
+    update: dict[str, object] = {"topics": (topic,), "group": ""}
+    if bootstrap is not None:
+        update["bootstrap"] = bootstrap
+    return name, cfg.model_copy(update=update)
 
 
-async def _replay(config: Config, topic: str, first: int, last: int | None, view: str | None,
-                  available_at: int | None, servers: str, batch_size: int) -> BatchResult:
-    source = f"replay-kafka:{topic}"
-    consumer = AIOKafkaConsumer(bootstrap_servers=servers, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest",
-                                max_poll_records=batch_size)
-    try:
-        await asyncio.wait_for(consumer.start(), 30)
-    except (KafkaError, TimeoutError) as exc:
-        raise OSError(f"cannot reach Kafka at {servers}: {exc}") from None
+async def _replay(config: Config, source_name: str, cfg: KafkaSourceConfig,
+                  offsets: OffsetRange, view: str | None, available_at: int | None,
+                  batch_size: int) -> BatchResult:
+    source = KafkaSource(source_name, cfg, client_id="asof-stream-replay",
+                         max_poll_records=batch_size, offsets=offsets)
+    topic = cfg.topics[0]
+    name = f"replay-kafka:{topic}"
     total = BatchResult()
     stores = open_stores(config)
     try:
-        parts = consumer.partitions_for_topic(topic)
-        if not parts:
-            await asyncio.wait_for(consumer._client.force_metadata_update(), CALL_GRACE)
-            parts = consumer.partitions_for_topic(topic)
-        if not parts:
-            raise ValueError(f"Kafka topic {topic!r} not found at {servers}")
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        consumer.assign(tps)
-        stored = stores.log.positions(source).get(source, {})
-        at: dict[TopicPartition, int | None] = {}
-        for tp in tps:
-            pos = stored.get(tp_key(tp))
-            at[tp] = pos.next_offset if pos is not None else None
-            start = first if pos is None or not (first <= pos.next_offset) else pos.next_offset
-            consumer.seek(tp, start)
+        async def stored(keys: Collection[str] | None = None) -> dict[str, Position]:
+            return stores.log.positions(name).get(name, {})
+
+        async def no_flush() -> None:  # no group: partitions are never revoked
+            return None
+
+        try:
+            await asyncio.wait_for(source.start(stored, no_flush), CONNECT_TIMEOUT)
+        except (KafkaError, TimeoutError) as exc:
+            raise OSError(f"cannot reach Kafka at {source.cfg.bootstrap}: {exc or 'timed out'}"
+                          ) from None
         committer = stores.committer(view)
-        done: set[TopicPartition] = set()
-        while len(done) < len(tps):
-            data = await asyncio.wait_for(
-                consumer.getmany(*[t for t in tps if t not in done], timeout_ms=500,
-                                 max_records=batch_size), 500 / 1000 + CALL_GRACE)
-            records: list[Record] = []
-            starts: dict[str, int | None] = {}
-            ends: list[Position] = []
-            for tp, messages in data.items():
-                if tp in done:
-                    continue
-                if last is not None:
-                    messages = [m for m in messages if m.offset < last]
-                if messages:
-                    key = tp_key(tp)
-                    records.extend(Record(m.value if m.value is not None else b"",
-                                          f"{key}@{m.offset}") for m in messages)
-                    starts[key] = at[tp]
-                    at[tp] = messages[-1].offset + 1
-                    ends.append(Position(key, messages[-1].offset + 1,
-                                         hw_detail(consumer.highwater(tp))))
-            if records:
-                result = committer.commit(source, records, ends, available_at=available_at,
-                                          expect=starts)
-                total.add(result)
-                total.rejects.extend(result.rejects[: max(0, 20 - len(total.rejects))])
-            for tp in tps:
-                if tp in done:
-                    continue
-                position = await consumer.position(tp)
-                hw = consumer.highwater(tp)
-                if last is not None and position >= last:
-                    done.add(tp)
-                elif hw is not None and position >= hw:
-                    done.add(tp)  # reached the end of what the partition holds now
+        while not source.finished():
+            chunk = await source.read(batch_size, 0.5)
+            if not chunk.records:
+                continue
+            result = committer.commit(name, chunk.records, list(chunk.ends.values()),
+                                      available_at=available_at, expect=chunk.starts)
+            total.add(result)
+            total.rejects.extend(result.rejects[: max(0, 20 - len(total.rejects))])
     finally:
         stores.close()
-        await consumer.stop()
+        await source.close()
     return total

@@ -20,10 +20,15 @@ from ...offline.log import Position
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One source record: its raw bytes and where it came from (shown in dead letters)."""
+    """One source record: its raw bytes and where it came from (shown in dead letters).
+
+    ``error``: the source could not turn the value into an event body (an Avro value that
+    does not decode); the record is a dead letter with this reason and its raw bytes.
+    """
 
     raw: bytes
     position: str
+    error: str | None = None
 
 
 @dataclass(slots=True)
