@@ -15,6 +15,10 @@ def logged_orders(folder: Path) -> Counter[int]:
     conn = sqlite3.connect(folder / "data" / "offline.sqlite")
     try:
         return Counter(json.loads(f)["orders_7d"] for (f,) in conn.execute("SELECT features FROM log"))
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):  # the daemon has created the file, not its tables yet
+            return Counter()
+        raise
     finally:
         conn.close()
 
@@ -58,5 +62,9 @@ def positions(folder: Path, source: str) -> dict[str, int]:
     try:
         return {k: n for k, n in conn.execute(
             "SELECT key, next_offset FROM positions WHERE source = ?", (source,))}
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):  # created, not yet set up by the daemon
+            return {}
+        raise
     finally:
         conn.close()
