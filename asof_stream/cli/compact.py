@@ -57,4 +57,5 @@ def export(config: Config, out: str) -> None:
         doc = export_snapshot(log, config.defs, Path(out))
     total = sum(v["rows"] for v in doc["views"].values())
     click.echo(f"snapshot at seq {doc['max_seq']}: {total} rows in {out} "
-               f"(DuckDB: .read {Path(out) / 'snapshot.sql'})")
+               f"(DuckDB: cd {out} && duckdb -c '.read snapshot.sql'; its paths are"
+               " relative to that folder)")

@@ -8,7 +8,8 @@ one more sorted Parquet file of the same schema. Then ``out`` gets
 
 - ``manifest.json``: the seq bound and, per view, its files and row count;
 - ``snapshot.sql``: one ``CREATE VIEW <view> AS SELECT * FROM read_parquet([...])`` per
-  view, for DuckDB (``duckdb -init out/snapshot.sql``, or ``.read out/snapshot.sql``).
+  view, for DuckDB, run from inside OUT (its paths are relative to it):
+``cd OUT && duckdb -c '.read snapshot.sql'``; ``manifest.json`` lists absolute paths too.
 
 Paths in both are relative to ``out`` (run DuckDB from there, or use the absolute
 ``read_parquet`` list that ``manifest.json`` also holds).
