@@ -32,6 +32,7 @@ svg.timeline text { font: 11px system-ui, sans-serif; fill: #333; }
 .tl-ingest-tick { stroke: #777; stroke-width: 1; }
 .tl-label { stroke: #4e79a7; stroke-width: 1.5; stroke-dasharray: 5 3; }
 tr.chosen td { background: #d7f5dd; }
+tr.naive td:first-child { border-left: 4px solid #f28e2b; }
 td.future, tr.future td { background: #fde2e1; }
 .future-flag { color: #b00; font-weight: bold; }
 """
@@ -101,7 +102,8 @@ def timeline_svg(views: Sequence[ViewEvents], times: Sequence[int], frame: Frame
         y = f.top + lane * f.lane_h + f.lane_h / 2
         more = f" (newest {len(v.rows)} of {v.total})" if v.truncated else ""
         parts.append(f'<text x="4" y="{y + 4:.1f}">{esc(v.view)}</text>'
-                     f'<text x="4" y="{y + 16:.1f}" font-size="9">{len(v.rows)} rows{esc(more)}'
+                     f'<text x="4" y="{y + 16:.1f}" font-size="9">{len(v.rows)} '
+                     f'row{"" if len(v.rows) == 1 else "s"}{esc(more)}'
                      f'</text><line class="tl-lane-line" x1="{f.left}" y1="{y:.1f}" '
                      f'x2="{f.left + f.plot_w}" y2="{y:.1f}"/>')
         for r in v.rows:
@@ -110,9 +112,10 @@ def timeline_svg(views: Sequence[ViewEvents], times: Sequence[int], frame: Frame
             cls = " ".join(["tl-mark", *(c for c, s in (("chosen", chosen), ("naive", naive),
                                                           ("future", future)) if key in s)])
             data = f'data-view="{esc(v.view)}" data-seq="{r.seq}"'
-            parts.append(f'<line class="tl-ingest" {data} x1="{x0:.1f}" y1="{y:.1f}" '
-                         f'x2="{x1:.1f}" y2="{y:.1f}"/><line class="tl-ingest-tick" '
-                         f'x1="{x1:.1f}" y1="{y - 5:.1f}" x2="{x1:.1f}" y2="{y + 5:.1f}"/>'
+            yi = y + 8  # just under the lane, so the lane's line does not hide it
+            parts.append(f'<line class="tl-ingest" {data} x1="{x0:.1f}" y1="{yi:.1f}" '
+                         f'x2="{x1:.1f}" y2="{yi:.1f}"/><line class="tl-ingest-tick" '
+                         f'x1="{x1:.1f}" y1="{yi - 4:.1f}" x2="{x1:.1f}" y2="{yi + 4:.1f}"/>'
                          f'<circle class="{cls}" {data} cx="{x0:.1f}" cy="{y:.1f}" r="5">'
                          f'<title>{esc(row_title(v.view, r))}</title></circle>')
     for i, t in enumerate(times):
