@@ -144,4 +144,12 @@ def test_timeline_slider_moves_the_chosen_row_in_chromium(
         _slide(page, t2 + 1)
         assert page.evaluate(CHOSEN) == ["3", ["3"], ["4"], "3"]
         assert page.evaluate("document.querySelectorAll('b').length") == 0
+
+        # As known at: every row was ingested just now, so none is usable at t3 ...
+        page.navigate(url + f"/timeline?refs=customer_stats&entity=c1&known=1&t={to_iso(t3)}")
+        assert page.evaluate(CHOSEN) == [None, [], ["4"], ""]
+        # ... until the label time passes their ingest times (the slider's right end).
+        page.evaluate("""(() => { const r = document.getElementById('tl-range');
+          r.value = r.max; r.dispatchEvent(new Event('input', {bubbles: true})); })()""")
+        assert page.evaluate(CHOSEN) == ["4", ["4"], [], "4"]
         assert page.problems() == []
