@@ -21,6 +21,7 @@ def test_demo_runs_the_whole_loop_in_a_fresh_folder(tmp_path: Path) -> None:
         assert step in out
     assert "3 repeats skipped" in out and "2 dead letters" in out
     assert "label rows it fills from the future" in out
+    assert 'id="timeline-0"' in (folder / "leakage.html").read_text(encoding="utf-8")
     with (folder / "train.csv").open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     with (folder / "labels.csv").open(newline="") as fh:

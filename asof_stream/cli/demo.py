@@ -14,6 +14,7 @@ import click
 
 from ..demo.run import DemoError, first_customer, ingest, prepare
 from ..feature_store import FeatureStore
+from ..monitoring.leakage_html import leakage_pictures, render_leakage_html
 from ..offline.log import open_log
 from ..training.join import tune_reader
 from ..training.labels import labels_from_any
@@ -68,8 +69,11 @@ def demo(folder: str, customers: int, days: int) -> None:
         tune_reader(log.conn)
         report = leakage_report(log, config.defs, table, [SERVICE], strict=False,
                                 as_known_at=False, examples=3)
+        pictures = leakage_pictures(log, config.defs, table, [SERVICE], report)
+    (root / "leakage.html").write_text(render_leakage_html(report, pictures), encoding="utf-8")
     for line in report.to_text().splitlines():
         click.echo("      " + line)
+    click.echo(f"      the picture of a few entities: {root / 'leakage.html'}")
     click.echo("")
 
     customer = first_customer(labels)

@@ -11,6 +11,8 @@
   invariants (see :data:`~asof_stream.server.http.PUSH_TARGETS`).
 - ``GET /health`` (200 only when both stores answer), ``GET /metrics`` (Prometheus).
 - ``GET /`` (``?q=`` filters the registry): the web page of :mod:`asof_stream.server.page`.
+- ``GET /timeline?refs=&entity=&t=``: one entity's events and the row chosen at a label
+  time (:mod:`asof_stream.server.timeline`).
 
 Reads run on the event loop: an online read is one indexed SQLite SELECT or one Redis
 MGET. Measured with ``scripts/bench_serving.py``: handing Redis reads to a pool of four
@@ -40,7 +42,7 @@ from ..config import Config
 from ..online.heal import Healer, keep_healed
 from ..stores import open_stores
 from .http import ServerState, check_open_push, json_response
-from .ops import health, index, metrics
+from .ops import health, index, metrics, timeline
 from .push import push
 from .reads import get_online_features
 
@@ -97,6 +99,7 @@ def create_app(config: Config, *, heal: bool = True) -> Starlette:
             Route("/health", bind(health), methods=["GET"]),
             Route("/metrics", bind(metrics), methods=["GET"]),
             Route("/", bind(index), methods=["GET"]),
+            Route("/timeline", bind(timeline), methods=["GET"]),
         ],
         lifespan=lifespan,
         exception_handlers={404: not_found, 405: not_allowed},

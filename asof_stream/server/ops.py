@@ -1,4 +1,4 @@
-"""``GET /health``, ``GET /metrics`` and the web page at ``GET /``."""
+"""``GET /health``, ``GET /metrics``, the web page at ``GET /`` and ``GET /timeline``."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from ..metrics import ONLINE_APPLIED_SEQ, ONLINE_LAG, REGISTRY
 from ..monitoring.freshness import update_metrics
 from ..redaction import redact_in, redact_url
 from . import page as web_page
+from . import timeline as web_timeline
 from .http import HEALTH_TIMEOUT, PAGE_TIMEOUT, ServerState, endpoint, json_response
 
 log = logging.getLogger(__name__)
@@ -92,4 +93,23 @@ async def index(state: ServerState, request: Request) -> Response:
         return HTMLResponse(web_page.render_unavailable(f"{type(exc).__name__}: {exc}"), 503)
     nonce = web_page.new_nonce()
     return HTMLResponse(web_page.render(data, request.query_params.get("q", ""), nonce),
+                        headers=web_page.headers(nonce))
+
+
+@endpoint("timeline")
+async def timeline(state: ServerState, request: Request) -> Response:
+    """One entity's events and the row chosen at a label time (reads on the commit thread)."""
+    stores = state.stores
+    if stores is None:
+        return HTMLResponse(web_page.render_unavailable("the stores are not open yet"), 503)
+    params = {k: request.query_params.get(k, "") for k in ("refs", "entity", "t", "strict",
+                                                           "known")}
+    try:
+        data = await asyncio.wait_for(state.on_commit_thread(
+            web_timeline.collect, state.config, stores.log, params), PAGE_TIMEOUT)
+    except (TimeoutError, sqlite3.Error, OSError) as exc:
+        log.warning("timeline: cannot read the stores: %s", exc)
+        return HTMLResponse(web_page.render_unavailable(f"{type(exc).__name__}: {exc}"), 503)
+    nonce = web_page.new_nonce()
+    return HTMLResponse(web_timeline.render(data, nonce), 400 if data.error else 200,
                         headers=web_page.headers(nonce))

@@ -255,6 +255,17 @@ def _drift(data: PageData) -> str:
     return f'<section id="drift"><h2>Drift</h2>{body}</section>'
 
 
+TIMELINE_FORM = """<section id="timeline"><h2>Timeline</h2>
+<p>One entity's events and the row a point-in-time join picks at a label time (you can move
+it); at most 200 rows per view are drawn.</p>
+<form method="get" action="/timeline"><label for="tl-refs">views</label>
+<input type="text" id="tl-refs" name="refs" placeholder="customer_stats or @service">
+<label for="tl-entity">entity</label> <input type="text" id="tl-entity" name="entity"
+ placeholder="c1"> <label for="tl-t">label time</label> <input type="text" id="tl-t" name="t"
+ placeholder="2026-01-05T00:00:00Z (default: the newest event)">
+<button type="submit">Show</button></form></section>"""
+
+
 def render(data: PageData, query: str, nonce: str) -> str:
     """The whole page; ``query`` filters the registry rows on the server."""
     query = query[:MAX_QUERY]
@@ -268,12 +279,13 @@ def render(data: PageData, query: str, nonce: str) -> str:
 <p class="meta">{esc(str(data.config_path))} &middot; log seq {data.log_seq} &middot;
 online {esc(data.online_url)} &middot; as of {esc(to_iso(data.generated_at) or "")}</p>
 <nav><a href="#registry">registry</a><a href="#freshness">freshness</a>
-<a href="#dead-letters">dead letters</a><a href="#drift">drift</a>
+<a href="#dead-letters">dead letters</a><a href="#drift">drift</a><a href="#timeline">timeline</a>
 <a href="/health">/health</a><a href="/metrics">/metrics</a></nav>
 {_registry(data.features, query)}
 {_freshness(data.freshness)}
 {_dead_letters(data)}
 {_drift(data)}
+{TIMELINE_FORM}
 <script nonce="{n}">{SCRIPT}</script>
 </body></html>
 """

@@ -44,6 +44,7 @@ class Example:
     entity: dict[str, Any]
     label_time: str | None
     features: list[dict[str, Any]] = field(default_factory=list)
+    index: int = -1  # the label row's 0-based index
 
 
 @dataclass
@@ -151,7 +152,7 @@ def _example(labels: Labels, i: int, views: list[str], pairs: list[tuple[str, st
     for v in views:
         for k in labels.defs.entity_of(v).join_keys:
             entity[k] = labels.rows[i][labels.columns.index(k)]
-    ex = Example(where, entity, to_iso(labels.times[i]))
+    ex = Example(where, entity, to_iso(labels.times[i]), index=i)
     for name, (v, f) in zip(names, pairs, strict=True):
         p, n = pit[v], naive[v]
         pv, nv = p.values[i], n.values[i]
