@@ -4,6 +4,7 @@ and every failure an error that names the transform."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -254,7 +255,8 @@ def test_output_values_are_checked_against_their_type(column: str, value: object
 
 
 def test_numpy_results_and_extra_outputs() -> None:
-    np = pytest.importorskip("numpy")
+    import numpy as np
+
     defs = _defs()
     good = {"i": np.array([1, 2]), "f": np.array([0.5, 1.0]), "s": ["a", "b"],
             "b": np.array([True, False])}
@@ -280,8 +282,6 @@ def test_sidecar_records_the_transform_and_rebuild_sees_a_changed_module(
     first = out.read_bytes()
     side = json.loads((tconfig.root / "train.csv.json").read_text())
     module = tconfig.root / "my_features.py"
-    import hashlib
-
     rec = side["transforms"]["risk"]
     assert rec["definition"]["function"] == "my_features:risk"
     assert rec["definition"]["request"] == {"basket": "float64"}
@@ -323,3 +323,25 @@ def test_the_registry_lists_transforms(tconfig: Config) -> None:
     assert "inputs customer_stats:spend_7d, customer_stats:tier  request basket float64" \
         in r.output
     assert "score" in r.output and "band" in r.output
+
+
+def test_dataframe_labels_and_every_output_format(tconfig: Config) -> None:
+    import pandas as pd
+
+    now = to_iso(now_micros())
+    frame = pd.DataFrame({"customer_id": ["c1", "c2"], "event_timestamp": [now, now],
+                          "basket": [3.5, float("nan")]})  # NaN: pandas' missing value
+    with FeatureStore(tconfig) as store:
+        ts = store.get_historical_features(frame, ["risk"])
+    df = ts.to_pandas()
+    assert list(df["score"]) == [28.5, 8.0] and list(df["band"]) == ["high/gold", "low/none"]
+    assert str(df["score"].dtype) == "float64"
+    ts.write(tconfig.root / "t.jsonl")
+    lines = [json.loads(x) for x in (tconfig.root / "t.jsonl").read_text().splitlines()]
+    assert [(x["score"], x["band"]) for x in lines] == [(28.5, "high/gold"), (8.0, "low/none")]
+    import pyarrow.parquet as pq
+
+    ts.write(tconfig.root / "t.parquet")
+    table = pq.read_table(tconfig.root / "t.parquet")
+    assert table.column("score").to_pylist() == [28.5, 8.0]
+    assert str(table.schema.field("band").type) == "string"
