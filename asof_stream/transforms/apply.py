@@ -86,6 +86,27 @@ def _check(dtype: str, v: Any) -> Any:
     return v
 
 
+_NONE = type(None)
+_FAST: dict[str, set[type]] = {"float64": {float}, "int64": {int}, "string": {str},
+                              "bool": {bool}}
+
+
+def _fast(dtype: str, col: list[Any]) -> list[Any] | None:
+    """The column as is when every value is already of the type (checked in C), else
+    None (then each value is checked on its own, which names the bad one)."""
+    present = set(map(type, col))
+    if not present - {_NONE} <= _FAST[dtype]:
+        return None
+    values = [v for v in col if v is not None] if _NONE in present else col
+    if not values:
+        return col
+    if dtype == "float64" and (any(map(math.isinf, values)) or any(map(math.isnan, values))):
+        return None
+    if dtype == "int64" and (min(values) < INT64_MIN or max(values) > INT64_MAX):
+        return None
+    return col
+
+
 def _describe(v: Any) -> str:
     text = repr(v)
     return (text if len(text) <= 60 else text[:57] + "...") + f" ({type(v).__name__})"
@@ -148,6 +169,10 @@ def apply(defs: Definitions, transform: Transform, columns: Mapping[str, list[An
         if len(col) != n:
             raise TransformError(f"transform {tr.name!r}: output {name!r} has {len(col)}"
                                  f" value(s) for {n} row(s)")
+        fast = _fast(dtype, list(col))
+        if fast is not None:
+            out[name] = fast
+            continue
         typed = []
         for i, v in enumerate(col):
             try:
@@ -202,6 +227,17 @@ def request_column(transform: str, name: str, dtype: str, values: Sequence[Any],
     A null is a null; a float NaN is read as null too (pandas' missing value). A wrong
     value is a :class:`RequestValueError` naming it and the row.
     """
+    if from_text and dtype in ("float64", "int64") and "" not in values:
+        try:  # the common case, converted in C; any failure is named by the loop below
+            converted = _fast(dtype, list(map(float if dtype == "float64" else int, values)))
+            if converted is not None:
+                return converted
+        except (TypeError, ValueError):
+            pass
+    elif not from_text or dtype == "string":
+        fast = _fast(dtype, list(values))
+        if fast is not None:
+            return fast
     out = []
     for i, raw in enumerate(values):
         v = _plain(raw)
