@@ -61,15 +61,10 @@ def resolve_features(defs: Definitions, refs: Sequence[str] | None) -> list[tupl
     if not refs:
         return None
     try:
-        pairs = defs.resolve_refs(list(refs))
+        return defs.resolve_refs(list(refs))
     except ValueError as exc:
         raise DriftInputError(f"{exc}; valid features: {', '.join(all_feature_refs(defs))}") \
             from None
-    computed = [v for v, _ in pairs if v not in defs.views]
-    if computed:
-        raise DriftInputError(f"{computed[0]!r} is a computed feature ({defs.kind(computed[0])});"
-                              f" drift compares view features: {', '.join(all_feature_refs(defs))}")
-    return pairs
 
 
 def column_for(table: Table, view: str, feature: str) -> str | None:

@@ -110,10 +110,6 @@ def leakage_report(log: OfflineLog, defs: Definitions, labels: Labels, refs: Seq
     except ValueError:  # short names collide: the report uses view__feature
         pairs, names = feature_pairs(defs, labels, refs, full_feature_names=True)
     views = list(dict.fromkeys(v for v, _ in pairs))
-    computed = [v for v in views if v not in defs.views]
-    if computed:
-        raise ValueError(f"--features: {computed[0]!r} is a computed feature ({defs.kind(computed[0])});"
-                         " the leakage check compares joins of views: give the views it reads")
     keys = {v: labels.entity_keys(v) for v in views}
     upto = log.max_seq()
     pit = asof_join(log, defs, keys, labels.times, JoinMode(strict, as_known_at),

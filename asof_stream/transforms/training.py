@@ -7,7 +7,8 @@ request values come from the label columns of the same name.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from ..definitions import Definitions
 from ..training.labels import LabelError, Labels
@@ -42,8 +43,14 @@ def _row(labels: Labels, i: int) -> str:
     return f"{labels.origin} {labels.row_word} {n}"
 
 
+class Columns(Protocol):
+    """What a transform reads of its inputs' matches (views' or aggregations')."""
+
+    def column(self, feature: str) -> list[Any]: ...
+
+
 def transform_matches(defs: Definitions, labels: Labels, pairs: Sequence[tuple[str, str]],
-                      matches: dict[str, ViewMatches]) -> dict[str, ViewMatches]:
+                      matches: Mapping[str, Columns]) -> dict[str, ViewMatches]:
     """Per transform among ``pairs``, its outputs over every label row (``matches``
     holds its inputs, from :func:`input_pairs`)."""
     out: dict[str, ViewMatches] = {}
