@@ -20,13 +20,13 @@ from asof_stream.definitions import Definitions
 from asof_stream.timestamps import now_micros, to_iso
 from asof_stream.transforms import RequestValueError, TransformError, apply
 
+from .conftest import BASIC_TOML
+from .fixtures_redis import SQLITE_ONLINE
 from .server_helpers import running_server
 from .transform_helpers import TRANSFORMS_TOML, write_modules
 
 
-@pytest.fixture
-def tconfig(make_config: Callable[..., Config]) -> Config:
-    config = make_config(TRANSFORMS_TOML)
+def _seeded(config: Config) -> Config:
     write_modules(config.root)
     now = now_micros()
     with FeatureStore(config) as store:
@@ -37,6 +37,21 @@ def tconfig(make_config: Callable[..., Config]) -> Config:
              "spend_7d": 4.0, "orders_7d": 1},
         ]).stored == 2
     return config
+
+
+@pytest.fixture
+def tconfig(make_config: Callable[..., Config]) -> Config:
+    return _seeded(make_config(TRANSFORMS_TOML))
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def any_tconfig(request: pytest.FixtureRequest, make_config: Callable[..., Config]) -> Config:
+    """The transforms project over each online backend in turn."""
+    if request.param == "sqlite":
+        return _seeded(make_config(TRANSFORMS_TOML))
+    url: str = request.getfixturevalue("redis_url")
+    return _seeded(make_config(text=BASIC_TOML.replace(SQLITE_ONLINE, f'online = "{url}"')
+                               + TRANSFORMS_TOML))
 
 
 def cli(config: Config, *args: str) -> Result:
@@ -61,9 +76,13 @@ def server(tconfig: Config) -> Iterator[httpx.Client]:
         yield client
 
 
-def test_same_values_in_training_set_and_serving(tconfig: Config,
-                                                 server: httpx.Client) -> None:
+def test_same_values_in_training_set_and_serving(any_tconfig: Config) -> None:
     """Zero skew: labels at "now" get exactly what the online read computes now."""
+    with running_server(any_tconfig) as url, httpx.Client(base_url=url, timeout=10) as server:
+        _same_values(any_tconfig, server)
+
+
+def _same_values(tconfig: Config, server: httpx.Client) -> None:
     now = to_iso(now_micros())
     assert now is not None
     entities = [("c1", "3.5"), ("c2", "20"), ("c3", "1.25")]  # c3 has no row: inputs None
@@ -345,3 +364,30 @@ def test_dataframe_labels_and_every_output_format(tconfig: Config) -> None:
     table = pq.read_table(tconfig.root / "t.parquet")
     assert table.column("score").to_pylist() == [28.5, 8.0]
     assert str(table.schema.field("band").type) == "string"
+
+
+def test_two_projects_with_one_module_name_do_not_mix(tmp_path: Path) -> None:
+    import sys
+
+    from asof_stream.config import parse_config
+
+    toml = BASIC_TOML + """
+[transforms.k]
+function = "feats:k"
+outputs = { v = "int64" }
+"""
+    path_before = list(sys.path)
+    values = []
+    for n in (1, 2):
+        root = tmp_path / f"p{n}"
+        root.mkdir()
+        (root / "asof.toml").write_text(toml)
+        (root / "feats.py").write_text(
+            "import helper\n\ndef k(cols):\n    return {'v': [helper.N] * len(cols['x'])}\n")
+        (root / "helper.py").write_text(f"N = {n}\n")  # a helper beside it, imported at load
+        defs = parse_config(toml, root / "asof.toml").defs
+        values.append(apply(defs, defs.transforms["k"], {}, {"x": [0, 0]})["v"])
+        sys.modules.pop("helper", None)  # a helper is a plain import, cached by its name
+    assert values == [[1, 1], [2, 2]]
+    assert sys.path == path_before
+    assert "feats" not in sys.modules
