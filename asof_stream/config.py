@@ -101,7 +101,7 @@ def parse_config(text: str, path: Path) -> Config:
             msg = err["msg"].removeprefix("Value error, ")
             problems.append(f"{where}: {msg}" if where else msg)
         raise ConfigError(f"{path}: " + "; ".join(problems)) from None
-    return Config(path=path.resolve(), defs=defs)
+    return Config(path=path.resolve(), defs=defs.with_root(path.resolve().parent))
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:

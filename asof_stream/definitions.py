@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import PrivateAttr, field_validator, model_validator
 
 from .definitions_base import _NAME, RESERVED, FeatureType, KeyType, _check_name, _Model  # noqa: F401
 from .definitions_computed import (  # noqa: F401
@@ -155,6 +156,19 @@ class Definitions(_Model):
     ingest: IngestConfig = IngestConfig()
     log: LogConfig = LogConfig()
     server: ServerConfig = ServerConfig()
+    _root: Path | None = PrivateAttr(default=None)
+
+    @property
+    def root(self) -> Path | None:
+        """The folder of the asof.toml these came from: transform modules live there
+        (None for definitions built in Python: modules then import from sys.path)."""
+        return self._root
+
+    def with_root(self, root: Path | None) -> Definitions:
+        """A copy whose transform modules are found in ``root``."""
+        copy = self.model_copy()
+        copy._root = root
+        return copy
 
     @model_validator(mode="before")
     @classmethod

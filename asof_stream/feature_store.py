@@ -16,6 +16,7 @@ from .online.lookup import read_online
 from .online.response import OnlineResponse
 from .stores import Stores, can_write, open_stores
 from .timestamps import to_iso
+from .transforms import request_names
 
 
 class FeatureStore:
@@ -92,15 +93,22 @@ class FeatureStore:
 
     def get_online_features(self, features: Sequence[str | FeatureService],
                             entity_rows: Sequence[Mapping[str, Any]],
-                            full_feature_names: bool = False) -> OnlineResponse:
+                            full_feature_names: bool = False,
+                            request_data: Mapping[str, Any] | None = None) -> OnlineResponse:
         """The freshest values of ``features`` (refs, or a service from
         :meth:`get_feature_service`) for each entity row, as Feast's ``OnlineResponse``:
-        ``.to_dict()``, ``.to_df()``, with ``.statuses`` and ``.event_timestamps`` beside."""
+        ``.to_dict()``, ``.to_df()``, with ``.statuses`` and ``.event_timestamps`` beside.
+
+        Transforms' request values go in the entity rows (as Feast takes them) or in
+        ``request_data``: name -> one value for every row, or a list with one per row.
+        A failing transform raises :class:`~asof_stream.transforms.TransformError`."""
         pairs = self.config.defs.resolve_refs(self._refs(features))
         names = output_names(pairs, full_feature_names)
-        results = read_online(self.config.defs, self.stores.online, pairs, entity_rows)
+        request = set(request_names(self.config.defs, pairs))
+        rows = _with_request(entity_rows, request_data)
+        results = read_online(self.config.defs, self.stores.online, pairs, rows)
         out: dict[str, list[Any]] = {}
-        for key in dict.fromkeys(k for row in entity_rows for k in row):
+        for key in dict.fromkeys(k for row in entity_rows for k in row if k not in request):
             out[key] = [row.get(key) for row in entity_rows]
         response = OnlineResponse(out)
         for name, pair in zip(names, pairs, strict=True):
@@ -123,14 +131,15 @@ class FeatureStore:
         return [f"@{f.name}" if isinstance(f, FeatureService) else f for f in items]
 
     def lookup(self, features: Sequence[str], entity: Mapping[str, str],
-               full_feature_names: bool = False) -> dict[str, dict[str, Any]]:
-        """One entity, its join keys given as text (``KEY=VALUE`` from a command line):
-        per output name the value, status and event time (RFC 3339). ``asof-stream
-        online`` prints this."""
+               full_feature_names: bool = False,
+               request: Mapping[str, str] | None = None) -> dict[str, dict[str, Any]]:
+        """One entity, its join keys (and ``request`` values of transforms) given as text
+        (``KEY=VALUE`` from a command line): per output name the value, status and
+        event time (RFC 3339). ``asof-stream online`` prints this."""
         pairs = self.config.defs.resolve_refs(list(features))
         names = output_names(pairs, full_feature_names)
-        result = read_online(self.config.defs, self.stores.online, pairs, [entity],
-                             from_text=True)[0]
+        result = read_online(self.config.defs, self.stores.online, pairs,
+                             [{**entity, **(request or {})}], from_text=True)[0]
         return {name: {"value": fv.value, "status": fv.status,
                        "event_timestamp": to_iso(fv.event_timestamp)}
                 for name, fv in zip(names, result.values(), strict=True)}
@@ -172,6 +181,25 @@ class FeatureStore:
         from .demo.scaffold import write_example_project
 
         return write_example_project(Path(directory))[0]
+
+
+def _with_request(rows: Sequence[Mapping[str, Any]],
+                  request_data: Mapping[str, Any] | None) -> Sequence[Mapping[str, Any]]:
+    """Entity rows with ``request_data`` merged in (a list: one value per row)."""
+    if not request_data:
+        return rows
+    out = [dict(r) for r in rows]
+    for name, value in request_data.items():
+        if isinstance(value, list | tuple):
+            if len(value) != len(out):
+                raise ValueError(f"request_data[{name!r}] has {len(value)} values for"
+                                 f" {len(out)} entity rows")
+            for r, v in zip(out, value, strict=True):
+                r[name] = v
+        else:
+            for r in out:
+                r[name] = value
+    return out
 
 
 def _row_dicts(rows: Any) -> list[Mapping[str, Any]]:

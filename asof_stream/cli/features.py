@@ -32,7 +32,14 @@ def features(config: Config, tag: str | None, owner: str | None, view: str | Non
         return
     current = None
     for r in rows:
-        if r["view"] != current:
+        if r["view"] != current and r.get("kind") == "transform":
+            current = r["view"]
+            click.echo(f"{current}  (transform {r['function']}, version {r['version']})")
+            if r["view_description"]:
+                click.echo(f"  {r['view_description']}")
+            request = ", ".join(f"{k} {t}" for k, t in r["request"].items()) or "-"
+            click.echo(f"  inputs {', '.join(r['inputs']) or '-'}  request {request}")
+        elif r["view"] != current:
             current = r["view"]
             click.echo(f"{current}  (entity {r['entity']}, version {r['version']})")
             if r["view_description"]:

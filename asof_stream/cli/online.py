@@ -12,6 +12,7 @@ from ..feature_store import FeatureStore
 from ..offline.shards import is_sharded
 from ..online.materialize import materialize as rebuild
 from ..stores import open_stores
+from ..transforms import request_names
 from .common import CliError, config_option, handle_errors, main
 from .render import render_lookup
 
@@ -20,33 +21,41 @@ from .render import render_lookup
 @click.option("--features", required=True, help="REF[,REF...]: view:feature, view or @service.")
 @click.option("--entity", "entities", multiple=True, required=True,
               help="KEY=VALUE of a join key; repeat for several keys.")
+@click.option("--request", "requests", multiple=True,
+              help="NAME=VALUE of a transform's request value; repeat for several.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--full-feature-names", is_flag=True, help="Name features view__feature.")
 @config_option
 @handle_errors
 def online(config: Config, features: str, entities: tuple[str, ...], as_json: bool,
-           full_feature_names: bool) -> None:
-    """Look up the freshest values of features for one entity."""
-    row: dict[str, str] = {}
-    for item in entities:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise CliError(f"--entity {item!r}: expected KEY=VALUE")
-        row[key.strip()] = value
+           full_feature_names: bool, requests: tuple[str, ...]) -> None:
+    """Look up the freshest values of features for one entity (transforms computed
+    from them and the --request values)."""
+    row = _pairs(entities, "--entity")
+    request = _pairs(requests, "--request")
     refs = split_refs(features)
     try:
         pairs = config.defs.resolve_refs(refs)
         output_names(pairs, full_feature_names)
     except ValueError as exc:
         raise CliError(f"--features: {exc}") from None
-    keys = {k for v in dict.fromkeys(v for v, _ in pairs)
-            for k in config.defs.entity_of(v).join_keys}
+    keys = {k for v in dict.fromkeys(v for v, _ in pairs) for k in config.defs.join_keys_of(v)}
     for name in row:
         if name not in keys:
             raise CliError(f"--entity {name}={row[name]}: {name!r} is not a join key of these"
                            f" features; their join keys: {', '.join(sorted(keys))}")
+    wanted = request_names(config.defs, pairs)
+    for name in request:
+        if name not in wanted:
+            raise CliError(f"--request {name}={request[name]}: {name!r} is not a request value"
+                           " of these features; their request values: "
+                           + (", ".join(wanted) or "none"))
+    for name, dtype in wanted.items():
+        if name not in request:
+            raise CliError(f"--request: missing {name}=VALUE ({dtype}), a request value of"
+                           " the transforms asked for")
     with FeatureStore(config) as store:
-        out = store.lookup(refs, row, full_feature_names)
+        out = store.lookup(refs, row, full_feature_names, request)
         lag = 0 if store.stores.sharded else store.online_lag
     if lag:  # only in a read-only project: elsewhere the store was just healed
         click.echo(f"asof-stream: warning: the online store is {lag} log rows behind and"
@@ -57,6 +66,16 @@ def online(config: Config, features: str, entities: tuple[str, ...], as_json: bo
         return
     for line in render_lookup(out):
         click.echo(line)
+
+
+def _pairs(items: tuple[str, ...], flag: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise CliError(f"{flag} {item!r}: expected KEY=VALUE")
+        out[key.strip()] = value
+    return out
 
 
 @main.command()

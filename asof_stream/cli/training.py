@@ -9,7 +9,13 @@ import click
 from ..config import Config
 from ..definitions import split_refs
 from ..training.pipeline import make_training_set, retention_runs_since
-from ..training.sidecar import check_labels, check_retention, read_sidecar
+from ..training.sidecar import (
+    SidecarError,
+    changed_transforms,
+    check_labels,
+    check_retention,
+    read_sidecar,
+)
 from .common import config_option, handle_errors, main
 from .progress import row_progress
 
@@ -63,7 +69,7 @@ def training_set(config: Config, labels_path: str, features: tuple[str, ...], ou
               help="Where to write it (default: the recorded output path).")
 @click.option("--allow-partial", is_flag=True,
               help="Rebuild even when a retention run has since deleted rows the original"
-                   " saw (the file then differs).")
+                   " saw, or a transform's module changed (the file then differs).")
 @config_option
 @handle_errors
 def rebuild(config: Config, sidecar: str, out: str | None, allow_partial: bool) -> None:
@@ -81,8 +87,15 @@ def rebuild(config: Config, sidecar: str, out: str | None, allow_partial: bool) 
             click.echo(f"asof-stream: warning: partial rebuild: {run.describe()}", err=True)
     else:
         check_retention(sidecar, spec, runs)
+    changed = changed_transforms(spec, config.root)
+    if changed and not allow_partial:
+        raise SidecarError(f"{sidecar}: cannot rebuild exactly: {changed[0]}, so the file may"
+                           " differ; pass --allow-partial to rebuild with the current code")
+    for line in changed:
+        click.echo(f"asof-stream: warning: partial rebuild: {line}", err=True)
     flags = spec.flags
-    click.echo(make_training_set(config, spec.definitions(), spec.labels.path, spec.resolved,
+    click.echo(make_training_set(config, spec.definitions(config.root), spec.labels.path,
+                                 spec.resolved,
                                  out or spec.output, progress_bar=row_progress,
                                  timestamp_column=spec.labels.timestamp_column,
                                  strict=flags.strict, as_known_at=flags.as_known_at,

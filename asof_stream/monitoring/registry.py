@@ -8,14 +8,17 @@ and first/last event time in the offline log, and the feature services that use 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
 from ..config import Config
-from ..definitions import Definitions
+from ..definitions import Definitions, FeatureView, Transform
 from ..offline.shard_union import open_reader
 from ..timestamps import to_iso
+from ..transforms import module_digest
 from ..versions import view_version
 
 
@@ -71,9 +74,10 @@ def list_features(config: Config, *, tag: str | None = None, owner: str | None =
     listing the valid ones; filters that exist but match nothing together give ``[]``.
     """
     defs = config.defs
-    _check_filter(view, defs.views, "view")
-    _check_filter(tag, (t for v in defs.views.values() for t in v.tags), "tag")
-    _check_filter(owner, (v.owner for v in defs.views.values() if v.owner), "owner")
+    tables: list[FeatureView | Transform] = [*defs.views.values(), *defs.transforms.values()]
+    _check_filter(view, [*defs.views, *defs.transforms], "view")
+    _check_filter(tag, (t for v in tables for t in v.tags), "tag")
+    _check_filter(owner, (v.owner for v in tables if v.owner), "owner")
     stats, first_seen = _log_facts(config)
     users = services_by_feature(defs)
     out: list[dict[str, Any]] = []
@@ -109,7 +113,38 @@ def list_features(config: Config, *, tag: str | None = None, owner: str | None =
                 "last_event_timestamp": to_iso(st.get("latest_event_timestamp")),
                 "services": users.get((vname, f.name), []),
             })
+    for tname, tr in defs.transforms.items():
+        if (view is not None and tname != view) or (tag is not None and tag not in tr.tags) \
+                or (owner is not None and tr.owner != owner):
+            continue
+        out.extend(transform_entries(defs, tname, users))
     return out
+
+
+def transform_entries(defs: Definitions, name: str,
+                      users: dict[tuple[str, str], list[str]]) -> list[dict[str, Any]]:
+    """One registry entry per output of a transform: the keys every entry has (no log
+    facts: a transform has no rows of its own), plus ``kind``, ``function``, ``inputs``
+    (resolved ``view:feature``), ``request`` (name -> type) and ``outputs``. Its
+    ``version`` hashes the definition and the module file."""
+    tr = defs.transforms[name]
+    inputs = defs.resolve_refs(list(tr.inputs)) if tr.inputs else []
+    entities = sorted({defs.entity_of(v).name for v, _ in inputs})
+    digest = module_digest(defs.root, tr)
+    shape = json.dumps([tr.model_dump(mode="json", exclude={"description", "owner", "tags"}),
+                        digest], sort_keys=True)
+    return [{
+        "view": name, "name": out, "ref": f"{name}:{out}", "type": dtype, "required": False,
+        "description": "", "view_description": tr.description, "entity": ",".join(entities),
+        "join_keys": list(defs.join_keys_of(name)), "owner": tr.owner, "tags": list(tr.tags),
+        "ttl_seconds": None, "freshness_objective_seconds": None,
+        "version": hashlib.sha256(shape.encode()).hexdigest()[:12], "version_first_seen": None,
+        "rows": 0, "first_event_timestamp": None, "last_event_timestamp": None,
+        "services": users.get((name, out), []),
+        "kind": "transform", "function": tr.function,
+        "inputs": [f"{v}:{f}" for v, f in inputs], "request": dict(tr.request),
+        "outputs": dict(tr.outputs), "module_sha256": digest,
+    } for out, dtype in tr.outputs.items()]
 
 
 def format_seconds(seconds: float | None) -> str:

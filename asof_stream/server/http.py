@@ -38,7 +38,8 @@ EPOCH = "1970-01-01T00:00:00Z"  # Feast's event_timestamp for join keys and miss
 PUSH_TARGETS = frozenset({"online", "offline", "online_and_offline", "both"})
 PUSH_KEYS = frozenset({"push_source_name", "view", "df", "to", "allow_registry_cache",
                        "transform_on_write"})
-READ_KEYS = frozenset({"features", "feature_service", "entities", "full_feature_names"})
+READ_KEYS = frozenset({"features", "feature_service", "entities", "full_feature_names",
+                       "request_context"})
 HEALTH_TIMEOUT = 2.0
 PAGE_TIMEOUT = 10.0  # the page waits behind pushes on the commit thread
 _encode = msgspec.json.Encoder().encode
@@ -134,7 +135,7 @@ class ServerState:
                 "set \"full_feature_names\": true")) from None
         needed: list[str] = []
         for view in dict.fromkeys(v for v, _ in pairs):
-            for name in self.defs.entity_of(view).join_keys:
+            for name in self.defs.join_keys_of(view):
                 if name not in needed:
                     needed.append(name)
         if len(self._resolved) < 4096:  # bounded: request shapes come from clients

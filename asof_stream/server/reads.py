@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.requests import Request
@@ -12,6 +13,7 @@ from starlette.responses import Response
 
 from ..online.lookup import FeatureValue, read_online
 from ..timestamps import now_micros, to_iso
+from ..transforms import TransformError, request_names
 from .http import (
     EPOCH,
     READ_KEYS,
@@ -53,16 +55,28 @@ def _feature_refs(body: dict[str, Any]) -> list[str]:
     return features
 
 
-def _entity_columns(body: dict[str, Any], needed: list[str]) -> tuple[list[str], list[list[Any]]]:
+def _entity_columns(body: dict[str, Any], needed: list[str], request: Sequence[str] = ()
+                    ) -> tuple[list[str], list[list[Any]]]:
     entities = body.get("entities")
+    context = body.get("request_context")
+    if context is not None:  # request values apart (Feast's Go server), else in entities
+        if not isinstance(context, dict):
+            raise HTTPError(400, "'request_context' must be an object of request value columns")
+        unknown = [n for n in context if n not in request]
+        if unknown:
+            raise HTTPError(400, f"request_context column(s) {unknown} are not request values"
+                                 f" of the requested transforms; request values: {list(request)}")
+        if isinstance(entities, dict):
+            entities = {**entities, **context}
     if not isinstance(entities, dict) or not entities:
         raise HTTPError(400, "'entities' must be an object of join key columns, e.g. "
                              f"{{\"{needed[0] if needed else 'customer_id'}\": [\"c1\", \"c2\"]}}")
     names = list(entities)
-    unknown = [n for n in names if n not in needed]
+    unknown = [n for n in names if n not in needed and n not in request]
     if unknown:
+        also = f"; request values: {list(request)}" if request else ""
         raise HTTPError(400, f"entity column(s) {unknown} are not join keys of the requested"
-                             f" features; join keys: {needed}")
+                             f" features; join keys: {needed}{also}")
     missing = [n for n in needed if n not in entities]
     if missing:
         raise HTTPError(400, f"missing join key column(s) {missing} in 'entities'"
@@ -106,7 +120,8 @@ async def get_online_features(state: ServerState, request: Request) -> Response:
     if not isinstance(full, bool):
         raise HTTPError(400, f"'full_feature_names' must be true or false, got {full!r}")
     pairs, names, needed = state.resolve(refs, full)
-    key_names, columns = _entity_columns(body, needed)
+    wanted = request_names(defs, pairs)
+    key_names, columns = _entity_columns(body, needed, list(wanted))
     n = len(columns[0])
     if n > state.max_entities:
         raise HTTPError(413, f"{n} entities in one request is over the cap of"
@@ -119,13 +134,19 @@ async def get_online_features(state: ServerState, request: Request) -> Response:
         if start:  # let the other requests (/health among them) run between chunks
             await asyncio.sleep(0)
         try:
-            found = read_online(defs, online, pairs, rows[start:start + READ_CHUNK], now=now)
-        except ValueError as exc:  # a join key of the wrong type
+            found = read_online(defs, online, pairs, rows[start:start + READ_CHUNK], now=now,
+                                first_row=start)
+        except TransformError as exc:  # the transform's fault, not the request's
+            log.warning("get-online-features: %s", exc)
+            raise HTTPError(500, str(exc)) from None
+        except ValueError as exc:  # a join key or request value of the wrong type
             raise HTTPError(400, str(exc)) from None
         for j, pair in enumerate(pairs):
             per_feature[j].extend(r[pair] for r in found)
-    results = [{"values": col, "statuses": ["PRESENT"] * n, "event_timestamps": [EPOCH] * n}
-               for col in columns]
+    shown = [j for j, k in enumerate(key_names) if k not in wanted]  # join keys echoed
+    key_names = [key_names[j] for j in shown]
+    results = [{"values": columns[j], "statuses": ["PRESENT"] * n,
+                "event_timestamps": [EPOCH] * n} for j in shown]
     iso: dict[int | None, str | None] = {None: EPOCH}
     for fvs in per_feature:
         results.append(_column(fvs, iso))

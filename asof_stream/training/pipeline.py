@@ -18,6 +18,7 @@ from ..definitions import Definitions
 from ..offline.log import open_log
 from ..offline.retention import RetentionRun
 from ..offline.shards import is_sharded, shard_dir
+from ..transforms.training import input_pairs
 from .join import tune_reader
 from .labels import Labels, labels_from_any
 from .parallel_join import auto_jobs
@@ -56,7 +57,8 @@ def make_training_set(config: Config, defs: Definitions, labels_path: str, refs:
     started = time.perf_counter()
     output_format(out)  # an unknown extension fails before any work
     refuse_replacing_input(out, [labels_path])
-    views = len({v for v, _ in defs.resolve_refs(refs)})  # unknown refs fail before the labels
+    # unknown refs fail before the labels; progress counts the views joined
+    views = len({v for v, _ in input_pairs(defs, defs.resolve_refs(refs))})
     # the digest of what is read next, not of what is there at the end
     digest = file_digest(labels_path) if os.path.isfile(labels_path) else None
     labels = labels_from_any(labels_path, defs, timestamp_column=timestamp_column)

@@ -26,6 +26,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from ..definitions import Definitions
 from ..offline.retention import RetentionRun, retention_runs
 from ..timestamps import now_micros, parse_iso, to_iso
+from ..transforms import module_digest
+from ..transforms.training import input_pairs
 from ..versions import view_version
 
 FORMAT = 1
@@ -59,6 +61,11 @@ class ViewRecord(_Strict):
     entity: dict[str, Any]  # its Entity, as JSON
 
 
+class TransformRecord(_Strict):
+    definition: dict[str, Any]  # the Transform, as JSON
+    module_sha256: str | None  # of its module file when built (None: not found)
+
+
 class Sidecar(_Strict):
     """What one training set was built from."""
 
@@ -75,9 +82,11 @@ class Sidecar(_Strict):
     #: with partition shards: each shard's high-water seq (high_water_seq is then 0)
     shard_high_water: dict[str, int] | None = None
     views: dict[str, ViewRecord]
+    transforms: dict[str, TransformRecord] = {}
 
-    def definitions(self) -> Definitions:
-        """The definitions of the views used, as they were when the set was built."""
+    def definitions(self, root: Path | None = None) -> Definitions:
+        """The definitions of the views (and transforms) used, as they were when the set
+        was built; ``root``: the folder transform modules are found in."""
         entities: dict[str, Any] = {}
         views: dict[str, Any] = {}
         for name, rec in self.views.items():
@@ -88,9 +97,12 @@ class Sidecar(_Strict):
             views[name] = view
             entities[rec.entity["name"]] = rec.entity
         try:
-            return Definitions.model_validate({"entities": entities, "views": views})
+            defs = Definitions.model_validate({
+                "entities": entities, "views": views,
+                "transforms": {k: r.definition for k, r in self.transforms.items()}})
         except ValidationError as exc:
             raise SidecarError(f"recorded definitions do not load: {exc}") from None
+        return defs.with_root(root)
 
 
 def sidecar_path(out: str | os.PathLike[str]) -> Path:
@@ -130,11 +142,14 @@ def describe(defs: Definitions, *, out: str | os.PathLike[str], labels_path: str
     (default: hashed now).
     """
     size, digest = labels_digest or file_digest(labels_path)
-    used = dict.fromkeys(v for v, _ in pairs)
+    used = dict.fromkeys(v for v, _ in input_pairs(defs, pairs) if v in defs.views)
     views = {v: ViewRecord(version=view_version(defs, v),
                            definition=defs.views[v].model_dump(mode="json"),
                            entity=defs.entity_of(v).model_dump(mode="json"))
              for v in used}
+    transforms = {t: TransformRecord(definition=defs.transforms[t].model_dump(mode="json"),
+                                     module_sha256=module_digest(defs.root, defs.transforms[t]))
+                  for t in dict.fromkeys(v for v, _ in pairs) if t in defs.transforms}
     return Sidecar(
         format=FORMAT, asof_stream_version=_package_version(),
         created_at=to_iso(now_micros()) or "", output=os.path.abspath(out),
@@ -143,7 +158,8 @@ def describe(defs: Definitions, *, out: str | os.PathLike[str], labels_path: str
         features=list(refs), resolved=[f"{v}:{f}" for v, f in pairs], columns=columns,
         flags=Flags(strict=strict, as_known_at=as_known_at,
                     full_feature_names=full_feature_names),
-        high_water_seq=high_water_seq, shard_high_water=shard_high_water, views=views)
+        high_water_seq=high_water_seq, shard_high_water=shard_high_water, views=views,
+        transforms=transforms)
 
 
 def write_sidecar(out: str | os.PathLike[str], sidecar: Sidecar) -> Path:
@@ -196,6 +212,21 @@ def retained_since(sidecar: Sidecar, conn: sqlite3.Connection,
     saw: rows of its views with a seq at most ``upto_seq`` (its mark on this log)."""
     return retention_runs(conn, after=parse_iso(sidecar.created_at), upto_seq=upto_seq,
                           views=sorted(sidecar.views))
+
+
+def changed_transforms(sidecar: Sidecar, root: Path | None) -> list[str]:
+    """One line per transform whose module file differs from the one the set was built
+    with (so a rebuild would run other code)."""
+    out = []
+    defs = sidecar.definitions(root)
+    for name, rec in sidecar.transforms.items():
+        now = module_digest(root, defs.transforms[name])
+        if now != rec.module_sha256:
+            module = defs.transforms[name].function.partition(":")[0]
+            was = (rec.module_sha256 or "none")[:12]
+            out.append(f"transform {name!r}: module {module!r} changed since the training set"
+                          f" was built (sha256 {(now or 'missing')[:12]}..., recorded {was}...)")
+    return out
 
 
 def check_retention(path: str | os.PathLike[str], sidecar: Sidecar,

@@ -30,6 +30,7 @@ import msgspec
 from ..config import Config
 from ..definitions import Definitions, output_names
 from ..offline.log import OfflineLog
+from ..transforms.training import input_pairs, transform_matches
 from .asof import asof_join
 from .join import JoinMode, ViewMatches, gc_paused
 from .labels import Labels
@@ -398,9 +399,19 @@ def _assemble(defs: Definitions, labels: Labels, refs: Sequence[str],
               join: Callable[[dict[str, list[str]], JoinMode], dict[str, ViewMatches]],
               mode: JoinMode, full_feature_names: bool) -> TrainingSet:
     pairs, names = feature_pairs(defs, labels, refs, full_feature_names)
+    with gc_paused():
+        # transforms run last, over the columns of their (maybe hidden) inputs
+        matches = feature_matches(defs, labels, input_pairs(defs, pairs), join, mode)
+        matches.update(transform_matches(defs, labels, pairs, matches))
+    dtypes: list[str] = [defs.dtype_of(v, f) for v, f in pairs]
+    return TrainingSet(labels, pairs, names, dtypes, matches)
+
+
+def feature_matches(defs: Definitions, labels: Labels, pairs: Sequence[tuple[str, str]],
+                    join: Callable[[dict[str, list[str]], JoinMode], dict[str, ViewMatches]],
+                    mode: JoinMode) -> dict[str, ViewMatches]:
+    """The columns of these (view or aggregation, feature) pairs, per label row: the one
+    place features that are not transforms are computed (a transform's inputs too)."""
     views = list(dict.fromkeys(v for v, _ in pairs))
     keys = {v: labels.entity_keys(v) for v in views}
-    with gc_paused():
-        matches = join(keys, mode)
-    dtypes: list[str] = [defs.views[v].feature(f).dtype for v, f in pairs]
-    return TrainingSet(labels, pairs, names, dtypes, matches)
+    return join(keys, mode)
