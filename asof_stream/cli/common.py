@@ -13,15 +13,16 @@ from typing import Any, TypeVar
 import click
 
 from ..config import Config, ConfigError, load_config
+from ..vocabulary import in_cli_words
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 class CliError(click.ClickException):
-    """An error shown as one line on stderr, exit code 1."""
+    """An error shown as one line on stderr, exit code 1; options named as flags."""
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"asof-stream: error: {self.format_message()}", err=True)
+        click.echo(f"asof-stream: error: {in_cli_words(self.format_message())}", err=True)
 
 
 # Each command's module; it registers the command on ``main`` when imported.
