@@ -1,0 +1,56 @@
+"""The command line from the user's side: closed pipes, stores that are down, summaries."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BASIC_TOML
+from tests.fixtures_redis import PrivateRedis
+from tests.test_cli_core import project, run  # noqa: F401 -- the fixture
+
+ENV = {**os.environ, "TZ": "Asia/Kolkata"}
+
+
+@pytest.mark.parametrize("args", [["features"], ["features", "--json"], ["validate"],
+                                  ["status"], ["dead-letters"], ["freshness"]])
+def test_a_closed_pipe_ends_quietly(project: Path, args: list[str]) -> None:  # noqa: F811
+    """``asof-stream features | head -1``: the reader is gone before we write."""
+    assert run("replay", "events.jsonl", cwd=project).returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "asof_stream", *args], cwd=project, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # as `head` does once it has its line
+    err = proc.stderr.read().decode()
+    assert proc.wait(120) == 141, err
+    assert err == ""
+
+
+def test_redis_down_is_one_line(tmp_path: Path) -> None:
+    """Redis killed under a working project: every command says so in one line, the
+    password masked."""
+    server = PrivateRedis(tmp_path / "redis", ("--requirepass", "sekrit"))
+    server.start()
+    try:
+        url = server.url.replace("://", "://:sekrit@", 1)
+        (tmp_path / "asof.toml").write_text(BASIC_TOML.replace("sqlite:///data/online.sqlite", url))
+        (tmp_path / "e.jsonl").write_text('{"view": "merchant_risk", "merchant_id": 7,'
+                                          ' "event_timestamp": 1767607200, "risk": 0.5}\n')
+        assert run("replay", "e.jsonl", cwd=tmp_path).returncode == 0
+        ok = run("online", "--features", "merchant_risk:risk", "--entity", "merchant_id=7",
+                 cwd=tmp_path)
+        assert ok.returncode == 0 and "0.5" in ok.stdout, ok.stderr
+    finally:
+        server.kill()
+    shown = url.replace("sekrit", "***")
+    for args in (["online", "--features", "merchant_risk:risk", "--entity", "merchant_id=7"],
+                 ["materialize"], ["replay", "e.jsonl", "--from-start"]):
+        r = run(*args, cwd=tmp_path)
+        assert r.returncode == 1, (args, r.stdout, r.stderr)
+        assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+        assert r.stderr.startswith(f"asof-stream: error: Redis online store {shown}"), r.stderr
+        assert "sekrit" not in r.stderr
