@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -54,3 +55,17 @@ def test_redis_down_is_one_line(tmp_path: Path) -> None:
         assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
         assert r.stderr.startswith(f"asof-stream: error: Redis online store {shown}"), r.stderr
         assert "sekrit" not in r.stderr
+
+
+def test_run_until_caught_up_prints_a_summary(project: Path) -> None:  # noqa: F811
+    with (project / "asof.toml").open("a") as fh:
+        fh.write('\n[sources.tail]\nkind = "file"\npath = "events.jsonl"\n')
+    r = run("run", "--until-caught-up", cwd=project)
+    assert r.returncode == 0, r.stderr
+    assert re.fullmatch(r"stored 3, duplicates skipped 0, dead letters 1 in \d+\.\ds\n",
+                        r.stdout), r.stdout
+    again = run("run", "--until-caught-up", cwd=project)  # resumed: nothing new
+    assert again.stdout.startswith("stored 0, duplicates skipped 0, dead letters 0 in ")
+    rp = run("replay", "events.jsonl", "--from-start", cwd=project)  # the same line; "a" has an id
+    assert re.fullmatch(r"stored 2, duplicates skipped 1, dead letters 1 in \d+\.\ds\n",
+                        rp.stdout), rp.stdout
