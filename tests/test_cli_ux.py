@@ -69,3 +69,19 @@ def test_run_until_caught_up_prints_a_summary(project: Path) -> None:  # noqa: F
     rp = run("replay", "events.jsonl", "--from-start", cwd=project)  # the same line; "a" has an id
     assert re.fullmatch(r"stored 2, duplicates skipped 1, dead letters 1 in \d+\.\ds\n",
                         rp.stdout), rp.stdout
+
+
+def test_status_ages_read_like_freshness_and_nouns_agree(project: Path) -> None:  # noqa: F811
+    assert run("replay", "events.jsonl", cwd=project).returncode == 0
+    r = run("status", cwd=project)
+    assert r.returncode == 0, r.stderr
+    lines = {ln.split()[0]: ln for ln in r.stdout.splitlines() if ln.startswith("  ")}
+    # merchant_risk: one row for one merchant, from 2026-01-05 (days ago, as freshness says)
+    assert re.search(r"merchant_risk +1 row +online 1 entity +latest 2026-01-05T10:00:00Z"
+                     r" \(\d+(\.\d)?d ago\)$", lines["merchant_risk"]), r.stdout
+    assert re.search(r"customer_stats +2 rows +online 1 entity ", lines["customer_stats"])
+    assert "(3 rows, seq 3)" in r.stdout and "lag 0 seqs" in r.stdout
+    fr = run("freshness", cwd=project)
+    assert re.search(r"merchant_risk .* \d+(\.\d)?d ", fr.stdout), fr.stdout
+    v = run("validate", cwd=project)
+    assert "(2 entities, 2 views, 1 service, 0 sources)" in v.stdout, v.stdout

@@ -10,6 +10,7 @@ import click
 from ..config import Config
 from ..monitoring.drift import build_report, default_report_dir, write_report
 from .common import config_option, handle_errors, main
+from .render import count
 
 
 @main.command()
@@ -55,7 +56,7 @@ def drift(config: Config, reference: str, current: str, features: str | None,
             flags = ",".join(r["flags"]).upper() or (r["note"] or "ok")
             click.echo(f"{r['feature']:<36} {r['reference_count']:>7} {r['current_count']:>7} "
                        f"{psi:>8} {d:>7} {p:>9}  {flags}")
-        click.echo(f"{len(report['flagged'])} of {len(rows)} features flagged; "
+        click.echo(f"{len(report['flagged'])} of {count(len(rows), 'feature')} flagged; "
                    f"report: {json_path} {html_path}", err=True)
     if fail_on_drift and report["flagged"]:
         sys.exit(1)

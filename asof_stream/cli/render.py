@@ -20,3 +20,10 @@ def ingest_summary(total: BatchResult, seconds: float) -> str:
     """The last line of ``replay`` and ``run --until-caught-up``."""
     return (f"stored {total.stored}, duplicates skipped {total.duplicates}, "
             f"dead letters {total.rejected} in {seconds:.1f}s")
+
+
+def count(n: int, word: str, plural: str | None = None) -> str:
+    """``1 entity``, ``2 entities``, ``0 rows``: a number and its noun agreeing."""
+    many = plural or (word[:-1] + "ies" if word.endswith("y") and word[-2:-1] not in "aeiou"
+                      else word + "s")
+    return f"{n:,} {word if n == 1 else many}"

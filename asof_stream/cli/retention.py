@@ -9,6 +9,7 @@ from ..offline.log import open_log
 from ..offline.retention import apply_retention
 from ..timestamps import TimestampError, cell_to_micros, now_micros, parse_duration
 from .common import CliError, config_option, handle_errors, main
+from .render import count
 
 
 @main.command()
@@ -44,7 +45,7 @@ def retention(config: Config, before: str | None, older_than: str | None, views:
         for view in views or tuple(config.defs.views):
             r = apply_retention(log, view, cutoff, keep_latest=not drop_latest, dry_run=dry_run)
             verb = "would delete" if dry_run else "deleted"
-            click.echo(f"{view}: {verb} {r.deleted} rows, {r.kept} remain")
+            click.echo(f"{view}: {verb} {count(r.deleted, 'row')}, {r.kept:,} remain")
             deleted += r.deleted
     if deleted and not dry_run:
         click.echo("recorded in the log's retention_runs: `asof-stream rebuild` of a training"

@@ -12,6 +12,7 @@ from ..offline.log import open_log
 from ..online import open_online
 from ..timestamps import now_micros
 from .common import CliError, config_option, handle_errors, main
+from .render import count
 
 SHOWN = 50
 
@@ -49,7 +50,7 @@ def skew(config: Config, view: str | None, as_json: bool) -> None:
     else:
         for name, n in report.checked.items():
             mine = sum(1 for d in report.differences if d.view == name)
-            click.echo(f"{name:<24} {n} keys checked, {mine} differences")
+            click.echo(f"{name:<24} {count(n, 'key')} checked, {count(mine, 'difference')}")
         for d in report.differences[:SHOWN]:
             click.echo(f"  {d.kind:<17} {d.view} {d.entity}: {d.detail}")
         if len(report.differences) > SHOWN:
