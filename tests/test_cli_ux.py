@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import pty
 import re
 import subprocess
 import sys
@@ -85,3 +87,67 @@ def test_status_ages_read_like_freshness_and_nouns_agree(project: Path) -> None:
     assert re.search(r"merchant_risk .* \d+(\.\d)?d ", fr.stdout), fr.stdout
     v = run("validate", cwd=project)
     assert "(2 entities, 2 views, 1 service, 0 sources)" in v.stdout, v.stdout
+
+
+SUMMARY = r" in \d+\.\ds\n\Z"
+
+
+def test_long_commands_end_with_a_summary_and_draw_nothing_off_a_terminal(
+        project: Path) -> None:  # noqa: F811
+    assert run("replay", "events.jsonl", cwd=project).returncode == 0
+    (project / "labels.csv").write_text("customer_id,event_timestamp\nc1,2026-01-04T12:00:00Z\n"
+                                        "c1,2026-01-06T00:00:00Z\n")
+    assert run("training-set", "--labels", "labels.csv", "--features", "customer_stats:spend_7d",
+               "--out", "train.csv", cwd=project).returncode == 0
+    cases: list[tuple[list[str], str, str]] = [
+        (["materialize"], "stdout", r"materialized 2 online rows"),
+        # c1's row of 01-05 is in the future of the first label: the naive join takes it.
+        (["leakage", "--labels", "labels.csv", "--features", "customer_stats:spend_7d"],
+         "stdout", r"leakage: 1 of 2 feature cells from the future in a naive join"
+                   r" \(1 of 2 label rows\); checked"),
+        (["leakage", "--labels", "labels.csv", "--features", "customer_stats:spend_7d",
+          "--json"], "stderr", r"leakage: 1 of 2 feature cells .*"),
+        (["drift", "--reference", "train.csv", "--current", "online"], "stderr",
+         r"drift: [01] of 1 feature flagged"),  # 2 values: flagged or not
+        (["skew"], "stdout", r"skew: 2 keys checked in 2 views, 0 differences"),
+        (["skew", "--json"], "stderr", r"skew: 2 keys checked in 2 views, 0 differences"),
+        (["retention", "--before", "2026-01-05", "--dry-run"], "stdout",
+         r"retention: would delete 1 row in 2 views"),  # c1's 01-04 row
+        (["retention", "--before", "2026-01-06", "--view", "customer_stats", "--yes"], "stdout",
+         r"retention: deleted 1 row in 1 view"),
+        (["compact"], "stdout", r"sealed 2 rows into 2 segments, 0 merges, 0 stray files removed"),
+    ]
+    for args, stream, pattern in cases:
+        r = run(*args, cwd=project)
+        assert r.returncode == 0, (args, r.stderr)
+        text = r.stdout if stream == "stdout" else r.stderr
+        last = text.splitlines(keepends=True)[-1]
+        assert re.fullmatch(pattern + SUMMARY, last), (args, text)
+        if stream == "stdout":
+            assert r.stderr == "", (args, r.stderr)  # no progress bar off a terminal
+        elif "--json" in args:
+            json.loads(r.stdout)  # stdout stays pure JSON
+
+
+def test_progress_is_drawn_on_a_terminal(project: Path) -> None:  # noqa: F811
+    assert run("replay", "events.jsonl", cwd=project).returncode == 0
+    main_fd, sub_fd = pty.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "asof_stream", "skew"], cwd=project,
+                              env={**ENV, "COLUMNS": "100"}, stdout=subprocess.PIPE,
+                              stderr=sub_fd, timeout=120)
+        os.close(sub_fd)
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(main_fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(main_fd)
+    assert proc.returncode == 0
+    assert b"skew" in drawn and b"2/2" in drawn, drawn  # the views done, on the terminal
+    assert proc.stdout.decode().splitlines()[-1].startswith("skew: 2 keys checked")

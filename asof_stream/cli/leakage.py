@@ -13,6 +13,8 @@ from ..training.join import tune_reader
 from ..training.labels import labels_from_any
 from ..training.leakage import leakage_report
 from .common import config_option, handle_errors, main
+from .progress import Timer, step_progress
+from .render import count
 from .training import with_label_options
 
 
@@ -28,12 +30,19 @@ def leakage(config: Config, labels_path: str, features: tuple[str, ...], timesta
     """Count the label rows a naive last-value join would fill from their future."""
     refs = split_refs(features)
     config.defs.resolve_refs(refs)
-    labels = labels_from_any(labels_path, config.defs, timestamp_column=timestamp_column)
-    with open_log(config.offline_path, readonly=True) as log:
-        tune_reader(log.conn)
-        report = leakage_report(log, config.defs, labels, refs, strict=strict,
-                                as_known_at=as_known_at, examples=examples)
+    timer = Timer()
+    with step_progress(f"leakage: reading {labels_path}") as advance:
+        labels = labels_from_any(labels_path, config.defs, timestamp_column=timestamp_column)
+        advance(f"joining {count(len(labels), 'label row')} both ways")
+        with open_log(config.offline_path, readonly=True) as log:
+            tune_reader(log.conn)
+            report = leakage_report(log, config.defs, labels, refs, strict=strict,
+                                    as_known_at=as_known_at, examples=examples)
     if as_json:
         click.echo(json.dumps(report.to_json(), default=str))
     else:
         click.echo(report.to_text())
+    timer.summary(f"leakage: {report.future_cells:,} of {count(report.cells, 'feature cell')}"
+                  f" from the future in a naive join ({report.leaking_rows:,} of"
+                  f" {count(report.rows, 'label row')}); checked",
+                  err=as_json)
