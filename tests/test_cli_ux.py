@@ -151,3 +151,17 @@ def test_progress_is_drawn_on_a_terminal(project: Path) -> None:  # noqa: F811
     assert proc.returncode == 0
     assert b"skew" in drawn and b"2/2" in drawn, drawn  # the views done, on the terminal
     assert proc.stdout.decode().splitlines()[-1].startswith("skew: 2 keys checked")
+
+
+def test_config_errors_on_the_command_line_are_one_line(project: Path) -> None:  # noqa: F811
+    r = subprocess.run([sys.executable, "-m", "asof_stream", "validate"], cwd=project, text=True,
+                       capture_output=True, timeout=120,
+                       env={**ENV, "ASOF_VIEWS__CUSTOMER_STATS__TTL": "14"})
+    assert r.returncode == 1
+    assert r.stderr == ("asof-stream: error: ASOF_VIEWS__CUSTOMER_STATS__TTL=14: expected a"
+                        " duration like '14d' (s, m, h, d), got 14\n")
+    toml = project / "asof.toml"
+    toml.write_text(toml.read_text().replace("[store]", "[store]\nonlne = 'x'"))
+    r = run("status", cwd=project)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.endswith("asof.toml: store.onlne: unknown key; did you mean 'online'?\n")
