@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .config_errors import EnvPaths, format_validation_error
 from .definitions import Definitions
 
 DEFAULT_CONFIG = "asof.toml"
@@ -55,14 +56,10 @@ class Config:
         return url
 
 
-def _loc(loc: tuple[int | str, ...]) -> str:
-    # Drop pydantic's union tags (e.g. "kafka") so the path reads like the TOML keys.
-    parts = [str(p) for p in loc if not (isinstance(p, str) and p in {"kafka", "file", "http"})]
-    return ".".join(parts)
-
-
-def _env_overrides(data: dict[str, Any]) -> dict[str, Any]:
-    """``ASOF_STORE__ONLINE=redis://...`` overrides ``[store] online``; ``__`` separates levels."""
+def _env_overrides(data: dict[str, Any]) -> tuple[dict[str, Any], EnvPaths]:
+    """``ASOF_STORE__ONLINE=redis://...`` overrides ``[store] online``; ``__`` separates levels.
+    Also returns which key each variable set, so an error names the variable."""
+    applied: EnvPaths = {}
     for key, value in os.environ.items():
         if not key.startswith(ENV_PREFIX) or "__" not in key:
             continue
@@ -75,7 +72,8 @@ def _env_overrides(data: dict[str, Any]) -> dict[str, Any]:
             node = nxt
         else:
             node[path[-1]] = _env_value(value)
-    return data
+            applied[tuple(path)] = (key, value)
+    return data, applied
 
 
 def _env_value(text: str) -> Any:
@@ -91,16 +89,11 @@ def parse_config(text: str, path: Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    data = _env_overrides(data)
+    data, env = _env_overrides(data)
     try:
         defs = Definitions.model_validate(data, context={"root": path.resolve().parent})
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            where = _loc(err["loc"])
-            msg = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{where}: {msg}" if where else msg)
-        raise ConfigError(f"{path}: " + "; ".join(problems)) from None
+        raise ConfigError(format_validation_error(exc, Definitions, data, path, env)) from None
     return Config(path=path.resolve(), defs=defs.with_root(path.resolve().parent))
 
 

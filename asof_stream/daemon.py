@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from .config import Config
 from .definitions import HttpSourceConfig
-from .ingest.commit import StoreError
+from .ingest.commit import BatchResult, StoreError
 from .ingest.runner import BatchCommitter, SourceRunner, tune_gc_for_ingest
 from .ingest.sharded_commit import ShardedCommitter
 from .ingest.sources import build_sources
@@ -65,11 +65,14 @@ async def _serve(config: Config, stop: asyncio.Event) -> None:
 
 
 async def run_daemon(config: Config, *, until_caught_up: bool = False,
-                     stop: asyncio.Event | None = None, install_signals: bool = False) -> int:
+                     stop: asyncio.Event | None = None, install_signals: bool = False,
+                     totals: BatchResult | None = None) -> int:
     """Run every source of the config; returns the exit code (0, or 1 on a fatal fault).
 
     ``until_caught_up``: return once every source has nothing left to read.
     ``stop``: set it to stop (the batch in hand is committed first).
+    ``totals``: what every source committed is added to it (stored, duplicates, dead
+    letters, seconds in commits), also when a fault stops the daemon.
     """
     if not until_caught_up and not config.defs.sources and not config.defs.server.enabled:
         raise DaemonError(f"{config.path}: no [sources] to run")
@@ -112,6 +115,9 @@ async def run_daemon(config: Config, *, until_caught_up: bool = False,
         await loop.run_in_executor(executor, stores.close)
         executor.shutdown(wait=True)
     stored = sum(r.totals.stored for r in runners)
+    if totals is not None:
+        for r in runners:
+            totals.add(r.totals)
     log.info("daemon stopped", extra={"exit_code": code, "stored": stored,
                                       "dead_letters": sum(r.totals.rejected for r in runners)})
     if damaged is not None:  # the file is corrupt: say so, and nothing about intact data
@@ -247,13 +253,15 @@ def _on_signal(sig: signal.Signals, stop: asyncio.Event) -> None:
     stop.set()
 
 
-def run_blocking(config: Config, *, until_caught_up: bool = False) -> int:
+def run_blocking(config: Config, *, until_caught_up: bool = False,
+                 totals: BatchResult | None = None) -> int:
     """Run the daemon on uvloop when installed (else asyncio), with signal handling.
 
     This owns the process (``asof-stream run``), so it also tunes the garbage collector.
     """
     tune_gc_for_ingest()
-    coro = run_daemon(config, until_caught_up=until_caught_up, install_signals=True)
+    coro = run_daemon(config, until_caught_up=until_caught_up, install_signals=True,
+                      totals=totals)
     try:
         import uvloop
     except ImportError:

@@ -17,10 +17,13 @@ from .online.response import OnlineResponse
 from .stores import Stores, can_write, open_stores
 from .timestamps import to_iso
 from .transforms import request_names
+from .vocabulary import speaks_api
 
 
 class FeatureStore:
     """Definitions from one ``asof.toml`` plus its offline log and online store.
+
+    Errors name this API's keyword arguments (``timestamp_column=``), not CLI flags.
 
     >>> store = FeatureStore("asof.toml")                              # doctest: +SKIP
     >>> store.push([{"view": "customer_stats", "customer_id": "c1",    # doctest: +SKIP
@@ -91,6 +94,7 @@ class FeatureStore:
                    for i, r in enumerate(_row_dicts(rows))]
         return self.stores.committer(view).commit(source, records, available_at=available_at)
 
+    @speaks_api
     def get_online_features(self, features: Sequence[str | FeatureService],
                             entity_rows: Sequence[Mapping[str, Any]],
                             full_feature_names: bool = False,
@@ -130,6 +134,7 @@ class FeatureStore:
         items = [features] if isinstance(features, FeatureService) else list(features)
         return [f"@{f.name}" if isinstance(f, FeatureService) else f for f in items]
 
+    @speaks_api
     def lookup(self, features: Sequence[str], entity: Mapping[str, str],
                full_feature_names: bool = False,
                request: Mapping[str, str] | None = None) -> dict[str, dict[str, Any]]:
@@ -144,6 +149,7 @@ class FeatureStore:
                        "event_timestamp": to_iso(fv.event_timestamp)}
                 for name, fv in zip(names, result.values(), strict=True)}
 
+    @speaks_api
     def get_historical_features(self, entity_df: Any, features: Sequence[str | FeatureService], *,
                                 timestamp_column: str = "event_timestamp", strict: bool = False,
                                 as_known_at: bool = False,
@@ -162,6 +168,7 @@ class FeatureStore:
                            strict=strict, as_known_at=as_known_at,
                            full_feature_names=full_feature_names, jobs=jobs)
 
+    @speaks_api
     def materialize(self, view: str | None = None) -> int:
         """Rebuild the online store from the log (one file or every shard); rows written."""
         from .offline.shards import is_sharded

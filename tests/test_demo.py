@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -22,6 +23,21 @@ def test_demo_runs_the_whole_loop_in_a_fresh_folder(tmp_path: Path) -> None:
     assert "3 repeats skipped" in out and "2 dead letters" in out
     assert "label rows it fills from the future" in out
     assert 'id="timeline-0"' in (folder / "leakage.html").read_text(encoding="utf-8")
+    # The output stays in order: the daemon's dead-letter warnings are not printed in the
+    # middle of it; the demo reports the two dead letters itself, in step 1, with lines.
+    assert "dead letter at" not in r.stderr, r.stderr
+    step1 = out.split("[2/4]")[0]
+    assert "the dead letters are lines malformed on purpose" in step1
+    assert re.search(r"stream\.jsonl line \d+ \(byte \d+\): bad event_timestamp: timestamp"
+                     r" 'yesterday'", step1), step1
+    assert re.search(r"stream\.jsonl line \d+ \(byte \d+\): not JSON", step1), step1
+    # It ends with the sentence that matters, its numbers those of the leakage report.
+    future, cells = re.search(r"feature cells from the future: ([\d,]+) of ([\d,]+)",
+                              out).groups()
+    assert int(future.replace(",", "")) > 0
+    assert out.rstrip("\n").splitlines()[-1] == (
+        f"Of the {cells} feature cells a naive last-value join fills for these labels,"
+        f" {future} came from the future; in asof-stream's training set (train.csv), 0 did.")
     with (folder / "train.csv").open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     with (folder / "labels.csv").open(newline="") as fh:

@@ -79,7 +79,7 @@ def test_leakage_cli_text_and_json(config: Config, tmp_path: Path) -> None:
     assert "1.0 @ 2026-01-01T00:00:00Z | 9.0 @ 2026-01-09T00:00:00Z  <- from the future" in r.output
     r = CliRunner().invoke(main, [*args, "--json", "--examples", "0"])
     assert r.exit_code == 0, r.output
-    out = json.loads(r.output)
+    out = json.loads(r.stdout)  # the summary line is on stderr
     assert (out["rows"], out["leaking_rows"], out["examples"]) == (2, 1, [])
     r = CliRunner().invoke(main, [*args[:-1], "nope"])
     assert r.exit_code == 1 and "known views" in r.output

@@ -21,7 +21,7 @@ def test_duckdb_over_the_snapshot_returns_the_log_rows(config: Config, tmp_path:
         s.committer().commit("src", [rec(i) for i in range(60)])
     runner = CliRunner()
     r = runner.invoke(main, ["compact", "--config", cfg])
-    assert r.exit_code == 0 and "sealed 60 rows into 1 segments" in r.output, r.output
+    assert r.exit_code == 0 and "sealed 60 rows into 1 segment" in r.output, r.output
     with open_stores(config) as s:
         s.committer().commit("src", [rec(i) for i in range(60, 75)])  # these stay in the head
         expected = all_rows(s.log, config)

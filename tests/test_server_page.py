@@ -67,8 +67,9 @@ def test_page_shows_registry_freshness_dead_letters_and_drift(
     assert '<strong id="dead-letter-count">2</strong> open dead letters' in r.text
     dead = [cells for _, cells in page.body_rows("dead-letters-table")]
     assert [int(c[0]) for c in dead] == [2, 1]
-    assert "unknown field" in dead[0][4] and "<img src=x onerror=alert(1)>" in dead[0][4]
-    assert "yesterday" in dead[1][4]
+    assert "unknown field" in dead[0][5] and "<img src=x onerror=alert(1)>" in dead[0][5]
+    assert dead[0][4] == "<img src=x onerror=alert(1)>"  # the offending field, escaped
+    assert "yesterday" in dead[1][5] and dead[1][4] == "event_timestamp"
 
     # Drift: the latest report and its chart.
     drift = [cells for _, cells in page.body_rows("drift-table")]

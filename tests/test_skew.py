@@ -79,7 +79,7 @@ def test_sql_update_behind_the_daemons_back_is_found(config: Config) -> None:
     assert d.online["features"]["spend_7d"] == 999.0 and d.log["features"]["spend_7d"] == 2.0
     r = _invoke(config)
     assert r.exit_code == 1
-    assert "different_values" in r.output and "c1" in r.output and "1 differences" in r.output
+    assert "different_values" in r.output and "c1" in r.output and "1 difference" in r.output
 
 
 def test_fabricated_rows_deletes_and_strangers_are_found(config: Config) -> None:

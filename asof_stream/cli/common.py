@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
+import os
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -13,15 +14,16 @@ from typing import Any, TypeVar
 import click
 
 from ..config import Config, ConfigError, load_config
+from ..vocabulary import in_cli_words
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 class CliError(click.ClickException):
-    """An error shown as one line on stderr, exit code 1."""
+    """An error shown as one line on stderr, exit code 1; options named as flags."""
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"asof-stream: error: {self.format_message()}", err=True)
+        click.echo(f"asof-stream: error: {in_cli_words(self.format_message())}", err=True)
 
 
 # Each command's module; it registers the command on ``main`` when imported.
@@ -47,6 +49,30 @@ class LazyGroup(click.Group):
         if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
             importlib.import_module(f"{__package__}.{COMMAND_MODULES[cmd_name]}")
         return super().get_command(ctx, cmd_name)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; a reader that closed the pipe (``| head -1``) ends it quietly."""
+        try:
+            rv = super().invoke(ctx)
+            sys.stdout.flush()  # buffered output meets the closed pipe here, not at exit
+            return rv
+        except BrokenPipeError:
+            quiet_closed_pipe()
+
+
+#: the exit status of a command whose reader went away, as a shell reports one that
+#: SIGPIPE ended (128 + 13); nothing is printed
+EXIT_CLOSED_PIPE = 141
+
+
+def quiet_closed_pipe() -> None:
+    """Point stdout at /dev/null (so the exit-time flush cannot fail again) and exit 141."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    sys.exit(EXIT_CLOSED_PIPE)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -85,7 +111,7 @@ def handle_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
+        except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
             raise
         except (ValueError, OSError, sqlite3.DatabaseError, ConfigError) as exc:
             if logging.getLogger().isEnabledFor(logging.DEBUG):

@@ -9,6 +9,8 @@ import click
 from ..config import Config
 from ..offline.log import open_log
 from .common import CliError, config_option, handle_errors, main
+from .progress import Timer, step_progress
+from .render import count
 
 
 @main.command()
@@ -22,8 +24,8 @@ from .common import CliError, config_option, handle_errors, main
 def compact(config: Config, no_seal: bool, min_rows: int, views: tuple[str, ...],
             verify: bool) -> None:
     """Seal the offline log's head into Parquet segments and merge full levels."""
+    from ..offline.seal import SealStats, verify_segments
     from ..offline.seal import compact as run_compact
-    from ..offline.seal import verify_segments
 
     unknown = [v for v in views if v not in config.defs.views]
     if unknown:
@@ -37,11 +39,21 @@ def compact(config: Config, no_seal: bool, min_rows: int, views: tuple[str, ...]
                                               if len(problems) > 1 else ""))
             click.echo("every segment matches its manifest row")
             return
-        st = run_compact(log, config.defs, seal=not no_seal, min_rows=min_rows,
-                         fanout=config.defs.log.merge_fanout, views=list(views) or None)
-    click.echo(f"sealed {st.sealed_rows} rows into {st.segments_written} segments, "
-               f"{st.merged_segments} merges, {st.orphans_removed} stray files removed "
-               f"({st.seconds:.2f} s)")
+        todo = list(views) or list(config.defs.views)
+        st = SealStats()
+        timer = Timer()
+        with step_progress("compact", len(todo)) as advance:
+            for view in todo:  # view by view, as compact() itself goes: a terminal shows which
+                part = run_compact(log, config.defs, seal=not no_seal, min_rows=min_rows,
+                                   fanout=config.defs.log.merge_fanout, views=[view])
+                st.sealed_rows += part.sealed_rows
+                st.segments_written += part.segments_written
+                st.merged_segments += part.merged_segments
+                st.orphans_removed += part.orphans_removed
+                advance(view)
+    timer.summary(f"sealed {count(st.sealed_rows, 'row')} into"
+                  f" {count(st.segments_written, 'segment')}, {count(st.merged_segments, 'merge')},"
+                  f" {count(st.orphans_removed, 'stray file')} removed")
 
 
 @main.command()

@@ -7,6 +7,7 @@ import json
 import click
 
 from ..config import Config
+from ..ingest.dead_letter_lines import describe_position, line_numbers
 from ..ingest.dead_letters import list_dead_letters, requeue
 from ..stores import open_stores
 from ..timestamps import to_iso
@@ -25,7 +26,8 @@ from .common import config_option, handle_errors, main
 @handle_errors
 def dead_letters(config: Config, as_json: bool, limit: int | None, source: str | None,
                  include_requeued: bool, do_requeue: bool) -> None:
-    """List dead letters (id, source, position, reason, time, raw preview), or re-queue them."""
+    """List dead letters, newest first (id, source, file line or position, time, the
+    field at fault, reason, raw preview), or re-queue them."""
     with open_stores(config) as stores:
         if do_requeue:
             r = requeue(stores, source=source, batch_size=config.defs.ingest.batch_size)
@@ -37,18 +39,23 @@ def dead_letters(config: Config, as_json: bool, limit: int | None, source: str |
                 click.echo(f"re-queued {r.requeued} of {r.examined} (stored {r.stored}, "
                            f"duplicates {r.duplicates}); {r.still_bad} still rejected")
             return
+        # Newest first, as on the web page; --limit keeps the latest N.
         rows = list_dead_letters(stores.log, limit=limit, source=source,
-                                 include_requeued=include_requeued)
+                                 include_requeued=include_requeued, newest_first=True)
+        lines = line_numbers(config, rows)
         if as_json:
             click.echo(json.dumps({"count": len(rows),
                                    "open": stores.log.dead_letter_count(open_only=True),
-                                   "dead_letters": [d.as_json() for d in rows]}))
+                                   "dead_letters": [d.as_json(lines.get(d.id)) for d in rows]}))
             return
         if not rows:
             click.echo("no dead letters")
             return
         for d in rows:
-            click.echo(f"#{d.id} {d.source} {d.position or '-'} {to_iso(d.error_ts)}"
+            click.echo(f"#{d.id} {d.source} {describe_position(d, lines.get(d.id))} {to_iso(d.error_ts)}"
                        + (f" requeued {to_iso(d.requeued_ts)}" if d.requeued_ts else ""))
+            if d.field is not None:
+                click.echo(f"    field:  {d.field}")
             click.echo(f"    reason: {d.reason}")
             click.echo(f"    raw:    {d.preview()}")
+

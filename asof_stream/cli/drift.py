@@ -10,6 +10,8 @@ import click
 from ..config import Config
 from ..monitoring.drift import build_report, default_report_dir, write_report
 from .common import config_option, handle_errors, main
+from .progress import Timer, step_progress
+from .render import count
 
 
 @main.command()
@@ -36,9 +38,11 @@ def drift(config: Config, reference: str, current: str, features: str | None,
     feature is flagged); input errors exit 1 with one line.
     """
     refs = [r for r in features.split(",") if r.strip()] if features else None
-    report = build_report(config, reference, current, refs)
-    target = default_report_dir(config) if out_dir is None else out_dir
-    json_path, html_path = write_report(report, target)
+    timer = Timer()
+    with step_progress(f"drift: {reference} against {current}"):
+        report = build_report(config, reference, current, refs)
+        target = default_report_dir(config) if out_dir is None else out_dir
+        json_path, html_path = write_report(report, target)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
@@ -55,7 +59,9 @@ def drift(config: Config, reference: str, current: str, features: str | None,
             flags = ",".join(r["flags"]).upper() or (r["note"] or "ok")
             click.echo(f"{r['feature']:<36} {r['reference_count']:>7} {r['current_count']:>7} "
                        f"{psi:>8} {d:>7} {p:>9}  {flags}")
-        click.echo(f"{len(report['flagged'])} of {len(rows)} features flagged; "
-                   f"report: {json_path} {html_path}", err=True)
+    # On stderr: stdout is the table (or the JSON).
+    click.echo(f"report: {json_path} {html_path}", err=True)
+    timer.summary(f"drift: {len(report['flagged'])} of {count(len(report['features']), 'feature')}"
+                  " flagged", err=True)
     if fail_on_drift and report["flagged"]:
         sys.exit(1)

@@ -15,6 +15,8 @@ from ..training.join import tune_reader
 from ..training.labels import labels_from_any
 from ..training.leakage import leakage_report
 from .common import CliError, config_option, handle_errors, main
+from .progress import Timer, step_progress
+from .render import count
 from .training import with_label_options
 
 
@@ -39,13 +41,17 @@ def leakage(config: Config, labels_path: str, features: tuple[str, ...], timesta
         raise CliError(f"--html {out}: that is the labels file; name another file")
     refs = split_refs(features)
     config.defs.resolve_refs(refs)
-    labels = labels_from_any(labels_path, config.defs, timestamp_column=timestamp_column)
-    with open_log(config.offline_path, readonly=True) as log:
-        tune_reader(log.conn)
-        report = leakage_report(log, config.defs, labels, refs, strict=strict,
-                                as_known_at=as_known_at, examples=examples)
-        pictures = [] if out is None else leakage_pictures(
-            log, config.defs, labels, refs, report, strict=strict, as_known_at=as_known_at)
+    timer = Timer()
+    with step_progress(f"leakage: reading {labels_path}") as advance:
+        labels = labels_from_any(labels_path, config.defs, timestamp_column=timestamp_column)
+        advance(f"joining {count(len(labels), 'label row')} both ways")
+        with open_log(config.offline_path, readonly=True) as log:
+            tune_reader(log.conn)
+            report = leakage_report(log, config.defs, labels, refs, strict=strict,
+                                    as_known_at=as_known_at, examples=examples)
+            pictures = [] if out is None else leakage_pictures(
+                log, config.defs, labels, refs, report, strict=strict,
+                as_known_at=as_known_at)
     if out is not None:
         tmp = out.with_name(out.name + ".tmp")
         try:
@@ -54,10 +60,14 @@ def leakage(config: Config, labels_path: str, features: tuple[str, ...], timesta
             tmp.replace(out)
         except OSError as exc:
             raise CliError(f"cannot write the HTML report {out}: {exc.strerror}; "
-                                       "name another file with --html or pass --no-html") from None
+                           "name another file with --html or pass --no-html") from None
     if as_json:
         click.echo(json.dumps(report.to_json(), default=str))
     else:
         click.echo(report.to_text())
     if out is not None and not as_json:  # JSON output stays one object
         click.echo(f"wrote the HTML report to {out}", err=True)
+    timer.summary(f"leakage: {report.future_cells:,} of {count(report.cells, 'feature cell')}"
+                  f" from the future in a naive join ({report.leaking_rows:,} of"
+                  f" {count(report.rows, 'label row')}); checked",
+                  err=as_json)

@@ -14,7 +14,8 @@ from ..online.materialize import materialize as rebuild
 from ..stores import open_stores
 from ..transforms import request_names
 from .common import CliError, config_option, handle_errors, main
-from .render import render_lookup
+from .progress import Timer, step_progress
+from .render import count, render_lookup
 
 
 @main.command()
@@ -87,11 +88,13 @@ def materialize(config: Config, view: str | None) -> None:
     if view is not None and view not in config.defs.views:
         raise CliError(f"--view: unknown view {view!r}; known views: "
                        + ", ".join(sorted(config.defs.views)))
-    if is_sharded(config):
-        from ..ingest.sharded_commit import materialize_shards
+    timer = Timer()
+    with step_progress(f"materialize {view or 'every view'}"):
+        if is_sharded(config):
+            from ..ingest.sharded_commit import materialize_shards
 
-        n = materialize_shards(config, view)
-    else:
-        with open_stores(config, heal=False) as stores:
-            n = rebuild(stores.log, stores.online, view)
-    click.echo(f"materialized {n} online rows")
+            n = materialize_shards(config, view)
+        else:
+            with open_stores(config, heal=False) as stores:
+                n = rebuild(stores.log, stores.online, view)
+    timer.summary(f"materialized {count(n, 'online row')}")

@@ -1,18 +1,23 @@
-"""Progress bars for long work, on stderr, only when it is a terminal."""
+"""Progress bars for long work, on stderr, only when it is a terminal; and the summary
+line every long command ends with, whatever stderr is."""
 
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import click
 from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
     MofNCompleteColumn,
     Progress,
+    SpinnerColumn,
     TextColumn,
+    TimeElapsedColumn,
     TimeRemainingColumn,
 )
 
@@ -50,3 +55,39 @@ def row_progress(total: int, label: str, threshold: int = 50_000) -> Iterator[Ca
             bar.refresh()
 
         yield advance
+
+
+@contextmanager
+def step_progress(label: str, total: int | None = None) -> Iterator[Callable[[str], None]]:
+    """For work done in steps (views) or in one call: yields ``advance(next_label)``, which
+    counts a step done and names the next. On a terminal it draws the label, the steps
+    done and the time taken (no refresh thread: the work may fork); elsewhere nothing."""
+    if not sys.stderr.isatty():
+        yield lambda text: None
+        return
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+                  auto_refresh=False) as bar:
+        task = bar.add_task(label, total=total)
+        bar.refresh()
+
+        def advance(text: str) -> None:
+            bar.update(task, advance=1, description=f"{label} {text}".strip())
+            bar.refresh()
+
+        yield advance
+
+
+class Timer:
+    """Seconds since it was made; ``summary`` prints a command's last line with them."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    @property
+    def seconds(self) -> float:
+        return time.monotonic() - self.started
+
+    def summary(self, text: str, *, err: bool = False) -> None:
+        """``text in 1.2s``: on stdout, or on stderr (``err``) when stdout carries JSON."""
+        click.echo(f"{text} in {self.seconds:.1f}s", err=err)

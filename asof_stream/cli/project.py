@@ -9,6 +9,7 @@ import click
 from ..config import Config
 from ..demo.scaffold import write_example_project
 from .common import CliError, config_option, handle_errors, main
+from .render import count
 
 
 @main.command()
@@ -35,5 +36,6 @@ def init(directory: str, force: bool) -> None:
 def validate(config: Config) -> None:
     """Check the config file; exit non-zero with the problem if it is invalid."""
     d = config.defs
-    click.echo(f"{config.path}: ok ({len(d.entities)} entities, {len(d.views)} views, "
-               f"{len(d.services)} services, {len(d.sources)} sources)")
+    click.echo(f"{config.path}: ok ({count(len(d.entities), 'entity')},"
+               f" {count(len(d.views), 'view')}, {count(len(d.services), 'service')},"
+               f" {count(len(d.sources), 'source')})")

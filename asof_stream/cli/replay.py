@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import click
@@ -12,6 +13,7 @@ from ..stores import open_stores
 from ..timestamps import TimestampError, cell_to_micros
 from .common import CliError, config_option, handle_errors, main
 from .progress import byte_progress
+from .render import ingest_summary
 
 
 @main.command()
@@ -44,6 +46,7 @@ def replay(config: Config, files: tuple[str, ...], view: str | None, available_a
         except TimestampError as exc:
             raise CliError(f"--available-at: {exc}") from None
     size = batch_size or config.defs.ingest.batch_size
+    started = time.monotonic()
     from ..ingest.runner import tune_gc_for_ingest
 
     tune_gc_for_ingest()  # this process only ingests from here on
@@ -72,5 +75,4 @@ def replay(config: Config, files: tuple[str, ...], view: str | None, available_a
                     total.add(replay_file(stores, p, view=view, available_at=at,
                                           batch_size=size, from_start=from_start,
                                           progress=advance))
-    click.echo(f"stored {total.stored}, duplicates skipped {total.duplicates}, "
-               f"dead letters {total.rejected}")
+    click.echo(ingest_summary(total, time.monotonic() - started))

@@ -9,6 +9,8 @@ from ..offline.log import open_log
 from ..offline.retention import apply_retention
 from ..timestamps import TimestampError, cell_to_micros, now_micros, parse_duration
 from .common import CliError, config_option, handle_errors, main
+from .progress import Timer, step_progress
+from .render import count
 
 
 @main.command()
@@ -40,12 +42,16 @@ def retention(config: Config, before: str | None, older_than: str | None, views:
             "Delete history from the offline log? This cannot be undone", default=False):
         raise CliError("aborted; nothing deleted")
     deleted = 0
-    with open_log(config.offline_path) as log:
-        for view in views or tuple(config.defs.views):
+    timer = Timer()
+    todo = views or tuple(config.defs.views)
+    verb = "would delete" if dry_run else "deleted"
+    with open_log(config.offline_path) as log, step_progress("retention", len(todo)) as advance:
+        for view in todo:
             r = apply_retention(log, view, cutoff, keep_latest=not drop_latest, dry_run=dry_run)
-            verb = "would delete" if dry_run else "deleted"
-            click.echo(f"{view}: {verb} {r.deleted} rows, {r.kept} remain")
+            click.echo(f"{view}: {verb} {count(r.deleted, 'row')}, {r.kept:,} remain")
             deleted += r.deleted
+            advance(view)
     if deleted and not dry_run:
         click.echo("recorded in the log's retention_runs: `asof-stream rebuild` of a training"
                    " set built before now refuses if it saw deleted rows (--allow-partial)")
+    timer.summary(f"retention: {verb} {count(deleted, 'row')} in {count(len(todo), 'view')}")

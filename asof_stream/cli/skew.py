@@ -7,11 +7,13 @@ import sys
 import click
 
 from ..config import Config
-from ..monitoring.skew import audit, dumps
+from ..monitoring.skew import SkewReport, audit, dumps
 from ..offline.log import open_log
 from ..online import open_online
 from ..timestamps import now_micros
 from .common import CliError, config_option, handle_errors, main
+from .progress import Timer, step_progress
+from .render import count
 
 SHOWN = 50
 
@@ -34,12 +36,21 @@ def skew(config: Config, view: str | None, as_json: bool) -> None:
         views = [view]
     if not config.offline_path.exists():
         raise CliError(f"offline log {config.offline_path} does not exist yet")
+    timer = Timer()
     log = open_log(config.offline_path, readonly=True)
     try:
         online = open_online(config.online_url)  # not healed: audit what is there
         try:
             # Differences are re-read once, so a batch landing mid-audit is not reported.
-            report = audit(log, online, views, now_micros(), clock=now_micros)
+            # View by view (as audit() itself goes), so a terminal shows which one.
+            now = now_micros()
+            report = SkewReport(now, {}, [])
+            with step_progress("skew", len(views)) as advance:
+                for name in views:
+                    part = audit(log, online, [name], now, clock=now_micros)
+                    report.checked.update(part.checked)
+                    report.differences.extend(part.differences)
+                    advance(name)
         finally:
             online.close()
     finally:
@@ -49,10 +60,13 @@ def skew(config: Config, view: str | None, as_json: bool) -> None:
     else:
         for name, n in report.checked.items():
             mine = sum(1 for d in report.differences if d.view == name)
-            click.echo(f"{name:<24} {n} keys checked, {mine} differences")
+            click.echo(f"{name:<24} {count(n, 'key')} checked, {count(mine, 'difference')}")
         for d in report.differences[:SHOWN]:
             click.echo(f"  {d.kind:<17} {d.view} {d.entity}: {d.detail}")
         if len(report.differences) > SHOWN:
             click.echo(f"  ... and {len(report.differences) - SHOWN} more (use --json)")
+    timer.summary(f"skew: {count(sum(report.checked.values()), 'key')} checked in"
+                  f" {count(len(views), 'view')}, {count(len(report.differences), 'difference')}",
+                  err=as_json)
     if report.differences:
         sys.exit(1)

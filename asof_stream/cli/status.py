@@ -7,8 +7,10 @@ import json
 import click
 
 from ..config import Config
+from ..monitoring.registry import format_seconds
 from ..monitoring.status import gather_status
 from .common import config_option, handle_errors, main
+from .render import count
 
 
 @main.command()
@@ -21,7 +23,8 @@ def status(config: Config, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(st, indent=2))
         return
-    click.echo(f"offline log  {st['offline']}  ({st['log_rows']} rows, seq {st['max_seq']})")
+    click.echo(f"offline log  {st['offline']}  ({count(st['log_rows'], 'row')},"
+               f" seq {st['max_seq']})")
     if "shards" in st:
         for name, sh in st["shards"].items():
             click.echo(f"  shard {name}: seq {sh['max_seq']}, applied online"
@@ -29,15 +32,15 @@ def status(config: Config, as_json: bool) -> None:
         click.echo(f"online store {st['online']}")
     else:
         click.echo(f"online store {st['online']}  (applied seq {st['online_applied_seq']},"
-                   f" lag {st['online_lag']} seqs)")
+                   f" lag {count(st['online_lag'], 'seq')})")
     if st.get("online_error"):
         click.echo(f"  online store does not answer: {st['online_error']}")
     click.echo("views:")
     for name, v in st["views"].items():
         fresh = v["freshness_seconds"]
-        age = f"{fresh:.0f}s ago" if fresh is not None else "no data"
-        online = v["online_rows"] if v["online_rows"] is not None else "?"
-        click.echo(f"  {name:<24} rows {v['rows']:<10} online {online:<8} "
+        age = f"{format_seconds(fresh)} ago" if fresh is not None else "no data"
+        online = count(v["online_rows"], "entity") if v["online_rows"] is not None else "? entities"
+        click.echo(f"  {name:<24} {count(v['rows'], 'row'):<12} online {online:<14} "
                    f"latest {v['latest_event_timestamp'] or '-'} ({age})")
     click.echo("sources:")
     for name, s in st["sources"].items():
@@ -48,4 +51,4 @@ def status(config: Config, as_json: bool) -> None:
             click.echo(f"    {p.get('path') or key}: next offset {p['next_offset']}{extra}")
             if p.get("warning"):
                 click.echo(f"      warning: {p['warning']}")
-    click.echo(f"dead letters: {st['dead_letters']} ({st['dead_letters_open']} not re-queued)")
+    click.echo(f"dead letters: {st['dead_letters']:,} ({st['dead_letters_open']:,} not re-queued)")

@@ -7,17 +7,23 @@ few repeated events (same ``event_id``, skipped) and two malformed lines (dead
 letters). The daemon is the real one (:func:`~asof_stream.daemon.run_daemon`, file
 source, one transaction per batch); the demo waits until every line is accounted for
 in the log, then stops it the way SIGTERM does.
+
+The daemon's own dead-letter warnings are held back while it runs (they would land in
+the middle of the demo's output, before it explains them); the demo reports the dead
+letters itself, from the log.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
+import logging
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import Config, load_config
@@ -44,6 +50,28 @@ class Ingested:
     duplicates: int
     dead_letters: int
     seconds: float
+    #: the daemon's dead-letter warnings, held back from the log output during the demo
+    held_warnings: list[str] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def held_dead_letter_warnings() -> Iterator[list[str]]:
+    """Hold back the ingest runner's ``dead letter at ...`` warnings (other records pass);
+    yields the list they are collected into."""
+    runner_log = logging.getLogger("asof_stream.ingest.runner")
+    held: list[str] = []
+
+    def hold(record: logging.LogRecord) -> bool:
+        if record.getMessage().startswith("dead letter at "):
+            held.append(record.getMessage())
+            return False
+        return True
+
+    runner_log.addFilter(hold)
+    try:
+        yield held
+    finally:
+        runner_log.removeFilter(hold)
 
 
 def prepare(folder: Path, customers: int, days: int) -> tuple[Config, DemoData]:
@@ -104,6 +132,21 @@ async def ingest(config: Config, data: DemoData, *, bursts: int = 20, pause: flo
     lines = stream_lines(data)
     started = time.perf_counter()
     stop = asyncio.Event()
+    with held_dead_letter_warnings() as held:
+        code = await _run(config, lines, stop, bursts, pause, timeout, progress)
+    if code:
+        raise DemoError(f"the daemon exited with code {code}")
+    with open_log(config.offline_path, readonly=True) as log:
+        stats = log.view_stats()
+        dead = log.dead_letter_count()
+    return Ingested(config, len(lines), sum(s["rows"] for s in stats.values()),
+                    sum(s["duplicates"] for s in stats.values()), dead,
+                    time.perf_counter() - started, held)
+
+
+async def _run(config: Config, lines: list[str], stop: asyncio.Event, bursts: int, pause: float,
+               timeout: float, progress: Callable[[int, int], None] | None) -> int:
+    """The daemon and the producer; the daemon's exit code once every line is in."""
     daemon = asyncio.ensure_future(run_daemon(config, stop=stop))
     loop = asyncio.get_running_loop()
     try:
@@ -125,14 +168,7 @@ async def ingest(config: Config, data: DemoData, *, bursts: int = 20, pause: flo
     finally:
         stop.set()
         code = await daemon
-    if code:
-        raise DemoError(f"the daemon exited with code {code}")
-    with open_log(config.offline_path, readonly=True) as log:
-        stats = log.view_stats()
-        dead = log.dead_letter_count()
-    return Ingested(config, len(lines), sum(s["rows"] for s in stats.values()),
-                    sum(s["duplicates"] for s in stats.values()), dead,
-                    time.perf_counter() - started)
+    return code
 
 
 def first_customer(labels_path: Path) -> str:

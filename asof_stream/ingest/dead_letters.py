@@ -8,6 +8,7 @@ updated. Re-queued events keep their original source and position.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,26 @@ from ..stores import Stores
 from ..timestamps import now_micros, to_iso
 from .commit import BatchResult
 from .sources.base import Record
+
+#: what a reason names first, as the validator words it (events.py)
+_FIELD_PATTERNS = [
+    re.compile(r"^(?:missing required )?feature '([^']+)'"),
+    re.compile(r"^(?:missing )?join key '([^']+)'"),
+    re.compile(r"^(?:bad |missing )?(event_timestamp)\b"),
+    re.compile(r"^(event_id) must be"),
+    re.compile(r"^unknown field\(s\) \['([^']+)'"),
+    re.compile(r"^(?:missing |unknown |event is for )?'?(view)\b"),
+]
+
+
+def offending_field(reason: str) -> str | None:
+    """The event field a reason is about (``feature 'risk' (float64): ...`` -> ``risk``),
+    or None for a reason about the whole record (not JSON, oversized, not an object)."""
+    for pattern in _FIELD_PATTERNS:
+        m = pattern.match(reason)
+        if m:
+            return m.group(1)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +56,15 @@ class DeadLetter:
         text = text.replace("\n", "\\n")
         return text if len(text) <= width else text[: width - 3] + "..."
 
-    def as_json(self) -> dict[str, Any]:
+    @property
+    def field(self) -> str | None:
+        """The event field at fault, read from the reason (None: the whole record)."""
+        return offending_field(self.reason)
+
+    def as_json(self, line: int | None = None) -> dict[str, Any]:
+        """``line``: the 1-based line in the source file (see :mod:`.dead_letter_lines`)."""
         return {"id": self.id, "source": self.source, "position": self.position,
+                "line": line, "field": self.field,
                 "reason": self.reason, "time": to_iso(self.error_ts),
                 "requeued": to_iso(self.requeued_ts), "bytes": len(self.raw),
                 "raw_preview": self.preview()}

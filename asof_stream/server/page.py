@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import html
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..config import Config
+from ..ingest.dead_letter_lines import describe_position, line_numbers
 from ..ingest.dead_letters import DeadLetter, list_dead_letters
 from ..monitoring.drift import default_report_dir, latest_report
 from ..monitoring.drift_html import TABLE_HEAD, charts_html, describe_current, table_rows_html
@@ -49,12 +50,16 @@ class PageData:
     drift_dir: Path
     drift: dict[str, Any] | None
     generated_at: int
+    #: dead letter id -> its line in the source file (for file sources whose file has it)
+    dead_letter_lines: dict[int, int] = field(default_factory=dict)
 
 
 def collect(config: Config, log: OfflineLog, now: int | None = None) -> PageData:
     """Read the registry, freshness, dead letters and drift report (blocking: off the loop)."""
     now = now_micros() if now is None else now
     drift_dir = default_report_dir(config)
+    # Newest first, as `asof-stream dead-letters` lists them.
+    recent = list_dead_letters(log, limit=DEAD_LETTER_LIMIT, newest_first=True)
     return PageData(
         config_path=config.path,
         online_url=redact_url(config.online_url),
@@ -63,10 +68,11 @@ def collect(config: Config, log: OfflineLog, now: int | None = None) -> PageData
         freshness=view_freshness(config.defs, log.view_stats(), now),
         dead_letters_open=log.dead_letter_count(open_only=True),
         dead_letters_total=log.dead_letter_count(),
-        recent_dead_letters=list_dead_letters(log, limit=DEAD_LETTER_LIMIT, newest_first=True),
+        recent_dead_letters=recent,
         drift_dir=drift_dir,
         drift=latest_report(drift_dir),
         generated_at=now,
+        dead_letter_lines=line_numbers(config, recent),
     )
 
 
@@ -221,14 +227,16 @@ def _dead_letters(data: PageData) -> str:
         return f"""<section id="dead-letters"><h2>Dead letters</h2>{head}</p></section>"""
     rows = "".join(
         f'<tr><td class="num">{d.id}</td><td>{_time(to_iso(d.error_ts))}</td>'
-        f'<td>{esc(d.source)}</td><td>{esc(d.position or "-")}</td>'
+        f'<td>{esc(d.source)}</td>'
+        f'<td>{esc(describe_position(d, data.dead_letter_lines.get(d.id)))}</td>'
+        f'<td class="field">{esc(d.field or "-")}</td>'
         f'<td class="reason">{esc(d.reason)}</td><td><code>{esc(d.preview())}</code></td></tr>'
         for d in data.recent_dead_letters)
     return f"""<section id="dead-letters"><h2>Dead letters</h2>{head}
 The latest {len(data.recent_dead_letters)}, newest first; <code>asof-stream dead-letters</code>
 lists them all and <code>--requeue</code> re-validates them once the definitions are fixed.</p>
 <table id="dead-letters-table"><thead><tr><th>id</th><th>time</th><th>source</th>
-<th>position</th><th>reason</th><th>raw</th></tr></thead>
+<th>position</th><th>field</th><th>reason</th><th>raw</th></tr></thead>
 <tbody>{rows}</tbody></table></section>"""
 
 
