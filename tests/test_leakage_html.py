@@ -126,7 +126,7 @@ def test_cli_writes_the_html_beside_the_labels(config: Config, tmp_path: Path) -
     other = tmp_path / "out" / "report.html"
     r = CliRunner().invoke(main, [*args, "--json", "--html", str(other)])
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output)["leaking_rows"] == 1 and other.exists()
+    assert json.loads(r.stdout)["leaking_rows"] == 1 and other.exists()
     (tmp_path / "leakage.html").unlink()
     r = CliRunner().invoke(main, [*args, "--no-html"])
     assert r.exit_code == 0 and not (tmp_path / "leakage.html").exists()

@@ -66,7 +66,7 @@ def leakage(config: Config, labels_path: str, features: tuple[str, ...], timesta
     else:
         click.echo(report.to_text())
     if out is not None and not as_json:  # JSON output stays one object
-        click.echo(f"wrote the HTML report to {out}", err=True)
+        click.echo(f"wrote the HTML report to {out}")
     timer.summary(f"leakage: {report.future_cells:,} of {count(report.cells, 'feature cell')}"
                   f" from the future in a naive join ({report.leaking_rows:,} of"
                   f" {count(report.rows, 'label row')}); checked",

@@ -31,8 +31,9 @@ def status(config: Config, as_json: bool) -> None:
                        f" {sh['online_applied_seq']}, lag {sh['online_lag']}")
         click.echo(f"online store {st['online']}")
     else:
+        lag = "unknown" if st["online_lag"] is None else count(st["online_lag"], "seq")
         click.echo(f"online store {st['online']}  (applied seq {st['online_applied_seq']},"
-                   f" lag {count(st['online_lag'], 'seq')})")
+                   f" lag {lag})")
     if st.get("online_error"):
         click.echo(f"  online store does not answer: {st['online_error']}")
     click.echo("views:")
