@@ -20,6 +20,8 @@ from click.testing import CliRunner
 from asof_stream import FeatureStore
 from asof_stream.cli import main
 from asof_stream.config import ConfigError, load_config, parse_config
+from asof_stream.offline.log import OfflineLog
+from asof_stream.offline.shard_union import ShardUnion
 from asof_stream.offline.shards import Router, partition_for
 from asof_stream.online.redis import RedisOnlineStore
 from tests.fixtures_kafka import Broker, cli, event, run_cli, write_config
@@ -72,6 +74,21 @@ def test_sharded_config_needs_redis_and_kafka(tmp_path: Path) -> None:
     assert r.exit_code != 0
     assert "store.shards = 'partition' keeps one log per Kafka partition" in r.output
     assert not (tmp_path / "data" / "offline.sqlite").exists()
+
+
+def test_union_of_no_shards_has_the_logs_tables(tmp_path: Path) -> None:
+    """Before any shard has data the union is the log's own tables, empty."""
+    path = tmp_path / "asof.toml"
+    path.write_text(SHARDED % "redis://127.0.0.1:6379/0")
+    config = load_config(path)
+    with ShardUnion(config) as union, OfflineLog(tmp_path / "one.sqlite") as one:
+        assert union.path == tmp_path / "data" / "offline.shards"
+        for table in ("log", "positions", "dead_letters", "view_stats"):
+            sql = f"SELECT name, type, \"notnull\", pk FROM pragma_table_info('{table}')"
+            assert list(union.conn.execute(sql)) == list(one.conn.execute(sql)), table
+        assert (union.view_stats(), union.positions(), union.max_seq()) == ({}, {}, 0)
+        assert union.dead_letter_count() == 0 and list(union.latest_rows()) == []
+        assert not union.has_tiers()
 
 
 async def _produce_keyed(bootstrap: str, topic: str, events: list[bytes]) -> None:
