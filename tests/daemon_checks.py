@@ -1,11 +1,21 @@
-"""Assertions shared by the daemon tests: exactly once (I3) and online = join at +inf (I1)."""
+"""Shared by the daemon tests: assertions (exactly once, I3; online = join at +inf, I1)
+and the setup of daemons over a Kafka topic (a project reading it, a consumer group of
+daemon processes that have split its partitions)."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import time
+import uuid
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+from tests.fixtures_kafka import Broker, cli, write_config
 
 
 def logged_orders(folder: Path) -> Counter[int]:
@@ -68,3 +78,84 @@ def positions(folder: Path, source: str) -> dict[str, int]:
         raise
     finally:
         conn.close()
+
+
+def kafka_source(broker: Broker, topic: str, group: str = "") -> str:
+    """The TOML of one Kafka source ``events`` reading ``topic`` (``group`` "": none)."""
+    return f"""
+[sources.events]
+kind = "kafka"
+bootstrap = "{broker.bootstrap}"
+topics = ["{topic}"]
+group = "{group}"
+"""
+
+
+def new_group() -> str:
+    """A consumer group name no other test uses."""
+    return f"g-{uuid.uuid4().hex[:8]}"
+
+
+def kafka_project(broker: Broker, folder: Path, prefix: str = "t", *, partitions: int = 3,
+                  group: str = "", **settings: Any) -> tuple[str, Path]:
+    """A new topic and a project in ``folder`` whose one source reads it; returns the
+    topic and the config path (``settings``: :func:`~tests.fixtures_kafka.write_config`'s)."""
+    topic = broker.create_topic(partitions, prefix)
+    return topic, write_config(folder, kafka_source(broker, topic, group), **settings)
+
+
+def wait_for(what: str, cond: Callable[[], bool], timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def latest_assignment(log_file: Path) -> set[str] | None:
+    """The partitions a daemon (by its JSON log) said it owns last (None: not yet)."""
+    found = None
+    if not log_file.exists():
+        return None
+    for line in log_file.read_text(errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and "partitions" in rec:
+            found = set(rec["partitions"])
+    return found
+
+
+def split_between(logs: list[Path], partitions: int) -> Callable[[], bool]:
+    """True once two daemons (by their logs) own disjoint, non-empty sets of all partitions."""
+    def split() -> bool:
+        a, b = latest_assignment(logs[0]), latest_assignment(logs[1])
+        return bool(a) and bool(b) and a is not None and b is not None and not (a & b) \
+            and len(a | b) == partitions
+
+    return split
+
+
+def kill_all(daemons: list[subprocess.Popen[bytes]]) -> None:
+    """SIGKILL whatever a test left running."""
+    for d in daemons:
+        if d.poll() is None:
+            d.kill()
+            d.wait()
+
+
+@contextmanager
+def daemon_group(config: Path, logs: list[Path],
+                 partitions: int) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Two ``run`` daemons of ``config`` (JSON logs at INFO into ``logs``), yielded once
+    they have split the topic's ``partitions`` between them; SIGKILLed at exit if still
+    running."""
+    daemons = [cli("--log-level", "INFO", "--log-json", "run", "--config", str(config),
+                   log_file=f) for f in logs]
+    try:
+        wait_for("both daemons to own partitions", split_between(logs, partitions))
+        yield daemons
+    finally:
+        kill_all(daemons)

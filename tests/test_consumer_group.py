@@ -5,40 +5,23 @@ decide where the new owner starts; the old owner commits its batch in hand first
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import subprocess
 import threading
 import time
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 
-from tests.daemon_checks import assert_exactly_once, logged_orders, positions
-from tests.fixtures_kafka import Broker, cli, event, write_config
-
-
-def latest_assignment(log_file: Path) -> set[str] | None:
-    found = None
-    if not log_file.exists():
-        return None
-    for line in log_file.read_text(errors="replace").splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(rec, dict) and "partitions" in rec:
-            found = set(rec["partitions"])
-    return found
-
-
-def wait_for(what: str, cond: Callable[[], bool], timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.daemon_checks import (
+    assert_exactly_once,
+    daemon_group,
+    kafka_project,
+    latest_assignment,
+    logged_orders,
+    new_group,
+    positions,
+    wait_for,
+)
+from tests.fixtures_kafka import Broker, event
 
 
 async def group_offsets(bootstrap: str, group: str, topic: str) -> dict[str, int]:
@@ -59,18 +42,10 @@ async def group_offsets(bootstrap: str, group: str, topic: str) -> dict[str, int
 
 
 def test_two_daemons_split_partitions_and_hand_over(kafka_broker: Broker, tmp_path: Path) -> None:
-    topic = kafka_broker.create_topic(3, "group")
-    group = f"g-{uuid.uuid4().hex[:8]}"
-    config = write_config(tmp_path, f"""
-[sources.events]
-kind = "kafka"
-bootstrap = "{kafka_broker.bootstrap}"
-topics = ["{topic}"]
-group = "{group}"
-""", batch_size=200, batch_timeout_ms=50)
+    group = new_group()
+    topic, config = kafka_project(kafka_broker, tmp_path, "group", group=group, batch_size=200,
+                                  batch_timeout_ms=50)
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
-    daemons = [cli("--log-level", "INFO", "--log-json", "run", "--config", str(config),
-                   log_file=f) for f in logs]
     sent = [0]
     producing = threading.Event()
     producing.set()
@@ -81,9 +56,9 @@ group = "{group}"
             sent[0] += 60
             time.sleep(0.1)
 
-    t = threading.Thread(target=producer)
-    t.start()
-    try:
+    with daemon_group(config, logs, 3) as daemons:
+        t = threading.Thread(target=producer)
+        t.start()
         try:
             _hand_over(topic, logs, daemons, tmp_path)
         finally:
@@ -94,8 +69,6 @@ group = "{group}"
         time.sleep(0.5)
         daemons[1].send_signal(signal.SIGTERM)
         assert daemons[1].wait(30) == 0
-    finally:
-        kill_all(daemons)
     assert_exactly_once(tmp_path, set(range(total)))
     stored = positions(tmp_path, "events")
     assert sum(stored.values()) == total
@@ -103,27 +76,8 @@ group = "{group}"
     assert asyncio.run(group_offsets(kafka_broker.bootstrap, group, topic)) == stored
 
 
-def split_between(logs: list[Path], partitions: int) -> Callable[[], bool]:
-    """True once two daemons (by their logs) own disjoint, non-empty sets of all partitions."""
-    def split() -> bool:
-        a, b = latest_assignment(logs[0]), latest_assignment(logs[1])
-        return bool(a) and bool(b) and a is not None and b is not None and not (a & b) \
-            and len(a | b) == partitions
-
-    return split
-
-
-def kill_all(daemons: list[subprocess.Popen[bytes]]) -> None:
-    """SIGKILL whatever a test left running."""
-    for d in daemons:
-        if d.poll() is None:
-            d.kill()
-            d.wait()
-
-
 def _hand_over(topic: str, logs: list[Path], daemons: list[subprocess.Popen[bytes]],
                tmp_path: Path) -> None:
-    wait_for("both daemons to own partitions", split_between(logs, 3))
     wait_for("both daemons to commit", lambda: len(positions(tmp_path, "events")) == 3)
     time.sleep(1.0)
     daemons[0].send_signal(signal.SIGTERM)  # stop one mid-stream

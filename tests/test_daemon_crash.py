@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.daemon_checks import assert_exactly_once, logged_orders
+from tests.daemon_checks import assert_exactly_once, kafka_project, logged_orders
 from tests.fixtures_kafka import Broker, cli, event, run_cli, write_config
 
 KILLS = 4
@@ -34,14 +34,8 @@ def kill_repeatedly(config: Path, rng: random.Random, log_file: Path,
 def test_kafka_source_survives_sigkill(kafka_broker: Broker, tmp_path: Path) -> None:
     seed = int(os.environ.get("ASOF_TEST_SEED", time.time()))
     rng = random.Random(seed)
-    topic = kafka_broker.create_topic(3, "crash")
-    config = write_config(tmp_path, f"""
-[sources.events]
-kind = "kafka"
-bootstrap = "{kafka_broker.bootstrap}"
-topics = ["{topic}"]
-group = ""
-""", batch_size=300, batch_timeout_ms=50)
+    topic, config = kafka_project(kafka_broker, tmp_path, "crash", batch_size=300,
+                                  batch_timeout_ms=50)
     n, step = 8000, 400
     producing = threading.Event()
     producing.set()

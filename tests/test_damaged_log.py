@@ -108,16 +108,13 @@ def test_commit_into_a_damaged_log_is_a_damaged_store_error(damaged: Path) -> No
     assert exc.value.damaged and "is damaged" in str(exc.value)
 
 
-def test_supervisor_reports_damage_without_claiming_intact(
+async def test_supervisor_reports_damage_without_claiming_intact(
         caplog: pytest.LogCaptureFixture) -> None:
     async def fail() -> None:
         raise StoreError("/x/offline.sqlite is damaged (malformed): restore ...", damaged=True)
 
-    async def main() -> tuple[int, StoreError | None]:
-        return await _supervise({asyncio.ensure_future(fail()): None}, asyncio.Event())
-
     with caplog.at_level(logging.INFO):
-        code, damaged = asyncio.run(main())
+        code, damaged = await _supervise({asyncio.ensure_future(fail()): None}, asyncio.Event())
     assert code != 0 and damaged is not None and "is damaged" in str(damaged)
     assert "intact" not in caplog.text
 

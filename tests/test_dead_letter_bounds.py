@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -19,11 +18,11 @@ poll_interval = 0.05
 """
 
 
-def caught_up(folder: Path) -> int:
-    return asyncio.run(run_daemon(load_config(folder / "asof.toml"), until_caught_up=True))
+async def caught_up(folder: Path) -> int:
+    return await run_daemon(load_config(folder / "asof.toml"), until_caught_up=True)
 
 
-def test_deep_and_oversized_lines_are_bounded_dead_letters(tmp_path: Path) -> None:
+async def test_deep_and_oversized_lines_are_bounded_dead_letters(tmp_path: Path) -> None:
     """A deeply nested event is a dead letter, not a crash; an oversized one keeps 4 KiB."""
     write_config(tmp_path, SOURCE, max_event_bytes=8192)
     (tmp_path / "events").mkdir()
@@ -33,7 +32,7 @@ def test_deep_and_oversized_lines_are_bounded_dead_letters(tmp_path: Path) -> No
     with (tmp_path / "events" / "a.jsonl").open("wb") as fh:
         for line in (event(0), deep, event(1), oversized, event(3)):
             fh.write(line + b"\n")
-    assert caught_up(tmp_path) == 0
+    assert await caught_up(tmp_path) == 0
     assert sorted(logged_orders(tmp_path)) == [0, 1, 3]
     conn = sqlite3.connect(tmp_path / "data" / "offline.sqlite")
     try:
@@ -46,14 +45,14 @@ def test_deep_and_oversized_lines_are_bounded_dead_letters(tmp_path: Path) -> No
     assert f"first 4096 of {len(oversized)} bytes kept" in dead[1][1]
 
 
-def test_a_deeply_nested_event_within_the_limit_is_a_dead_letter(tmp_path: Path) -> None:
+async def test_a_deeply_nested_event_within_the_limit_is_a_dead_letter(tmp_path: Path) -> None:
     write_config(tmp_path, SOURCE)
     (tmp_path / "events").mkdir()
     deep = b'{"customer_id": "c1", "event_timestamp": 1, "tier": ' + b"[" * 50_000 \
         + b"]" * 50_000 + b"}"
     (tmp_path / "events" / "a.jsonl").write_bytes(event(0) + b"\n" + deep + b"\n" + event(1)
                                                  + b"\n")
-    assert caught_up(tmp_path) == 0
+    assert await caught_up(tmp_path) == 0
     assert sorted(logged_orders(tmp_path)) == [0, 1]
     conn = sqlite3.connect(tmp_path / "data" / "offline.sqlite")
     try:

@@ -105,35 +105,32 @@ def copytruncate(path: Path, to: Path) -> None:
         fh.truncate(0)
 
 
-def test_appends_partial_lines_and_restarts(project: Project) -> None:
+async def test_appends_partial_lines_and_restarts(project: Project) -> None:
     f = project.events / "a.jsonl"
     append(f, 0, 100)
     with f.open("ab") as fh:
         fh.write(b"\n   \n")  # blank lines are skipped
         fh.write(event(100)[:20])  # a partial last line: not read until its newline
     stop = asyncio.Event()
-
-    async def scenario() -> int:
-        daemon = asyncio.ensure_future(run_daemon(load_config(project.config), stop=stop))
-        for _ in range(200):
-            await asyncio.sleep(0.05)
-            if len(logged_orders(project.root)) == 100:
-                break
-        assert set(logged_orders(project.root)) == set(range(100))
-        with f.open("ab") as fh:
-            fh.write(event(100)[20:] + b"\n")
-        append(f, 101, 150)
-        for _ in range(200):
-            await asyncio.sleep(0.05)
-            if len(logged_orders(project.root)) == 150:
-                break
-        stop.set()
-        return await daemon
-
-    assert asyncio.run(scenario()) == 0
+    daemon = asyncio.ensure_future(run_daemon(load_config(project.config), stop=stop))
+    for _ in range(200):
+        await asyncio.sleep(0.05)
+        if len(logged_orders(project.root)) == 100:
+            break
+    assert set(logged_orders(project.root)) == set(range(100))
+    with f.open("ab") as fh:
+        fh.write(event(100)[20:] + b"\n")
+    append(f, 101, 150)
+    for _ in range(200):
+        await asyncio.sleep(0.05)
+        if len(logged_orders(project.root)) == 150:
+            break
+    stop.set()
+    assert await daemon == 0
     append(f, 150, 200)  # while stopped
-    assert project.caught_up() == 0
-    assert project.caught_up() == 0  # nothing new: nothing stored again
+    config = load_config(project.config)
+    assert await run_daemon(config, until_caught_up=True) == 0
+    assert await run_daemon(config, until_caught_up=True) == 0  # nothing new: nothing stored again
     assert_exactly_once(project.root, set(range(200)))
 
 

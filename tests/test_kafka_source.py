@@ -14,18 +14,8 @@ from asof_stream.ingest.commit import PositionConflict
 from asof_stream.ingest.sources.base import Record
 from asof_stream.offline.log import Position
 from asof_stream.stores import open_stores
-from tests.daemon_checks import assert_exactly_once, logged_orders, positions
+from tests.daemon_checks import assert_exactly_once, kafka_source, logged_orders, positions
 from tests.fixtures_kafka import Broker, event, run_cli, write_config
-
-
-def kafka_source(broker: Broker, topic: str, group: str = "") -> str:
-    return f"""
-[sources.events]
-kind = "kafka"
-bootstrap = "{broker.bootstrap}"
-topics = ["{topic}"]
-group = "{group}"
-"""
 
 
 def caught_up(folder: Path) -> int:

@@ -21,6 +21,7 @@ from asof_stream.ingest.sources.base import Record
 from asof_stream.offline.log import LogRow
 from asof_stream.online.base import OnlineRow
 from asof_stream.stores import open_stores
+from tests.daemon_checks import wait_for
 from tests.fixtures_redis import PrivateRedis, free_port
 from tests.server_helpers import running_server
 
@@ -90,12 +91,7 @@ def _get(url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
 
 
 def _poll(check: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"not within {seconds:.0f} s: {what}")
+    wait_for(what, check, seconds)
 
 
 def test_commits_go_on_while_redis_is_down_and_a_healer_catches_up(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import signal
@@ -366,13 +365,13 @@ def test_slow_clients_are_cut_off(make_config: Callable[..., Config]) -> None:
 
 @pytest.mark.parametrize("server", ['host = "0.0.0.0"', 'host = "0.0.0.0"\npush_token = ""',
                                     'host = "0.0.0.0"\npush_token = "  "'])
-def test_open_push_is_refused(make_config: Callable[..., Config], server: str) -> None:
+async def test_open_push_is_refused(make_config: Callable[..., Config], server: str) -> None:
     cfg = make_config(f"\n[server]\nenabled = true\n{server}\n")
     with pytest.raises(ValueError, match="push_token") as exc:
-        asyncio.run(serve(cfg, port=0))
+        await serve(cfg, port=0)
     assert "--allow-open-push" in str(exc.value) and "0.0.0.0" in str(exc.value)
     with pytest.raises(DaemonError, match="refusing to serve on 0.0.0.0"):
-        asyncio.run(run_daemon(cfg))
+        await run_daemon(cfg)
     r = run_cli("serve", "--config", str(cfg.path), "--port", "0")
     assert r.returncode != 0
     line, = r.stderr.strip().splitlines()

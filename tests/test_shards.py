@@ -10,7 +10,6 @@ import signal
 import sqlite3
 import threading
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -20,10 +19,12 @@ from click.testing import CliRunner
 from asof_stream import FeatureStore
 from asof_stream.cli import main
 from asof_stream.config import ConfigError, load_config, parse_config
+from asof_stream.offline.log import OfflineLog
+from asof_stream.offline.shard_union import ShardUnion
 from asof_stream.offline.shards import Router, partition_for
 from asof_stream.online.redis import RedisOnlineStore
-from tests.fixtures_kafka import Broker, cli, event, run_cli, write_config
-from tests.test_consumer_group import kill_all, latest_assignment, split_between, wait_for
+from tests.daemon_checks import daemon_group, kafka_project, latest_assignment, new_group, wait_for
+from tests.fixtures_kafka import Broker, event, run_cli
 
 TOPIC_PARTITIONS = 3
 
@@ -72,6 +73,21 @@ def test_sharded_config_needs_redis_and_kafka(tmp_path: Path) -> None:
     assert r.exit_code != 0
     assert "store.shards = 'partition' keeps one log per Kafka partition" in r.output
     assert not (tmp_path / "data" / "offline.sqlite").exists()
+
+
+def test_union_of_no_shards_has_the_logs_tables(tmp_path: Path) -> None:
+    """Before any shard has data the union is the log's own tables, empty."""
+    path = tmp_path / "asof.toml"
+    path.write_text(SHARDED % "redis://127.0.0.1:6379/0")
+    config = load_config(path)
+    with ShardUnion(config) as union, OfflineLog(tmp_path / "one.sqlite") as one:
+        assert union.path == tmp_path / "data" / "offline.shards"
+        for table in ("log", "positions", "dead_letters", "view_stats"):
+            sql = f"SELECT name, type, \"notnull\", pk FROM pragma_table_info('{table}')"
+            assert list(union.conn.execute(sql)) == list(one.conn.execute(sql)), table
+        assert (union.view_stats(), union.positions(), union.max_seq()) == ({}, {}, 0)
+        assert union.dead_letter_count() == 0 and list(union.latest_rows()) == []
+        assert not union.has_tiers()
 
 
 async def _produce_keyed(bootstrap: str, topic: str, events: list[bytes]) -> None:
@@ -126,21 +142,12 @@ def shard_table(folder: Path, sql: str) -> dict[str, list[tuple[object, ...]]]:
 
 def test_two_sharded_daemons_one_killed(kafka_broker: Broker, redis_url: str,
                                         tmp_path: Path) -> None:
-    topic = kafka_broker.create_topic(TOPIC_PARTITIONS, "shard")
-    group = f"g-{uuid.uuid4().hex[:8]}"
-    config = write_config(tmp_path, f"""
-[sources.events]
-kind = "kafka"
-bootstrap = "{kafka_broker.bootstrap}"
-topics = ["{topic}"]
-group = "{group}"
-""", batch_size=200, batch_timeout_ms=50)
+    topic, config = kafka_project(kafka_broker, tmp_path, "shard", partitions=TOPIC_PARTITIONS,
+                                  group=new_group(), batch_size=200, batch_timeout_ms=50)
     text = config.read_text()
     config.write_text(text.replace('online = "sqlite:///data/online.sqlite"',
                                    f'online = "{redis_url}"\nshards = "partition"'))
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
-    daemons = [cli("--log-level", "INFO", "--log-json", "run", "--config", str(config),
-                   log_file=f) for f in logs]
     # c1 belongs in partition partition_for("c1", 3); one event sent elsewhere is refused.
     wrong = (partition_for("c1", TOPIC_PARTITIONS) + 1) % TOPIC_PARTITIONS
     misrouted = event(10**6, customer_id="c1")
@@ -157,8 +164,7 @@ group = "{group}"
             time.sleep(0.05)
 
     t = threading.Thread(target=producer)
-    try:
-        wait_for("both daemons to own partitions", split_between(logs, TOPIC_PARTITIONS))
+    with daemon_group(config, logs, TOPIC_PARTITIONS) as daemons:
         t.start()
         try:
             wait_for("a commit in every shard", lambda: len(shard_rows(tmp_path)) == 3 and all(
@@ -181,8 +187,6 @@ group = "{group}"
         time.sleep(0.5)
         daemons[1].send_signal(signal.SIGTERM)
         assert daemons[1].wait(30) == 0
-    finally:
-        kill_all(daemons)
 
     rows = shard_rows(tmp_path)
     assert set(rows) == {"p0000", "p0001", "p0002"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..events import EventError
@@ -92,11 +92,21 @@ def list_dead_letters(log: OfflineLog, *, limit: int | None = None, source: str 
 
 @dataclass(slots=True)
 class RequeueResult:
+    """Letters examined, re-queued (they pass now) and still bad; and what committing the
+    re-queued ones did (``stored``, ``duplicates``)."""
+
     examined: int = 0
     requeued: int = 0
     still_bad: int = 0
-    stored: int = 0
-    duplicates: int = 0
+    committed: BatchResult = field(default_factory=BatchResult)
+
+    @property
+    def stored(self) -> int:
+        return self.committed.stored
+
+    @property
+    def duplicates(self) -> int:
+        return self.committed.duplicates
 
 
 def requeue(stores: Stores, *, source: str | None = None, batch_size: int = 5000) -> RequeueResult:
@@ -114,9 +124,7 @@ def requeue(stores: Stores, *, source: str | None = None, batch_size: int = 5000
             cfg = defs.sources.get(d.source)
             groups.setdefault((d.source, cfg.view if cfg is not None else None), []).append(d)
         for (src, view), letters in groups.items():
-            result = _requeue_group(stores, src, view, letters, out)
-            out.stored += result.stored
-            out.duplicates += result.duplicates
+            out.committed.add(_requeue_group(stores, src, view, letters, out))
         out.examined += len(rows)
 
 

@@ -17,8 +17,7 @@ from ..offline.log import Position
 from ..stores import Stores
 from .commit import BatchResult
 from .sources.base import Record
-from .sources.file import FileIdentity
-from .sources.file_identity import HEAD_BYTES, Stored, continues, detail, tail_before
+from .sources.file_identity import HEAD_BYTES, FileIdentity, Stored, continues, detail, tail_before
 
 
 def _resume_at(stores: Stores, source: str, path: Path) -> int:

@@ -10,6 +10,7 @@ from ..config import Config
 from ..ingest.sources.base import detail_highwater
 from ..ingest.sources.file_identity import detail_fields
 from ..offline.log import OfflineLog, Position
+from ..offline.shard_union import ShardUnion
 from ..offline.shards import existing_shards, is_sharded, partition_count, shard_dir, shard_name
 from ..offline.sqlite import quick_check
 from ..online import open_online
@@ -44,24 +45,6 @@ def _file_paths(entries: dict[str, dict[str, Any]]) -> None:
         entry["warning"] = d.get("warning")
 
 
-def _merge_stats(per_log: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
-    """View stats of several shards as one: rows and duplicates add up, times extend."""
-    out: dict[str, dict[str, Any]] = {}
-    for stats in per_log:
-        for view, st in stats.items():
-            cur = out.get(view)
-            if cur is None:
-                out[view] = dict(st)
-                continue
-            cur["rows"] += st["rows"]
-            cur["duplicates"] += st["duplicates"]
-            for k, pick in (("earliest_event_timestamp", min), ("latest_event_timestamp", max),
-                            ("latest_ingest_ts", max)):
-                known = [v for v in (cur[k], st[k]) if v is not None]
-                cur[k] = pick(known) if known else None
-    return out
-
-
 def gather_status(config: Config) -> dict[str, Any]:
     """One JSON-ready object with the fields of docs/cli.md (and a few more).
 
@@ -70,14 +53,17 @@ def gather_status(config: Config) -> dict[str, Any]:
     """
     if not is_sharded(config):
         with open_reading_stores(config, check=True) as stores:
-            return _status(config, {"offline": stores.log}, stores.online, str(config.offline_path))
+            return _status(config, stores.log, stores.online, str(config.offline_path))
     logs: dict[str, OfflineLog] = {}
     online = open_online(config.online_url)
     try:
         for p, path in existing_shards(config).items():
             logs[shard_name(p)] = log = OfflineLog(path, readonly=True)
             quick_check(log.conn, path)
-        out = _status(config, logs, online, str(shard_dir(config)))
+        with ShardUnion(config) as union:  # the shards' rows, stats and letters as one log
+            out = _status(config, union, online, str(shard_dir(config)))
+        # each shard's own high-water mark (retention may have emptied its head)
+        out["max_seq"] = max((log.max_seq() for log in logs.values()), default=0)
         out["shards"] = {}
         for name, log in logs.items():
             applied = open_track(config, name)
@@ -120,11 +106,10 @@ def _or_none(fn: Callable[[], int], errors: list[str]) -> int | None:
         return None
 
 
-def _status(config: Config, logs: dict[str, OfflineLog], online: OnlineStore,
-            offline: str) -> dict[str, Any]:
+def _status(config: Config, log: OfflineLog, online: OnlineStore, offline: str) -> dict[str, Any]:
     now = now_micros()
     errors: list[str] = []
-    stats = _merge_stats([log.view_stats() for log in logs.values()])
+    stats = log.view_stats()
     views: dict[str, Any] = {}
     for name in config.defs.views:
         st = stats.get(name, {})
@@ -138,10 +123,7 @@ def _status(config: Config, logs: dict[str, OfflineLog], online: OnlineStore,
             "freshness_seconds": (now - latest) / 1e6 if latest is not None else None,
             "duplicates_skipped": st.get("duplicates", 0),
         }
-    positions: dict[str, dict[str, Position]] = {}
-    for log in logs.values():
-        for source, committed in log.positions().items():
-            positions.setdefault(source, {}).update(committed)
+    positions = log.positions()
     sources: dict[str, Any] = {}
     for name, src in config.defs.sources.items():
         committed = positions.get(name, {})
@@ -163,7 +145,7 @@ def _status(config: Config, logs: dict[str, OfflineLog], online: OnlineStore,
             sources.setdefault(name, {"kind": "replay", "positions": {
                 k: {"next_offset": p.next_offset, "detail": p.detail}
                 for k, p in committed.items()}})
-    max_seq = max((log.max_seq() for log in logs.values()), default=0)
+    max_seq = log.max_seq()
     applied = _or_none(online.applied_seq, errors)
     return {
         "config": str(config.path),
@@ -175,8 +157,8 @@ def _status(config: Config, logs: dict[str, OfflineLog], online: OnlineStore,
         "online_lag": _lag(max_seq, applied),  # log seqs the online store has not applied
         "online_error": errors[0] if errors else None,
         "views": views,
-        "dead_letters": sum(log.dead_letter_count() for log in logs.values()),
-        "dead_letters_open": sum(log.dead_letter_count(open_only=True) for log in logs.values()),
+        "dead_letters": log.dead_letter_count(),
+        "dead_letters_open": log.dead_letter_count(open_only=True),
         "sources": sources,
         "generated_at": to_iso(now),
     }

@@ -23,14 +23,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
 from ..definitions import Definitions
 from .log import HIGH_SEQ_SQL, OfflineLog
 from .manifest import list_segments
-from .scan import HEAD_SQL, head_table
-from .seal import HEAD_META_SQL
-from .segments import read_segment, view_schema, write_segment
+from .scan import HEAD_SQL
+from .seal import HEAD_META_SQL, head_segment_table
+from .segments import read_segment, write_segment
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -66,16 +64,8 @@ def export_snapshot(log: OfflineLog, defs: Definitions, out: Path) -> dict[str, 
     for view, (head, meta) in heads.items():
         if not head:
             continue
-        spec = defs.views[view]
-        typed = head_table(head, defs, view, spec.feature_names)
-        _, eids, sources, positions, versions = zip(*meta, strict=True)
-        schema = view_schema(spec)
-        cols = {**{n: typed.column(n) for n in typed.column_names},
-                "event_id": pa.array(eids, pa.string()), "source": pa.array(sources, pa.string()),
-                "position": pa.array(positions, pa.string()),
-                "def_version": pa.array(versions, pa.string())}
         rel = f"{view}/head-{bound:012d}.parquet"
-        write_segment(out / rel, pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema))
+        write_segment(out / rel, head_segment_table(head, meta, defs, view))
         files[view].append(rel)
         rows[view] += len(head)
     doc = {"max_seq": bound, "views": {

@@ -7,7 +7,7 @@ commits a batch's rows, its rejects and how far each source has been read (docs/
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,6 +97,19 @@ CREATE TABLE IF NOT EXISTS retention_runs (
 );
 """
 
+def table_ddl(tables: Sequence[str], *schemas: str) -> list[str]:
+    """The ``CREATE TABLE`` statements of ``tables``, in that order, as the scripts
+    ``schemas`` (default: :data:`SCHEMA`) create them."""
+    scratch = sqlite3.connect(":memory:")
+    try:
+        for script in schemas or (SCHEMA,):
+            scratch.executescript(script)
+        ddl = dict(scratch.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
+    finally:
+        scratch.close()
+    return [ddl[t] for t in tables]
+
+
 #: The seq high-water mark in ``log_meta``: sealing and retention delete head rows, and a
 #: head emptied that way must not hand out a seq again.
 HIGH_SEQ_SQL = (
@@ -143,8 +156,14 @@ class OfflineLog:
 
     _tiers: bool | None = None  # has the manifest tables (see has_tiers)
 
-    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
+    def __init__(self, path: str | Path, *, readonly: bool = False,
+                 conn: sqlite3.Connection | None = None) -> None:
+        """Open the file at ``path``; or, given ``conn``, wrap that open connection as the
+        log named ``path`` (it is used as it is: no schema is created)."""
         self.path = Path(path)
+        if conn is not None:
+            self.conn = conn
+            return
         if readonly and not self.path.exists():
             raise FileNotFoundError(f"offline log {self.path} does not exist yet")
         self.conn = connect(self.path, readonly=readonly)

@@ -26,7 +26,9 @@ compaction that committed after the snapshot makes the scan start again.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import msgspec
@@ -77,8 +79,12 @@ def head_table(rows: list[tuple[int, str, int, int, str]], defs: Definitions, vi
     return pa.Table.from_arrays(arrays, names=names)
 
 
-def _snapshot(log: OfflineLog, view: str, max_seq: int | None,
-              entities: Sequence[str] | None) -> tuple[int, list[Segment], list[tuple]]:
+@contextmanager
+def _read_snapshot(log: OfflineLog, view: str | None,
+                   max_seq: int | None = None) -> Iterator[tuple[sqlite3.Connection, int, list[Segment]]]:
+    """One read transaction (unless the caller holds one): the connection, the seq bound
+    (``max_seq``; None: the high-water mark) and the registered segments of ``view``
+    (None: of every view) up to it."""
     conn = log.conn
     own = not conn.in_transaction
     if own:
@@ -88,16 +94,21 @@ def _snapshot(log: OfflineLog, view: str, max_seq: int | None,
         if max_seq is None:
             max_seq = int(conn.execute(HIGH_SEQ_SQL if tiers else
                                        "SELECT coalesce(max(seq), 0) FROM log").fetchone()[0])
-        segments = list_segments(conn, view, max_seq) if tiers else []
-        extra, params = "", [view, max_seq]
+        yield conn, max_seq, list_segments(conn, view, max_seq) if tiers else []
+    finally:
+        if own:
+            conn.execute("COMMIT")
+
+
+def _snapshot(log: OfflineLog, view: str, max_seq: int | None,
+              entities: Sequence[str] | None) -> tuple[int, list[Segment], list[tuple]]:
+    with _read_snapshot(log, view, max_seq) as (conn, bound, segments):
+        extra, params = "", [view, bound]
         if entities is not None:
             extra = " AND entity IN (SELECT value FROM json_each(?))"
             params.append(json.dumps(list(entities)))
         rows = conn.execute(HEAD_SQL.format(extra=extra), params).fetchall()
-    finally:
-        if own:
-            conn.execute("COMMIT")
-    return max_seq, segments, rows
+    return bound, segments, rows
 
 
 def scan_view(log: OfflineLog, defs: Definitions, view: str, *, max_seq: int | None = None,
@@ -177,20 +188,9 @@ def latest_records(log: OfflineLog, view: str | None = None) -> tuple[int, list[
     and the seq bound of the snapshot. Needs no definitions: a segment's columns say its
     features (the head's rows keep their own text)."""
     for _attempt in range(5):
-        conn = log.conn
-        own = not conn.in_transaction
-        if own:
-            conn.execute("BEGIN")
-        try:
-            tiers = has_manifest(conn)
-            bound = int(conn.execute(HIGH_SEQ_SQL if tiers else
-                                     "SELECT coalesce(max(seq), 0) FROM log").fetchone()[0])
-            segments = list_segments(conn, view, bound) if tiers else []
+        with _read_snapshot(log, view) as (conn, bound, segments):
             where, params = ("", [bound]) if view is None else (" AND view = ?", [bound, view])
             head = conn.execute(HEAD_LATEST_SQL.format(where=where), params).fetchall()
-        finally:
-            if own:
-                conn.execute("COMMIT")
         if not segments:
             return bound, head
         try:

@@ -125,6 +125,39 @@ def _ids(table: pa.Table) -> list[str]:
     return [i for i in table.column("event_id").to_pylist() if i is not None]
 
 
+def head_segment_table(rows: list[tuple], meta: list[tuple], defs: Definitions,
+                       view: str) -> pa.Table:
+    """Head rows of ``view`` (:data:`~.scan.HEAD_SQL`) and their :data:`HEAD_META_SQL`
+    rows, in the same order, as one table of the view's segment schema."""
+    spec = defs.views[view]
+    typed = head_table(rows, defs, view, spec.feature_names)
+    _, eids, sources, positions, versions = zip(*meta, strict=True)
+    schema = view_schema(spec)
+    cols = {**{n: typed.column(n) for n in typed.column_names},
+            "event_id": pa.array(eids, pa.string()), "source": pa.array(sources, pa.string()),
+            "position": pa.array(positions, pa.string()),
+            "def_version": pa.array(versions, pa.string())}
+    return pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)
+
+
+@contextmanager
+def _registering(log_: OfflineLog, rel: str) -> Iterator[None]:
+    """The one short transaction that registers the new file ``rel``: committed when the
+    block returns; rolled back, and the file unlinked, when it raises."""
+    conn = log_.conn
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        step("registered")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        (log_.segments_dir / rel).unlink(missing_ok=True)
+        raise
+    step("committed")
+
+
 def seal_view(log_: OfflineLog, defs: Definitions, view: str, *, upto_seq: int | None = None,
               min_rows: int = 1) -> int:
     """Seal the head rows of ``view`` (up to ``upto_seq``) into one segment; returns rows.
@@ -132,7 +165,7 @@ def seal_view(log_: OfflineLog, defs: Definitions, view: str, *, upto_seq: int |
     Call with :func:`segments_lock` held. Reads from a snapshot while commits go on.
     """
     conn = log_.conn
-    spec = defs.views[view]
+    _ = defs.views[view]  # an unknown view: a KeyError before anything is read
     conn.execute("BEGIN")
     try:
         bound = int(conn.execute("SELECT coalesce(max(seq), 0) FROM log WHERE view = ?",
@@ -145,20 +178,12 @@ def seal_view(log_: OfflineLog, defs: Definitions, view: str, *, upto_seq: int |
         conn.execute("COMMIT")
     if not rows or len(rows) < min_rows:
         return 0
-    typed = head_table(rows, defs, view, spec.feature_names)
-    _, eids, sources, positions, versions = zip(*meta, strict=True)
-    schema = view_schema(spec)
-    cols = {**{n: typed.column(n) for n in typed.column_names},
-            "event_id": pa.array(eids, pa.string()), "source": pa.array(sources, pa.string()),
-            "position": pa.array(positions, pa.string()),
-            "def_version": pa.array(versions, pa.string())}
-    table = pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)
+    table = head_segment_table(rows, meta, defs, view)
     seqs, ets, its = _stats(table)
     rel = _new_name(view, 0, *seqs)
     size, checksum = write_segment(log_.segments_dir / rel, table, on_step=step)
     bloom = build_bloom(_ids(table))
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _registering(log_, rel):
         # Only this sealer deletes these rows (the lock); retention takes the same lock.
         n = int(conn.execute("SELECT count(*) FROM log WHERE view = ? AND seq <= ?",
                              (view, bound)).fetchone()[0])
@@ -167,14 +192,6 @@ def seal_view(log_: OfflineLog, defs: Definitions, view: str, *, upto_seq: int |
         register(conn, view, rel, len(rows), seqs, ets, its, size, checksum, 0, bloom, now_micros())
         conn.execute(BUMP_HIGH_SEQ)
         conn.execute("DELETE FROM log WHERE view = ? AND seq <= ?", (view, bound))
-        step("registered")
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        (log_.segments_dir / rel).unlink(missing_ok=True)
-        raise
-    step("committed")
     return len(rows)
 
 
@@ -192,8 +209,7 @@ def merge_segments(log_: OfflineLog, segments: list[Segment], level: int,
     size, checksum = write_segment(log_.segments_dir / rel, table, on_step=step)
     bloom = build_bloom(_ids(table))
     conn = log_.conn
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _registering(log_, rel):
         ids = [s.id for s in segments]
         marks = ",".join("?" * len(ids))
         gone = conn.execute(f"DELETE FROM segments WHERE id IN ({marks})", ids).rowcount
@@ -201,14 +217,6 @@ def merge_segments(log_: OfflineLog, segments: list[Segment], level: int,
             raise RuntimeError(f"{log_.path}: segments of {view} changed while merging")
         sid = register(conn, view, rel, table.num_rows, seqs, ets, its, size, checksum, level,
                        bloom, now_micros())
-        step("registered")
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        (log_.segments_dir / rel).unlink(missing_ok=True)
-        raise
-    step("committed")
     for s in segments:
         (log_.segments_dir / s.file).unlink(missing_ok=True)
         step("unlinked-one")

@@ -19,7 +19,8 @@ import sqlite3
 from pathlib import Path
 
 from ..config import Config
-from .log import OfflineLog, open_log
+from ..versions import SCHEMA as VERSIONS_SCHEMA
+from .log import SCHEMA, OfflineLog, open_log, table_ddl
 from .shards import existing_shards, is_sharded, shard_dir
 
 #: Tables every shard has once its first batch is committed.
@@ -29,11 +30,10 @@ _TABLES = ("log", "positions", "dead_letters", "view_stats", "definition_version
 class ShardUnion(OfflineLog):
     """The shards of a config as one read-only :class:`OfflineLog`."""
 
-    def __init__(self, config: Config) -> None:  # no super().__init__: there is no one file
-        self.path = shard_dir(config)
+    def __init__(self, config: Config) -> None:
         shards = existing_shards(config)
-        self.conn = sqlite3.connect(":memory:", uri=True, isolation_level=None,
-                                    check_same_thread=False)
+        super().__init__(shard_dir(config), conn=sqlite3.connect(
+            ":memory:", uri=True, isolation_level=None, check_same_thread=False))
         try:
             limit = self.conn.getlimit(sqlite3.SQLITE_LIMIT_ATTACHED)
             if len(shards) > limit:
@@ -60,17 +60,9 @@ class ShardUnion(OfflineLog):
             return " UNION ALL ".join(select.format(s=s, p=p) for p, s in names)
 
         c = self.conn
-        if not names:  # no shard has data yet: empty tables of the right shape
-            c.executescript(
-                "CREATE TABLE main.log (seq, view, entity, event_timestamp, ingest_ts, source,"
-                " position, event_id, features, def_version);"
-                "CREATE TABLE main.positions (source, key, next_offset, detail, updated_ts);"
-                "CREATE TABLE main.dead_letters (id, source, position, raw, reason, error_ts,"
-                " requeued_ts);"
-                "CREATE TABLE main.view_stats (view, rows, earliest_event_timestamp,"
-                " latest_event_timestamp, latest_ingest_ts, duplicates);"
-                "CREATE TABLE main.definition_versions (view, version, definition,"
-                " first_seen_ts);")
+        if not names:  # no shard has data yet: the log's own tables, empty
+            for ddl in table_ddl(_TABLES, SCHEMA, VERSIONS_SCHEMA):
+                c.execute(ddl)
             return
         c.execute("CREATE TEMP VIEW log AS " + union("SELECT * FROM {s}.log"))
         c.execute("CREATE TEMP VIEW positions AS " + union("SELECT * FROM {s}.positions"))

@@ -212,6 +212,15 @@ def check_keys(body: dict[str, Any], allowed: frozenset[str], what: str) -> None
                              f"expected: {', '.join(sorted(allowed))}")
 
 
+async def read_request(state: ServerState, request: Request, allowed: frozenset[str],
+                       what: str) -> dict[str, Any]:
+    """The request's body as a JSON object (within [server] max_body_bytes and
+    request_timeout_s) with no field outside ``allowed``; ``what`` names the request."""
+    body = parse_json_object(await read_body(request, state.max_body, state.request_timeout), what)
+    check_keys(body, allowed, what)
+    return body
+
+
 def endpoint(name: str) -> Callable[[Callable[[ServerState, Request], Awaitable[Response]]],
                                     Callable[[ServerState, Request], Awaitable[Response]]]:
     """Time the handler into the latency histogram and turn refusals into JSON errors."""

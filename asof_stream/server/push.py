@@ -17,17 +17,7 @@ from ..ingest.commit import BatchResult, Decoded
 from ..ingest.sources.base import Record
 from ..metrics import record_batch
 from ..online.base import OnlineStore
-from .http import (
-    PUSH_KEYS,
-    PUSH_TARGETS,
-    HTTPError,
-    ServerState,
-    check_keys,
-    endpoint,
-    json_response,
-    parse_json_object,
-    read_body,
-)
+from .http import PUSH_KEYS, PUSH_TARGETS, HTTPError, ServerState, endpoint, json_response, read_request
 
 log = logging.getLogger(__name__)
 
@@ -167,9 +157,7 @@ OFFLINE_REFUSAL = ("to=offline backfills history: this row is not older than its
 @endpoint("push")
 async def push(state: ServerState, request: Request) -> Response:
     _check_token(state, request)
-    body = parse_json_object(await read_body(request, state.max_body, state.request_timeout),
-                             "push")
-    check_keys(body, PUSH_KEYS, "push")
+    body = await read_request(state, request, PUSH_KEYS, "push")
     to = body.get("to", "online")
     if to not in PUSH_TARGETS:
         raise HTTPError(400, f"'to' must be one of {sorted(PUSH_TARGETS)}, got {to!r}")

@@ -14,17 +14,7 @@ from starlette.responses import Response
 from ..online.lookup import FeatureValue, read_online
 from ..timestamps import now_micros, to_iso
 from ..transforms import TransformError, request_names
-from .http import (
-    EPOCH,
-    READ_KEYS,
-    HTTPError,
-    ServerState,
-    check_keys,
-    endpoint,
-    json_response,
-    parse_json_object,
-    read_body,
-)
+from .http import EPOCH, READ_KEYS, HTTPError, ServerState, endpoint, json_response, read_request
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +101,7 @@ def _column(fvs: list[FeatureValue], iso: dict[int | None, str | None]) -> dict[
 
 @endpoint("get-online-features")
 async def get_online_features(state: ServerState, request: Request) -> Response:
-    body = parse_json_object(await read_body(request, state.max_body, state.request_timeout),
-                             "get-online-features")
-    check_keys(body, READ_KEYS, "get-online-features")
+    body = await read_request(state, request, READ_KEYS, "get-online-features")
     defs = state.defs
     refs = _feature_refs(body)
     full = body.get("full_feature_names", False)

@@ -34,28 +34,21 @@ from pathlib import Path
 from ...definitions import FileSourceConfig
 from ...offline.log import RETIRED, Position
 from .base import Chunk, FlushHook, PositionReader, Record
-from .file_identity import HEAD_BYTES, TAIL_BYTES, Stored, best_match, detail, digest, tail_before
+from .file_identity import (
+    HEAD_BYTES,
+    TAIL_BYTES,
+    FileIdentity,  # re-exported: its home was this module
+    Stored,
+    best_match,
+    detail,
+    digest,
+    holds,
+    tail_before,
+)
 
 log = logging.getLogger(__name__)
 
 READ_BYTES = 1 << 20
-
-
-@dataclass(frozen=True)
-class FileIdentity:
-    """The inode of a file: which file an open descriptor reads while this process runs
-    (positions are keyed by content, :mod:`.file_identity`)."""
-
-    dev: int
-    ino: int
-
-    @classmethod
-    def of(cls, path: Path) -> FileIdentity:
-        st = path.stat()
-        return cls(st.st_dev, st.st_ino)
-
-    def text(self) -> str:
-        return f"{self.dev}:{self.ino}"
 
 
 def split_lines(buf: bytes, base: int, name: str, limit: int) -> tuple[list[Record], int]:
@@ -151,7 +144,7 @@ class FileSource:
             self._say(logging.WARNING, "cannot open %s (%s)", path, exc)
             return None
         st = os.fstat(fd)
-        inode = FileIdentity(st.st_dev, st.st_ino).text()
+        inode = FileIdentity.of_stat(st).text()
         t = _Tracked(inode, path, fd, size=st.st_size)
         rel = self._rel(path)
         s = best_match(fd, st.st_size, inode, rel, self.root, list(self._stored.values()))
@@ -190,7 +183,7 @@ class FileSource:
             except OSError:
                 continue
             if p.is_file():
-                current[FileIdentity(st.st_dev, st.st_ino).text()] = p
+                current[FileIdentity.of_stat(st).text()] = p
         for inode, p in current.items():
             t = self.files.get(inode)
             if t is None:
@@ -228,7 +221,7 @@ class FileSource:
                     st = e.stat()
                 except OSError:
                     continue
-                inode = FileIdentity(st.st_dev, st.st_ino).text()
+                inode = FileIdentity.of_stat(st).text()
                 if inode in self.files or not e.is_file():
                     continue
                 t = self._open(Path(e.path), rotated=True)
@@ -272,13 +265,7 @@ class FileSource:
     def _intact(self, t: _Tracked, size: int) -> bool:
         """Does the file still hold what was read from it (same start, same bytes before
         the offset)? Appends keep it intact; a truncation or an in-place rewrite does not."""
-        if t.key is None:
-            return True
-        if size < t.offset:
-            return False
-        if t.head and os.pread(t.fd, len(t.head), 0) != t.head:
-            return False
-        return not t.tail or os.pread(t.fd, len(t.tail), t.offset - len(t.tail)) == t.tail
+        return t.key is None or holds(t.fd, size, t.offset, t.head, t.tail)
 
     def _emit(self, t: _Tracked, chunk: Chunk) -> None:
         assert t.key is not None
@@ -368,7 +355,7 @@ class FileSource:
                 st = e.stat()
                 if not e.is_file() or st.st_size < t.offset:
                     continue
-                inode = FileIdentity(st.st_dev, st.st_ino).text()
+                inode = FileIdentity.of_stat(st).text()
                 if inode == t.inode:
                     continue
                 fd = os.open(e.path, os.O_RDONLY)

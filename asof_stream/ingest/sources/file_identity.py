@@ -32,6 +32,27 @@ TAIL_BYTES = 64
 _LEGACY_KEY = re.compile(r"^\d+:\d+$")
 
 
+@dataclass(frozen=True)
+class FileIdentity:
+    """The inode of a file: which file an open descriptor reads while this process runs
+    (positions are keyed by content, above)."""
+
+    dev: int
+    ino: int
+
+    @classmethod
+    def of(cls, path: Path) -> FileIdentity:
+        return cls.of_stat(path.stat())
+
+    @classmethod
+    def of_stat(cls, st: os.stat_result) -> FileIdentity:
+        """From an ``os.stat`` (or ``os.DirEntry.stat``) result."""
+        return cls(st.st_dev, st.st_ino)
+
+    def text(self) -> str:
+        return f"{self.dev}:{self.ino}"
+
+
 def digest(data: bytes) -> str:
     return hashlib.sha1(data).hexdigest()[:16]
 
@@ -100,6 +121,17 @@ def continues(fd: int, size: int, s: Stored, dev_ino: str) -> bool:
     if s.tail is not None and s.tail_len:
         return digest(os.pread(fd, s.tail_len, s.offset - s.tail_len)) == s.tail
     return True
+
+
+def holds(fd: int, size: int, offset: int, head: bytes, tail: bytes) -> bool:
+    """Does the open file ``fd`` (``size`` bytes) still hold what was read from it: the
+    same ``head`` at byte 0 and the same ``tail`` just before ``offset``? Appends keep it
+    so; a truncation or an in-place rewrite does not."""
+    if size < offset:
+        return False
+    if head and os.pread(fd, len(head), 0) != head:
+        return False
+    return not tail or os.pread(fd, len(tail), offset - len(tail)) == tail
 
 
 def tail_before(fd: int, offset: int) -> bytes:
