@@ -24,6 +24,7 @@ from .sources.base import Record
 
 if TYPE_CHECKING:
     from ..offline.manifest import SealedIds
+    from ..online.aggstate import AggBatch
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +150,12 @@ class Committer:
         self.busy_retries = busy_retries
         if online is not None and online.transactional:
             online.attach_to(log_.conn)
+        if online is not None and online.agg_plan is None:
+            from ..online.aggstate import AggPlan
+
+            online.agg_plan = AggPlan.from_defs(decoder.defs)
+        #: per source view of an aggregation, its longest window (None: all history)
+        self._agg_keep = online.agg_plan.keep if online is not None and online.agg_plan else {}
         self.versions = record_versions(log_.conn, decoder.defs, clock())
         self._sealed: SealedIds | None = None
         # While a non-transactional store (Redis) is down, its writes are skipped until
@@ -224,6 +231,8 @@ class Committer:
             offered = Counter(ev.view for ev, _ in good)
             versions = self.versions
             rows = []
+            agg_keep = self._agg_keep
+            agg_rows: list[OnlineRow] = []
             # Newest (event_timestamp, seq) per key, reduced while the rows are built: seq
             # only grows in this loop, so a later row wins when its timestamp is >=.
             best: dict[tuple[str, str], tuple[int, int, str]] = {}
@@ -233,6 +242,9 @@ class Committer:
                 features = ev.features if ev.features is not None else dumps_values(ev.values)
                 rows.append((seq, ev.view, ev.entity, ev.event_ts, ingest_ts, source, pos,
                              ev.event_id, features, versions[ev.view]))
+                if ev.view in agg_keep:
+                    agg_rows.append(OnlineRow(ev.view, ev.entity, ev.event_ts, seq, ingest_ts,
+                                              features))
                 key = (ev.view, ev.entity)
                 cur = best.get(key)
                 if cur is None or ev.event_ts >= cur[0]:
@@ -249,8 +261,15 @@ class Committer:
             conn.executemany(INSERT_LOG, rows)
             upserts = [OnlineRow(view, entity, ts, s, ingest_ts, features)
                        for (view, entity), (ts, s, features) in best.items()]
+            agg = None
+            if agg_rows:
+                assert self.online is not None and self.online.agg_plan is not None
+                agg = self.online.agg_plan.batch(agg_rows, now)
             if self.online is not None and self.online.transactional and upserts:
-                self.online.write_in_transaction(conn, upserts, seq)
+                if agg is None:
+                    self.online.write_in_transaction(conn, upserts, seq)
+                else:
+                    self.online.write_in_transaction(conn, upserts, seq, agg)
             for view, total in offered.items():
                 n, first, latest = stats.get(view) or (0, None, None)
                 conn.execute(UPSERT_STATS,
@@ -276,17 +295,21 @@ class Committer:
         result.high_seq = seq
         if self.online is not None and not self.online.transactional and upserts:
             # The log is committed; a crash here is healed by catch_up() on the next start.
-            self._apply_online(upserts, seq, first_seq)
+            self._apply_online(upserts, seq, first_seq, agg)
         return result
 
-    def _apply_online(self, upserts: list[OnlineRow], seq: int, first_seq: int) -> None:
+    def _apply_online(self, upserts: list[OnlineRow], seq: int, first_seq: int,
+                      agg: AggBatch | None = None) -> None:
         """Write a committed batch to a non-transactional store; if it does not answer,
         the batch stays in the log only (the truth) and the healer applies it later."""
         assert self.online is not None
         if time.monotonic() < self._online_retry_at:
             return
         try:
-            self.online.apply(upserts, seq, low_seq=first_seq)
+            if agg is None:
+                self.online.apply(upserts, seq, low_seq=first_seq)
+            else:
+                self.online.apply(upserts, seq, low_seq=first_seq, agg=agg)
         except OnlineUnavailable as exc:
             first = self._online_backoff == 0
             self._online_backoff = min(max(ONLINE_RETRY_MIN, self._online_backoff * 2),

@@ -1,0 +1,126 @@
+"""Online state of windowed aggregations: the raw rows of each source view still inside
+its longest window, per entity, kept by the commit path beside the latest-row upserts.
+
+An aggregation's value is computed at read time from these rows (:mod:`.aggread`), so
+the window slides with the clock even when no event arrives. Rows are keyed by
+``(view, entity, event_timestamp, seq)``: writing one twice (a replay, a catch-up after a
+crash) changes nothing, and any arrival order gives the same set of rows. Rows that
+left the longest window of their view as of the write (``event_timestamp <= now - w``)
+are not stored and are evicted for the entities a batch touches; reads filter on the
+window exactly, so rows not yet evicted never count. A source view with a feature that
+has no window keeps every row of the entity (all history up to ``t`` counts).
+
+Rebuilding (:func:`build_rows`, run by ``materialize``) selects the same rows from the
+log (both tiers), so rebuilt and incremental states read the same values (I2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..definitions import Definitions
+from ..timestamps import MIN_US
+from .base import OnlineRow
+
+if TYPE_CHECKING:
+    from ..offline.log import OfflineLog
+
+
+@dataclass(frozen=True)
+class AggPlan:
+    """What the online store keeps for aggregations: per source view, its longest window
+    (None: all history)."""
+
+    keep: dict[str, int | None]
+    defs: Definitions = field(compare=False, repr=False)
+
+    @classmethod
+    def from_defs(cls, defs: Definitions) -> AggPlan | None:
+        keep: dict[str, int | None] = {}
+        for agg in defs.aggregations.values():
+            w = agg.max_window
+            if agg.source in keep:
+                cur = keep[agg.source]
+                keep[agg.source] = None if cur is None or w is None else max(cur, w)
+            else:
+                keep[agg.source] = w
+        return cls(keep, defs) if keep else None
+
+    def cutoffs(self, now: int) -> dict[str, int | None]:
+        """Per source view, the event time at or below which rows are no longer needed."""
+        return {v: None if w is None else now - w for v, w in self.keep.items()}
+
+    def batch(self, rows: Iterable[OnlineRow], now: int) -> AggBatch | None:
+        """The rows of source views that are still needed as of ``now``."""
+        cut = self.cutoffs(now)
+        out = []
+        for r in rows:
+            if r.view in cut:
+                c = cut[r.view]
+                if c is None or r.event_ts > c:
+                    out.append(r)
+        return AggBatch(out, cut) if out else None
+
+
+@dataclass
+class AggBatch:
+    """Rows to add to the aggregation state, and the eviction cutoff of each source view."""
+
+    rows: list[OnlineRow]
+    cutoffs: dict[str, int | None] = field(default_factory=dict)
+
+    def touched(self) -> list[tuple[str, str, int]]:
+        """(view, entity, cutoff) of each entity whose old rows may be evicted."""
+        seen: dict[tuple[str, str], int] = {}
+        for r in self.rows:
+            c = self.cutoffs.get(r.view)
+            if c is not None:
+                seen[(r.view, r.entity)] = c
+        return [(v, e, c) for (v, e), c in seen.items()]
+
+
+def member(r: OnlineRow) -> bytes:
+    """A row as a Redis sorted-set member: 18 digits (event_timestamp - MIN_US), 19 digits
+    seq, then the features JSON; members sort as (event_timestamp, seq) do."""
+    return f"{r.event_ts - MIN_US:018d}{r.seq:019d}{r.features}".encode()
+
+
+def ts_bound(ts: int) -> str:
+    """The member prefix of the first row at event time ``ts``."""
+    return f"{ts - MIN_US:018d}"
+
+
+def unmember(m: bytes) -> tuple[int, int, str]:
+    return int(m[:18]) + MIN_US, int(m[18:37]), m[37:].decode()
+
+
+def build_rows(log: OfflineLog, defs: Definitions, plan: AggPlan, high: int,
+               now: int) -> list[OnlineRow]:
+    """The aggregation state rebuilt from the log (head and sealed segments) up to seq
+    ``high``: the rows of each source view still needed as of ``now``."""
+    import pyarrow.compute as pc
+
+    from ..events import dumps_values
+    from ..offline.scan import BASE_COLUMNS, scan_view
+
+    out: list[OnlineRow] = []
+    for view, cutoff in plan.cutoffs(now).items():
+        for tier in scan_view(log, defs, view, max_seq=high):
+            t = tier.table
+            if cutoff is not None:
+                t = t.filter(pc.greater(t.column("event_timestamp"), cutoff))
+            if not t.num_rows:
+                continue
+            feats = [n for n in t.column_names if n not in BASE_COLUMNS]
+            names = [n[len("feature:"):] if n.startswith("feature:") else n for n in feats]
+            cols = [t.column(n).to_pylist() for n in feats]
+            ents = t.column("entity").to_pylist()
+            ets = t.column("event_timestamp").to_pylist()
+            seqs = t.column("seq").to_pylist()
+            its = t.column("ingest_ts").to_pylist()
+            for i, ent in enumerate(ents):
+                text = dumps_values({n: c[i] for n, c in zip(names, cols, strict=True)})
+                out.append(OnlineRow(view, ent, ets[i], seqs[i], its[i], text))
+    return out
