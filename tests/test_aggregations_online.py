@@ -281,3 +281,52 @@ def test_zero_skew_after_sigkilled_daemon(backend: str, tmp_path: Path,
         catch_up(stores.log, stores.online)
         assert_zero_skew(stores, rng, keys, now_micros(), checks=120,
                          note=f"daemon {backend}, seed {seed}")
+
+
+def test_every_read_path_serves_aggregates(tmp_path: Path) -> None:
+    """FeatureStore.get_online_features, /get-online-features and ``asof-stream online``
+    all read aggregates at the read time."""
+    import httpx
+
+    from asof_stream import FeatureStore
+    from tests.server_helpers import running_server
+
+    config = make_config(tmp_path, "sqlite:///data/online.sqlite")
+    now = now_micros()
+    evs = [{"view": "purchases", "customer_id": "c1", "event_timestamp": _iso(now - k * HOUR),
+            "amount": 1.5 * (k + 1), "qty": k, "category": "abc"[k % 3]} for k in range(4)]
+    store = FeatureStore(config)
+    store.push(evs)
+    resp = store.get_online_features(["spend:orders_1d", "spend:amount_1h", "spend:last_cat_1d"],
+                                     [{"customer_id": "c1"}, {"customer_id": "zz"}])
+    assert resp.to_dict() == {"customer_id": ["c1", "zz"], "orders_1d": [4, 0],
+                              "amount_1h": [1.5, 0.0], "last_cat_1d": ["a", None]}
+    assert resp.statuses["orders_1d"] == [PRESENT, NOT_FOUND]
+    assert resp.event_timestamps["orders_1d"] == [now, None]
+    with running_server(config) as url:
+        r = httpx.post(url + "/get-online-features", json={
+            "features": ["spend:orders_1d", "habits:visits"],
+            "entities": {"customer_id": ["c1"]}})
+        assert r.status_code == 200, r.text
+        body = r.json()["results"]
+        assert body[1]["values"] == [4] and body[1]["statuses"] == [PRESENT]
+        assert body[2]["values"] == [0] and body[2]["statuses"] == [NOT_FOUND]
+    out = run_cli("online", "--config", str(tmp_path / "asof.toml"), "--features",
+                  "spend:qty_1d", "--entity", "customer_id=c1", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["features"]["qty_1d"]["value"] == 6, out.stdout
+
+
+def test_an_aggregation_added_later_is_rebuilt_from_the_log(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    config = make_config(tmp_path, "sqlite:///data/online.sqlite")
+    plain = TOML.split("[aggregations.spend]")[0] % {
+        "online": "sqlite:///data/online.sqlite", "batch": 100}
+    before = parse_config(plain, tmp_path / "asof.toml")
+    base = now_micros()
+    with open_stores(before) as stores:  # no aggregations defined: no state kept
+        commit_all(stores, random_events(rng, 800, base, 6), rng)
+        assert stores.online.agg_fingerprint() == 0
+    with open_stores(config) as stores:  # now defined: the state is rebuilt on open
+        assert stores.online.agg_fingerprint() != 0
+        assert_zero_skew(stores, rng, 6, now_micros(), checks=40, note="added later")

@@ -48,6 +48,12 @@ class AggPlan:
                 keep[agg.source] = w
         return cls(keep, defs) if keep else None
 
+    @property
+    def fingerprint(self) -> int:
+        """A number naming what is kept, stored beside the state: a different one means
+        the state was kept for other definitions and is rebuilt."""
+        return fingerprint(self)
+
     def cutoffs(self, now: int) -> dict[str, int | None]:
         """Per source view, the event time at or below which rows are no longer needed."""
         return {v: None if w is None else now - w for v, w in self.keep.items()}
@@ -62,6 +68,17 @@ class AggPlan:
                 if c is None or r.event_ts > c:
                     out.append(r)
         return AggBatch(out, cut) if out else None
+
+
+def fingerprint(plan: AggPlan | None) -> int:
+    """0 for no aggregations, else a 62-bit hash of the kept windows."""
+    if plan is None:
+        return 0
+    import hashlib
+    import json
+
+    text = json.dumps(sorted(plan.keep.items(), key=lambda kv: kv[0]))
+    return int(hashlib.sha256(text.encode()).hexdigest()[:15], 16) or 1
 
 
 @dataclass

@@ -83,6 +83,10 @@ class OnlineStore(Protocol):
         """Per entity, the aggregation rows (event_timestamp, seq, features JSON) of
         ``view`` with ``lo < event_timestamp <= hi``, in (event_timestamp, seq) order."""
 
+    def agg_fingerprint(self) -> int:
+        """The fingerprint of the aggregation plan the state was last rebuilt for (0:
+        none)."""
+
     def replace_all(self, rows: Iterable[OnlineRow], high_seq: int,
                     agg: AggBatch | None = None) -> None:
         """Drop everything and store exactly these rows and aggregation rows (materialize)."""

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from ..offline.log import OfflineLog
 from ..timestamps import now_micros
+from .aggstate import fingerprint
 from .base import OnlineRow, OnlineStore, from_log_row, newest_per_key
 
 
 def catch_up(log: OfflineLog, online: OnlineStore) -> int:
     """Apply the log rows the online store has not seen; returns how many were replayed."""
     applied = online.applied_seq()
-    if applied > log.max_seq() or applied < log.sealed_max_seq():
+    if applied > log.max_seq() or applied < log.sealed_max_seq() or (
+            online.agg_fingerprint() != fingerprint(online.agg_plan)):
         # The store saw rows whose log commit never landed, or rows it missed were sealed
-        # out of the head since: rebuild it from the truth.
+        # out of the head since, or its aggregation state was kept for other definitions
+        # (an aggregation added or a window widened): rebuild it from the truth.
         materialize(log, online)
         return 0
     replayed = 0

@@ -11,6 +11,7 @@ rebuild)::
                             18 digits (ingest_ts - MIN_US), features
     P:G:e:VIEW              set of the entity keys of VIEW (count() is SCARD)
     P:G:views               set of the views that have rows
+    P:G:aggplan             the fingerprint of the aggregations the state was built for
     P:G:a:VIEW:ENTITY       aggregation state: a sorted set (all scores 0, so ordered by
                             member) of the raw rows of a source view still in its longest
                             window, each member 18 digits (event_timestamp - MIN_US), 19
@@ -64,7 +65,7 @@ import redis
 
 from ..redaction import redact_in, redact_url
 from ..timestamps import MIN_US
-from .aggstate import AggBatch, AggPlan, member, ts_bound, unmember
+from .aggstate import AggBatch, AggPlan, fingerprint, member, ts_bound, unmember
 from .base import OnlineRow, OnlineUnavailable
 from .redis_url import glob_escape, split_url
 
@@ -245,6 +246,13 @@ class RedisOnlineStore:
                 args += [r.view, r.entity, member(r), bounds.get(r.view, "")]
             self._apply_agg(args=args)
 
+    def agg_fingerprint(self) -> int:
+        """The :func:`~.aggstate.fingerprint` of the plan the state was rebuilt for."""
+        with self._unavailable():
+            gen, _ = self._applied(args=[self.prefix, self.track])
+            value = self.client.get(f"{self.prefix}{gen.decode()}:aggplan")
+        return int(value) if value else 0
+
     def agg_rows(self, view: str, entities: list[str], lo: int | None,
                  hi: int) -> list[list[tuple[int, int, str]]]:
         """Per entity, the stored rows of ``view`` with ``lo < event_timestamp <= hi``
@@ -297,6 +305,7 @@ class RedisOnlineStore:
                 pending = 0
         if views:
             pipe.sadd(base + "views", *sorted(views))
+        pipe.set(base + "aggplan", str(fingerprint(self.agg_plan)))
         if agg is not None:
             for r in agg.rows:  # already within the windows: no eviction needed
                 pipe.zadd(f"{base}a:{r.view}:{r.entity}", {member(r): 0})

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..offline.sqlite import connect
-from .aggstate import AggBatch, AggPlan
+from .aggstate import AggBatch, AggPlan, fingerprint
 from .base import OnlineRow
 
 SCHEMA = """
@@ -144,6 +144,12 @@ class SqliteOnlineStore:
         ex = self.conn.execute
         return [ex(AGG_ROWS, (view, e, low, hi)).fetchall() for e in entities]
 
+    def agg_fingerprint(self) -> int:
+        """The :func:`~.aggstate.fingerprint` of the plan the state was rebuilt for."""
+        row = self.conn.execute(
+            "SELECT value FROM online_meta WHERE key = 'agg_plan'").fetchone()
+        return int(row[0]) if row else 0
+
     def agg_count(self) -> int:
         return int(self.conn.execute("SELECT count(*) FROM online_agg_rows").fetchone()[0])
 
@@ -155,6 +161,8 @@ class SqliteOnlineStore:
             self.conn.execute("DELETE FROM online_meta")
             self.conn.execute("DELETE FROM online_agg_rows")
             self._write(self.conn, "", list(rows), high_seq, agg)
+            self.conn.execute("INSERT INTO online_meta (key, value) VALUES ('agg_plan', ?)",
+                              (fingerprint(self.agg_plan),))
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
