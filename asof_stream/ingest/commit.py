@@ -232,7 +232,7 @@ class Committer:
             versions = self.versions
             rows = []
             agg_keep = self._agg_keep
-            agg_rows: list[OnlineRow] = []
+            agg_rows: list[tuple[str, str, int, int, int, str]] = []
             # Newest (event_timestamp, seq) per key, reduced while the rows are built: seq
             # only grows in this loop, so a later row wins when its timestamp is >=.
             best: dict[tuple[str, str], tuple[int, int, str]] = {}
@@ -243,8 +243,7 @@ class Committer:
                 rows.append((seq, ev.view, ev.entity, ev.event_ts, ingest_ts, source, pos,
                              ev.event_id, features, versions[ev.view]))
                 if ev.view in agg_keep:
-                    agg_rows.append(OnlineRow(ev.view, ev.entity, ev.event_ts, seq, ingest_ts,
-                                              features))
+                    agg_rows.append((ev.view, ev.entity, ev.event_ts, seq, ingest_ts, features))
                 key = (ev.view, ev.entity)
                 cur = best.get(key)
                 if cur is None or ev.event_ts >= cur[0]:

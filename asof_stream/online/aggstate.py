@@ -6,8 +6,9 @@ the window slides with the clock even when no event arrives. Rows are keyed by
 ``(view, entity, event_timestamp, seq)``: writing one twice (a replay, a catch-up after a
 crash) changes nothing, and any arrival order gives the same set of rows. Rows that
 left the longest window of their view as of the write (``event_timestamp <= now - w``)
-are not stored and are evicted for the entities a batch touches; reads filter on the
-window exactly, so rows not yet evicted never count. A source view with a feature that
+are not stored and are evicted for the entities a batch touches (at most once per
+``w / 16`` per entity and process); reads filter on the window exactly, so rows not yet
+evicted never count. A source view with a feature that
 has no window keeps every row of the entity (all history up to ``t`` counts).
 
 Rebuilding (:func:`build_rows`, run by ``materialize``) selects the same rows from the
@@ -22,7 +23,10 @@ from typing import TYPE_CHECKING
 
 from ..definitions import Definitions
 from ..timestamps import MIN_US
-from .base import OnlineRow
+
+#: One aggregation row: (view, entity, event_timestamp, seq, ingest_ts, features JSON),
+#: the shape the SQLite store inserts as it is.
+AggRow = tuple[str, str, int, int, int, str]
 
 if TYPE_CHECKING:
     from ..offline.log import OfflineLog
@@ -35,6 +39,9 @@ class AggPlan:
 
     keep: dict[str, int | None]
     defs: Definitions = field(compare=False, repr=False)
+    #: (view, entity) -> the cutoff this process last evicted it at
+    evicted: dict[tuple[str, str], int] = field(default_factory=dict, compare=False,
+                                                repr=False)
 
     @classmethod
     def from_defs(cls, defs: Definitions) -> AggPlan | None:
@@ -58,16 +65,44 @@ class AggPlan:
         """Per source view, the event time at or below which rows are no longer needed."""
         return {v: None if w is None else now - w for v, w in self.keep.items()}
 
-    def batch(self, rows: Iterable[OnlineRow], now: int) -> AggBatch | None:
-        """The rows of source views that are still needed as of ``now``."""
+    def batch(self, rows: Iterable[AggRow], now: int) -> AggBatch | None:
+        """The rows of source views that are still needed as of ``now``, and the
+        entities whose old rows to evict.
+
+        An entity is evicted at most once per sixteenth of its view's window by this
+        process (so a busy entity does not cost a delete per batch): its stored rows are
+        then within 17/16 of the longest window as of its last write.
+        """
         cut = self.cutoffs(now)
         out = []
+        # per view, the event time rows must be above, and the eviction step
+        lows = {v: (-(2**63) if c is None else c) for v, c in cut.items()}
+        steps = {v: None if w is None else max(w // 16, 1) for v, w in self.keep.items()}
+        done = self.evicted
+        if len(done) > 1_000_000:  # bounded memory: forget, and evict again
+            done.clear()
+        evict: list[tuple[str, str, int]] = []
+        seen: set[tuple[str, str]] = set()
         for r in rows:
-            if r.view in cut:
-                c = cut[r.view]
-                if c is None or r.event_ts > c:
-                    out.append(r)
-        return AggBatch(out, cut) if out else None
+            view = r[0]
+            low = lows.get(view)
+            if low is None or r[2] <= low:
+                continue
+            out.append(r)
+            step = steps[view]
+            if step is None:
+                continue
+            key = (view, r[1])
+            if key in seen:
+                continue
+            seen.add(key)
+            last = done.get(key)
+            if last is None or low - last >= step:
+                done[key] = low
+                evict.append((view, r[1], low))
+        if not out:
+            return None
+        return AggBatch(out, cut, evict)
 
 
 def fingerprint(plan: AggPlan | None) -> int:
@@ -85,23 +120,16 @@ def fingerprint(plan: AggPlan | None) -> int:
 class AggBatch:
     """Rows to add to the aggregation state, and the eviction cutoff of each source view."""
 
-    rows: list[OnlineRow]
+    rows: list[AggRow]
     cutoffs: dict[str, int | None] = field(default_factory=dict)
-
-    def touched(self) -> list[tuple[str, str, int]]:
-        """(view, entity, cutoff) of each entity whose old rows may be evicted."""
-        seen: dict[tuple[str, str], int] = {}
-        for r in self.rows:
-            c = self.cutoffs.get(r.view)
-            if c is not None:
-                seen[(r.view, r.entity)] = c
-        return [(v, e, c) for (v, e), c in seen.items()]
+    #: (view, entity, cutoff): delete the entity's rows at or below the cutoff
+    evict: list[tuple[str, str, int]] = field(default_factory=list)
 
 
-def member(r: OnlineRow) -> bytes:
+def member(r: AggRow) -> bytes:
     """A row as a Redis sorted-set member: 18 digits (event_timestamp - MIN_US), 19 digits
     seq, then the features JSON; members sort as (event_timestamp, seq) do."""
-    return f"{r.event_ts - MIN_US:018d}{r.seq:019d}{r.features}".encode()
+    return f"{r[2] - MIN_US:018d}{r[3]:019d}{r[5]}".encode()
 
 
 def ts_bound(ts: int) -> str:
@@ -114,7 +142,7 @@ def unmember(m: bytes) -> tuple[int, int, str]:
 
 
 def build_rows(log: OfflineLog, defs: Definitions, plan: AggPlan, high: int,
-               now: int) -> list[OnlineRow]:
+               now: int) -> list[AggRow]:
     """The aggregation state rebuilt from the log (head and sealed segments) up to seq
     ``high``: the rows of each source view still needed as of ``now``."""
     import pyarrow.compute as pc
@@ -122,7 +150,7 @@ def build_rows(log: OfflineLog, defs: Definitions, plan: AggPlan, high: int,
     from ..events import dumps_values
     from ..offline.scan import BASE_COLUMNS, scan_view
 
-    out: list[OnlineRow] = []
+    out: list[AggRow] = []
     for view, cutoff in plan.cutoffs(now).items():
         for tier in scan_view(log, defs, view, max_seq=high):
             t = tier.table
@@ -139,5 +167,5 @@ def build_rows(log: OfflineLog, defs: Definitions, plan: AggPlan, high: int,
             its = t.column("ingest_ts").to_pylist()
             for i, ent in enumerate(ents):
                 text = dumps_values({n: c[i] for n, c in zip(names, cols, strict=True)})
-                out.append(OnlineRow(view, ent, ets[i], seqs[i], its[i], text))
+                out.append((view, ent, ets[i], seqs[i], its[i], text))
     return out

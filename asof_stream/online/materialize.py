@@ -25,7 +25,9 @@ def catch_up(log: OfflineLog, online: OnlineStore) -> int:
         # low_seq: the chunk covers (prev, its last seq]. Should the store reset under
         # us, its applied seq drops to 0 and this chunk is parked, not counted as a run.
         rows = [from_log_row(r) for r in chunk]
-        agg = None if plan is None else plan.batch(rows, now_micros())
+        agg = None if plan is None else plan.batch(
+            [(r.view, r.entity, r.event_ts, r.seq, r.ingest_ts, r.features) for r in chunk],
+            now_micros())
         if agg is None:
             online.apply(newest_per_key(rows), chunk[-1].seq, low_seq=prev + 1)
         else:

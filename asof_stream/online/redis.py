@@ -116,20 +116,17 @@ return changed
 
 # Aggregation rows, written before APPLY marks their seqs applied (a crash between the
 # two replays them; adding a member twice changes nothing). ARGV: prefix, then
-# (view, entity, member, bound) quads: bound "" keeps all history, else members below it
-# (event_timestamp <= the cutoff) are not added and are evicted.
+# (view, entity, member, bound) quads: unless bound is "", the members below it
+# (event_timestamp <= the eviction cutoff) are evicted first.
 APPLY_AGG = """
 local p = ARGV[1]
 local base = p .. (redis.call('GET', p .. 'gen') or '0') .. ':a:'
 for i = 2, #ARGV, 4 do
   local k = base .. ARGV[i] .. ':' .. ARGV[i + 1]
-  local m, bound = ARGV[i + 2], ARGV[i + 3]
-  if bound == '' or m >= bound then
-    redis.call('ZADD', k, 0, m)
+  if ARGV[i + 3] ~= '' then
+    redis.call('ZREMRANGEBYLEX', k, '-', '(' .. ARGV[i + 3])
   end
-  if bound ~= '' then
-    redis.call('ZREMRANGEBYLEX', k, '-', '(' .. bound)
-  end
+  redis.call('ZADD', k, 0, ARGV[i + 2])
 end
 return 0
 """
@@ -239,11 +236,12 @@ class RedisOnlineStore:
                 self._apply(args=args)
 
     def _write_agg(self, agg: AggBatch) -> None:
-        bounds = {v: "" if c is None else ts_bound(c + 1) for v, c in agg.cutoffs.items()}
+        # The eviction bound rides on the entity's first row: evicted before it is added.
+        bounds = {(v, e): ts_bound(c + 1) for v, e, c in agg.evict}
         for start in range(0, len(agg.rows), CHUNK):
             args: list[Any] = [self.prefix]
             for r in agg.rows[start:start + CHUNK]:
-                args += [r.view, r.entity, member(r), bounds.get(r.view, "")]
+                args += [r[0], r[1], member(r), bounds.pop((r[0], r[1]), "")]
             self._apply_agg(args=args)
 
     def agg_fingerprint(self) -> int:
@@ -307,8 +305,8 @@ class RedisOnlineStore:
             pipe.sadd(base + "views", *sorted(views))
         pipe.set(base + "aggplan", str(fingerprint(self.agg_plan)))
         if agg is not None:
-            for r in agg.rows:  # already within the windows: no eviction needed
-                pipe.zadd(f"{base}a:{r.view}:{r.entity}", {member(r): 0})
+            for a in agg.rows:  # already within the windows: no eviction needed
+                pipe.zadd(f"{base}a:{a[0]}:{a[1]}", {member(a): 0})
                 pending += 1
                 if pending >= CHUNK:
                     pipe.execute()
