@@ -150,11 +150,8 @@ class Committer:
         self.busy_retries = busy_retries
         if online is not None and online.transactional:
             online.attach_to(log_.conn)
-        if online is not None and online.agg_plan is None:
-            from ..online.aggstate import AggPlan
-
-            online.agg_plan = AggPlan.from_defs(decoder.defs)
-        #: per source view of an aggregation, its longest window (None: all history)
+        #: per source view of an aggregation, its longest window (None: all history);
+        #: the plan is set on the store by :func:`~asof_stream.stores.open_stores`
         self._agg_keep = online.agg_plan.keep if online is not None and online.agg_plan else {}
         self.versions = record_versions(log_.conn, decoder.defs, clock())
         self._sealed: SealedIds | None = None
@@ -263,7 +260,7 @@ class Committer:
             agg = None
             if agg_rows:
                 assert self.online is not None and self.online.agg_plan is not None
-                agg = self.online.agg_plan.batch(agg_rows, now)
+                agg = self.online.agg_plan.batch(agg_rows, now, best)
             if self.online is not None and self.online.transactional and upserts:
                 if agg is None:
                     self.online.write_in_transaction(conn, upserts, seq)

@@ -84,21 +84,36 @@ class AggReader:
         """Per feature name, (value, newest counted event time) at ``now``; ``rows`` are
         the entity's rows with ``now - longest window < event_timestamp <= now``."""
         ts = [r[0] for r in rows]
-        decoded: list[dict[str, Any]] | None = None
+        decoded: dict[int, dict[str, Any]] = {}  # row index -> its values, decoded once
+
+        def values_of(i: int) -> dict[str, Any]:
+            d = decoded.get(i)
+            if d is None:
+                d = decoded[i] = loads_values(rows[i][2])
+            return d
+
         out: dict[str, tuple[Any, int | None]] = {}
+        n = len(rows)
         for name in names:
             f, dtype = self.feats[name]
             start = 0 if f.window is None else bisect_right(ts, now - f.window)
             if f.of is None:
-                out[name] = (len(rows) - start, ts[-1] if start < len(rows) else None)
+                out[name] = (n - start, ts[-1] if start < n else None)
                 continue
-            if decoded is None:
-                decoded = [loads_values(r[2]) for r in rows]
             of = f.of
+            if f.fn == "last":  # the newest non-null: walk back from the end
+                found: tuple[Any, int | None] = (None, None)
+                for i in range(n - 1, start - 1, -1):
+                    v = values_of(i).get(of)
+                    if v is not None:
+                        found = (float(v) if dtype == "float64" else v, ts[i])
+                        break
+                out[name] = found
+                continue
             vals = []
             newest = None
-            for i in range(start, len(rows)):
-                v = decoded[i].get(of)
+            for i in range(start, n):
+                v = values_of(i).get(of)
                 if v is not None:
                     vals.append(v)
                     newest = ts[i]

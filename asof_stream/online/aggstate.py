@@ -65,43 +65,35 @@ class AggPlan:
         """Per source view, the event time at or below which rows are no longer needed."""
         return {v: None if w is None else now - w for v, w in self.keep.items()}
 
-    def batch(self, rows: Iterable[AggRow], now: int) -> AggBatch | None:
+    def batch(self, rows: Iterable[AggRow], now: int,
+              entities: Iterable[tuple[str, str]] | None = None) -> AggBatch | None:
         """The rows of source views that are still needed as of ``now``, and the
         entities whose old rows to evict.
 
         An entity is evicted at most once per sixteenth of its view's window by this
         process (so a busy entity does not cost a delete per batch): its stored rows are
-        then within 17/16 of the longest window as of its last write.
+        then within 17/16 of the longest window as of its last write. ``entities``: the
+        (view, entity) keys of the rows, when the caller has them at hand.
         """
         cut = self.cutoffs(now)
-        out = []
-        # per view, the event time rows must be above, and the eviction step
         lows = {v: (-(2**63) if c is None else c) for v, c in cut.items()}
-        steps = {v: None if w is None else max(w // 16, 1) for v, w in self.keep.items()}
+        out = [r for r in rows if r[2] > lows.get(r[0], 2**63)]
+        if not out:
+            return None
+        keys = dict.fromkeys((r[0], r[1]) for r in out) if entities is None else entities
+        evict: list[tuple[str, str, int]] = []
         done = self.evicted
         if len(done) > 1_000_000:  # bounded memory: forget, and evict again
             done.clear()
-        evict: list[tuple[str, str, int]] = []
-        seen: set[tuple[str, str]] = set()
-        for r in rows:
-            view = r[0]
-            low = lows.get(view)
-            if low is None or r[2] <= low:
+        for key in keys:
+            w = self.keep.get(key[0])
+            if w is None:
                 continue
-            out.append(r)
-            step = steps[view]
-            if step is None:
-                continue
-            key = (view, r[1])
-            if key in seen:
-                continue
-            seen.add(key)
+            low = lows[key[0]]
             last = done.get(key)
-            if last is None or low - last >= step:
+            if last is None or low - last >= max(w // 16, 1):
                 done[key] = low
-                evict.append((view, r[1], low))
-        if not out:
-            return None
+                evict.append((key[0], key[1], low))
         return AggBatch(out, cut, evict)
 
 

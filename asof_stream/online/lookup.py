@@ -83,6 +83,11 @@ def read_online(defs: Definitions, online: OnlineStore, features: Sequence[tuple
 _readers: dict[tuple[int, str], AggReader] = {}
 
 
+def source_missing(online: OnlineStore, source: str) -> bool:
+    plan = online.agg_plan
+    return plan is None or source not in plan.keep
+
+
 def _read_aggregation(defs: Definitions, online: OnlineStore, name: str, feats: list[str],
                       rows: Sequence[Mapping[str, Any]], now: int, from_text: bool,
                       out: list[dict[tuple[str, str], FeatureValue]]) -> None:
@@ -90,6 +95,10 @@ def _read_aggregation(defs: Definitions, online: OnlineStore, name: str, feats: 
     reader = _readers.get((id(defs), name))
     if reader is None or reader.agg is not defs.aggregations[name]:
         reader = _readers[(id(defs), name)] = AggReader(defs, name)
+    if source_missing(online, reader.agg.source):
+        raise ValueError(f"aggregation {name!r}: this online store keeps no aggregation state"
+                         " (not opened through the project's stores, or partition shards,"
+                         " which do not keep it yet)")
     source = reader.agg.source
     keys = entity_keys_for(defs, name, rows, from_text=from_text)
     latest = online.get(source, keys)
