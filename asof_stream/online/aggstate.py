@@ -133,10 +133,10 @@ def unmember(m: bytes) -> tuple[int, int, str]:
     return int(m[:18]) + MIN_US, int(m[18:37]), m[37:].decode()
 
 
-def build_rows(log: OfflineLog, defs: Definitions, plan: AggPlan, high: int,
+def build_rows(log: OfflineLog, defs: Definitions, plan: AggPlan, high: int | None,
                now: int) -> list[AggRow]:
     """The aggregation state rebuilt from the log (head and sealed segments) up to seq
-    ``high``: the rows of each source view still needed as of ``now``."""
+    ``high`` (None: all of it): the rows of each source view still needed as of ``now``."""
     import pyarrow.compute as pc
 
     from ..events import dumps_values
