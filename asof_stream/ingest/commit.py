@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from ..events import Event, EventDecoder, EventError, dumps_values
 from ..offline.log import HIGH_SEQ_SQL, OfflineLog, Position
 from ..offline.sqlite import damaged_message, is_busy, is_damaged
+from ..online.aggstate import NOT_KEPT
 from ..online.base import OnlineRow, OnlineStore, OnlineUnavailable
 from ..timestamps import now_micros
 from ..versions import record_versions
@@ -228,8 +229,6 @@ class Committer:
             offered = Counter(ev.view for ev, _ in good)
             versions = self.versions
             rows = []
-            agg_keep = self._agg_keep
-            agg_rows: list[tuple[str, str, int, int, int, str]] = []
             # Newest (event_timestamp, seq) per key, reduced while the rows are built: seq
             # only grows in this loop, so a later row wins when its timestamp is >=.
             best: dict[tuple[str, str], tuple[int, int, str]] = {}
@@ -239,8 +238,6 @@ class Committer:
                 features = ev.features if ev.features is not None else dumps_values(ev.values)
                 rows.append((seq, ev.view, ev.entity, ev.event_ts, ingest_ts, source, pos,
                              ev.event_id, features, versions[ev.view]))
-                if ev.view in agg_keep:
-                    agg_rows.append((ev.view, ev.entity, ev.event_ts, seq, ingest_ts, features))
                 key = (ev.view, ev.entity)
                 cur = best.get(key)
                 if cur is None or ev.event_ts >= cur[0]:
@@ -258,9 +255,16 @@ class Committer:
             upserts = [OnlineRow(view, entity, ts, s, ingest_ts, features)
                        for (view, entity), (ts, s, features) in best.items()]
             agg = None
-            if agg_rows:
+            if self._agg_keep and rows:
                 assert self.online is not None and self.online.agg_plan is not None
-                agg = self.online.agg_plan.batch(agg_rows, now, best)
+                plan = self.online.agg_plan
+                lows = plan.lows(now)
+                # (view, entity, event_timestamp, seq, ingest_ts, features) of the rows a
+                # window still holds as of now
+                agg_rows = [(r[1], r[2], r[3], r[0], r[4], r[8]) for r in rows
+                            if r[3] > lows.get(r[1], NOT_KEPT)]
+                if agg_rows:
+                    agg = plan.batch(agg_rows, now, best, filtered=True)
             if self.online is not None and self.online.transactional and upserts:
                 if agg is None:
                     self.online.write_in_transaction(conn, upserts, seq)

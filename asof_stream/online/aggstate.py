@@ -32,6 +32,10 @@ if TYPE_CHECKING:
     from ..offline.log import OfflineLog
 
 
+NO_LOW = -(2**63)  # a view that keeps all history: every row is above it
+NOT_KEPT = 2**63  # a view no aggregation reads: no row is above it
+
+
 @dataclass(frozen=True)
 class AggPlan:
     """What the online store keeps for aggregations: per source view, its longest window
@@ -65,21 +69,28 @@ class AggPlan:
         """Per source view, the event time at or below which rows are no longer needed."""
         return {v: None if w is None else now - w for v, w in self.keep.items()}
 
+    def lows(self, now: int) -> dict[str, int]:
+        """Per source view, the event time a row must be above to be kept as of ``now``."""
+        return {v: (NO_LOW if c is None else c) for v, c in self.cutoffs(now).items()}
+
     def batch(self, rows: Iterable[AggRow], now: int,
-              entities: Iterable[tuple[str, str]] | None = None) -> AggBatch | None:
+              entities: Iterable[tuple[str, str]] | None = None, *,
+              filtered: bool = False) -> AggBatch | None:
         """The rows of source views that are still needed as of ``now``, and the
         entities whose old rows to evict.
 
         An entity is evicted at most once per sixteenth of its view's window by this
         process (so a busy entity does not cost a delete per batch): its stored rows are
         then within 17/16 of the longest window as of its last write. ``entities``: the
-        (view, entity) keys of the rows, when the caller has them at hand.
+        (view, entity) keys of the rows, when the caller has them at hand; ``filtered``:
+        the rows are already those above :meth:`lows`.
         """
         cut = self.cutoffs(now)
-        lows = {v: (-(2**63) if c is None else c) for v, c in cut.items()}
-        out = [r for r in rows if r[2] > lows.get(r[0], 2**63)]
+        lows = self.lows(now)
+        out = list(rows) if filtered else [r for r in rows if r[2] > lows.get(r[0], NOT_KEPT)]
         if not out:
             return None
+        out.sort()  # by (view, entity, event_timestamp, seq), unique: B-tree order
         keys = dict.fromkeys((r[0], r[1]) for r in out) if entities is None else entities
         evict: list[tuple[str, str, int]] = []
         done = self.evicted
