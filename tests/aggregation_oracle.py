@@ -12,8 +12,23 @@ from asof_stream.events import loads_values
 from asof_stream.offline.log import LogRow, OfflineLog
 
 
-def all_rows(log: OfflineLog) -> list[LogRow]:
-    return [r for chunk in log.rows_after(0) for r in chunk]
+def all_rows(log: OfflineLog, defs: Definitions | None = None) -> list[LogRow]:
+    """Every committed row: the head's, and with ``defs`` the sealed segments' too."""
+    if defs is None:
+        return [r for chunk in log.rows_after(0) for r in chunk]
+    from asof_stream.events import dumps_values
+    from asof_stream.offline.scan import scan_view
+
+    out = []
+    for view, spec in defs.views.items():
+        for tier in scan_view(log, defs, view):
+            cols = {n: tier.table.column(n).to_pylist() for n in tier.table.column_names}
+            names = spec.feature_names
+            for i, seq in enumerate(cols["seq"]):
+                feats = dumps_values({n: cols[n][i] for n in names if n in cols})
+                out.append(LogRow(seq, view, cols["entity"][i], cols["event_timestamp"][i],
+                                  cols["ingest_ts"][i], feats))
+    return out
 
 
 def oracle(defs: Definitions, rows: list[LogRow], agg_name: str, feature: str, entity: str,
