@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import tempfile
@@ -55,7 +56,7 @@ PLAIN = ["purchases:amount", "purchases:category"]
 
 
 def bench(online: str, entities: int, per_entity: int,
-          reads: int) -> dict[str, tuple[float, float]]:
+          reads: int) -> dict[str, tuple[float, float, float]]:
     with tempfile.TemporaryDirectory(prefix="asof-bench-agg-") as tmp:
         folder = Path(tmp)
         (folder / "asof.toml").write_text(TOML.format(online=online))
@@ -89,7 +90,8 @@ def bench(online: str, entities: int, per_entity: int,
     out = {}
     for label, ts in times.items():
         ts.sort()
-        out[label] = (ts[len(ts) // 2] / 1000, ts[int(len(ts) * 0.99)] / 1000)
+        out[label] = (ts[len(ts) // 2] / 1000, ts[int(len(ts) * 0.9)] / 1000,
+                      ts[int(len(ts) * 0.99)] / 1000)
     return out
 
 
@@ -118,8 +120,10 @@ def main() -> None:
                 keys = list(client.scan_iter(match="{" + prefix + "}:*", count=1000))
                 if keys:
                     client.unlink(*keys)
-        for label, (p50, p99) in results.items():
-            print(f"{name:>6} {label:>10}: p50 {p50:7.1f} us   p99 {p99:7.1f} us")
+        for label, (p50, p90, p99) in results.items():
+            print(f"{name:>6} {label:>10}: p50 {p50:7.1f} us   p90 {p90:7.1f} us"
+                  f"   p99 {p99:7.1f} us")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":

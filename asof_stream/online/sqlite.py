@@ -78,9 +78,6 @@ class SqliteOnlineStore:
         names = {row[1] for row in conn.execute("PRAGMA database_list")}
         if ATTACHED not in names:
             conn.execute(f"ATTACH DATABASE ? AS {ATTACHED}", (str(self.path),))
-            # An attached schema has its own page cache (2 MB by default): the
-            # aggregation rows need the log's 64 MB to stay off the disk between batches.
-            conn.execute(f"PRAGMA {ATTACHED}.cache_size = -65536")
 
     def _write(self, conn: sqlite3.Connection, schema: str, rows: list[OnlineRow],
                high_seq: int, agg: AggBatch | None = None) -> None:
