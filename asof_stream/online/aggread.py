@@ -12,6 +12,10 @@ Status: PRESENT when the entity has ever had a row of the source view (the view'
 online row exists), NOT_FOUND otherwise; count and sum still read 0 then, as a training
 set gives for an unknown entity. ``event_timestamp``: the newest counted row's event
 time, None when the window is empty.
+
+Reads are meant at the current time (``now`` only moves forward): a read at a time
+before a write's eviction point (``write time - longest window``) may miss rows the
+write evicted.
 """
 
 from __future__ import annotations
