@@ -16,6 +16,7 @@ from .offline.shard_union import ShardUnion
 from .offline.shards import is_sharded
 from .offline.sqlite import DatabaseDamaged, damaged_message, is_damaged, quick_check
 from .online import open_online
+from .online.aggstate import AggPlan
 from .online.base import OnlineStore, OnlineUnavailable
 from .online.materialize import catch_up
 
@@ -96,6 +97,7 @@ def open_stores(config: Config, *, heal: bool = True, check: bool = False,
         if check:
             quick_check(offline.conn, offline.path)
         online = open_online(config.online_url, readonly=readonly)
+        online.agg_plan = AggPlan.from_defs(config.defs)
     except BaseException:
         offline.close()
         raise

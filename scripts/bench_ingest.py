@@ -8,6 +8,12 @@
 With --format avro the same events are produced as Avro (magic byte, schema id 1,
 ``timestamp-micros`` event time) and the source reads them with ``value_format = "avro"``.
 
+    python scripts/bench_ingest.py --aggregations [--events 500000]
+
+With --aggregations: events stamped over the last hours (so they are inside the windows),
+the daemon timed end to end twice, without and with three aggregations over the view
+(a 1 h sum, a 1 d count, a 7 d last), and the ratio of the two rates printed.
+
 With --shards: events keyed by entity (murmur2, as Kafka's default partitioner), a shard
 per partition and the Redis online store; times 1 and then 2 daemon processes in one
 consumer group (both including the group join), then `training-set` over the shards
@@ -63,6 +69,17 @@ batch_size = {batch_size}
 """
 
 
+AGGREGATIONS = """
+[aggregations.spend]
+source = "customer_stats"
+
+[aggregations.spend.features]
+spend_1h = { fn = "sum", of = "spend_7d", window = "1h" }
+orders_1d = { fn = "count", window = "1d" }
+last_tier_7d = { fn = "last", of = "tier", window = "7d" }
+"""
+
+
 AVRO_SCHEMA = {"type": "record", "name": "CustomerStats", "fields": [
     {"name": "customer_id", "type": "string"},
     {"name": "event_timestamp", "type": {"type": "long", "logicalType": "timestamp-micros"}},
@@ -73,13 +90,13 @@ FORMAT = "json"  # set by --format
 _parsed_avro: Any = None
 
 
-def event(i: int, customers: int) -> bytes:
+def event(i: int, customers: int, base: int = 1_767_600_000) -> bytes:
     if FORMAT == "avro":
-        return _avro_event(i, customers)
-    return _json_event(i, customers)
+        return _avro_event(i, customers, base)
+    return _json_event(i, customers, base)
 
 
-def _avro_event(i: int, customers: int) -> bytes:
+def _avro_event(i: int, customers: int, base: int = 1_767_600_000) -> bytes:
     import io
 
     import fastavro
@@ -87,7 +104,7 @@ def _avro_event(i: int, customers: int) -> bytes:
     global _parsed_avro
     if _parsed_avro is None:
         _parsed_avro = fastavro.parse_schema(AVRO_SCHEMA)
-    ev = json.loads(_json_event(i, customers))
+    ev = json.loads(_json_event(i, customers, base))
     ev["event_timestamp"] = ev["event_timestamp"] * 1_000_000
     buf = io.BytesIO()
     buf.write(b"\0\0\0\0\1")
@@ -95,9 +112,9 @@ def _avro_event(i: int, customers: int) -> bytes:
     return buf.getvalue()
 
 
-def _json_event(i: int, customers: int) -> bytes:
+def _json_event(i: int, customers: int, base: int = 1_767_600_000) -> bytes:
     return json.dumps({"customer_id": f"c{i % customers}",
-                       "event_timestamp": 1_767_600_000 + i // 10,
+                       "event_timestamp": base + i // 10,
                        "spend_7d": round(i * 0.37 % 1000, 2), "orders_7d": i % 97,
                        "tier": ("gold", "silver", "bronze")[i % 3],
                        "event_id": f"e-{i}"}).encode()
@@ -141,6 +158,7 @@ async def wait_broker(bootstrap: str) -> None:
 
 
 async def produce(bootstrap: str, topic: str, n: int, customers: int, partitions: int,
+                  base: int = 1_767_600_000,
                   keyed: bool = False) -> float:
     from aiokafka import AIOKafkaProducer
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -162,10 +180,10 @@ async def produce(bootstrap: str, topic: str, n: int, customers: int, partitions
         route = Router(partitions)
         for i in range(n):
             p = route(f"c{i % customers}") if keyed else i % partitions
-            if batches[p].append(key=None, value=event(i, customers), timestamp=None) is None:
+            if batches[p].append(key=None, value=event(i, customers, base), timestamp=None) is None:
                 futures.append(await producer.send_batch(batches[p], topic, partition=p))
                 batches[p] = producer.create_batch()
-                batches[p].append(key=None, value=event(i, customers), timestamp=None)
+                batches[p].append(key=None, value=event(i, customers, base), timestamp=None)
         for p, b in batches.items():
             if b.record_count():
                 futures.append(await producer.send_batch(b, topic, partition=p))
@@ -257,6 +275,8 @@ def main() -> None:
     ap.add_argument("--labels", type=int, default=200_000, help="Labels for --shards.")
     ap.add_argument("--format", choices=["json", "avro"], default="json",
                     help="Value format of the produced events (and of the source).")
+    ap.add_argument("--aggregations", action="store_true",
+                    help="The daemon without and with three aggregations over the view.")
     ap.add_argument("--mode", choices=["all", "consume", "sqlite"], default="all",
                     help=argparse.SUPPRESS)
     ap.add_argument("--topic", default=None, help=argparse.SUPPRESS)
@@ -281,6 +301,15 @@ def main() -> None:
         try:
             asyncio.run(wait_broker(bootstrap))
             sharded(args, bootstrap)
+        finally:
+            if broker is not None:
+                broker.terminate()
+                broker.wait()
+        return
+    if args.aggregations:
+        try:
+            asyncio.run(wait_broker(bootstrap))
+            with_aggregations(args, bootstrap)
         finally:
             if broker is not None:
                 broker.terminate()
@@ -333,6 +362,29 @@ def main() -> None:
     print(f"end to end / bare SQLite insert: {e2e_rate / (n / bare['timed']):.2f}")
     print("(end-to-end wall time includes process start-up, opening the stores and the"
           " first fetch; the SQLite figure excludes building the rows)")
+
+
+def with_aggregations(args: argparse.Namespace, bootstrap: str) -> None:
+    """The daemon end to end without, then with, three aggregations over the view."""
+    n = args.events
+    base = int(time.time()) - n // 10 - 60  # every event within the last hours
+    topic = f"bench-agg-{int(time.time())}"
+    asyncio.run(produce(bootstrap, topic, n, args.customers, args.partitions, base))
+    rates = {}
+    for label, extra in (("without", ""), ("with", AGGREGATIONS)):
+        with tempfile.TemporaryDirectory(prefix="asof-bench-") as tmp:
+            folder = Path(tmp)
+            (folder / "asof.toml").write_text(TOML.format(
+                bootstrap=bootstrap, topic=topic, group="", batch_size=args.batch_size) + extra)
+            r = measure([sys.executable, "-m", "asof_stream", "run", "--config",
+                         str(folder / "asof.toml"), "--until-caught-up"])
+            rows = _count(folder / "data" / "offline.sqlite")
+            if rows != n:
+                sys.exit(f"the daemon stored {rows} rows, expected {n}")
+            rates[label] = n / r["wall"]
+            print(f"{label} aggregations: {r['wall']:.2f} s, {rates[label]:,.0f} events/s,"
+                  f" peak RSS {r['rss_mb']:.0f} MB")
+    print(f"with / without: {rates['with'] / rates['without']:.2f}")
 
 
 SHARDED_EXTRA = """

@@ -8,6 +8,7 @@ import click
 
 from ..config import Config
 from ..monitoring.skew import SkewReport, audit, dumps
+from ..monitoring.skew_agg import audit_aggregations
 from ..offline.log import open_log
 from ..online import open_online
 from ..timestamps import now_micros
@@ -19,7 +20,7 @@ SHOWN = 50
 
 
 @main.command()
-@click.option("--view", default=None, help="Audit only this view.")
+@click.option("--view", default=None, help="Audit only this view (or aggregation).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @config_option
 @handle_errors
@@ -27,13 +28,17 @@ def skew(config: Config, view: str | None, as_json: bool) -> None:
     """Compare every online row with the log's latest row per key as known now.
 
     Lists keys missing online, keys missing in the log, and rows whose seq or values
-    differ. Exit code 1 when there is any difference, 0 when the stores agree.
+    differ; and, per aggregation, entities whose aggregated features read online now
+    differ from the values computed now from the log. Exit code 1 when there is any
+    difference, 0 when the stores agree.
     """
     views = list(config.defs.views)
+    aggs = list(config.defs.aggregations)
     if view is not None:
-        if view not in config.defs.views:
-            raise CliError(f"unknown view {view!r}; known views: {', '.join(views) or 'none'}")
-        views = [view]
+        if view not in config.defs.views and view not in config.defs.aggregations:
+            raise CliError(f"unknown view {view!r}; known views and aggregations:"
+                           f" {', '.join(views + aggs) or 'none'}")
+        views, aggs = ([view], []) if view in config.defs.views else ([], [view])
     if not config.offline_path.exists():
         raise CliError(f"offline log {config.offline_path} does not exist yet")
     timer = Timer()
@@ -51,6 +56,10 @@ def skew(config: Config, view: str | None, as_json: bool) -> None:
                     report.checked.update(part.checked)
                     report.differences.extend(part.differences)
                     advance(name)
+            checked, found = audit_aggregations(log, online, config.defs, aggs, report.now,
+                                                clock=now_micros)
+            report.checked.update(checked)
+            report.differences.extend(found)
         finally:
             online.close()
     finally:

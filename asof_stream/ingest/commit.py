@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from ..events import Event, EventDecoder, EventError, dumps_values
 from ..offline.log import HIGH_SEQ_SQL, OfflineLog, Position
 from ..offline.sqlite import damaged_message, is_busy, is_damaged
+from ..online.aggstate import NOT_KEPT
 from ..online.base import OnlineRow, OnlineStore, OnlineUnavailable
 from ..timestamps import now_micros
 from ..versions import record_versions
@@ -24,6 +25,7 @@ from .sources.base import Record
 
 if TYPE_CHECKING:
     from ..offline.manifest import SealedIds
+    from ..online.aggstate import AggBatch
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +154,9 @@ class Committer:
         self.busy_retries = busy_retries
         if online is not None and online.transactional:
             online.attach_to(log_.conn)
+        #: per source view of an aggregation, its longest window (None: all history);
+        #: the plan is set on the store by :func:`~asof_stream.stores.open_stores`
+        self._agg_keep = online.agg_plan.keep if online is not None and online.agg_plan else {}
         self.versions = record_versions(log_.conn, decoder.defs, clock())
         self._sealed: SealedIds | None = None
         # While a non-transactional store (Redis) is down, its writes are skipped until
@@ -252,8 +257,22 @@ class Committer:
             conn.executemany(INSERT_LOG, rows)
             upserts = [OnlineRow(view, entity, ts, s, ingest_ts, features)
                        for (view, entity), (ts, s, features) in best.items()]
+            agg = None
+            if self._agg_keep and rows:
+                assert self.online is not None and self.online.agg_plan is not None
+                plan = self.online.agg_plan
+                lows = plan.lows(now)
+                # (view, entity, event_timestamp, seq, ingest_ts, features) of the rows a
+                # window still holds as of now
+                agg_rows = [(r[1], r[2], r[3], r[0], r[4], r[8]) for r in rows
+                            if r[3] > lows.get(r[1], NOT_KEPT)]
+                if agg_rows:
+                    agg = plan.batch(agg_rows, now, best, filtered=True)
             if self.online is not None and self.online.transactional and upserts:
-                self.online.write_in_transaction(conn, upserts, seq)
+                if agg is None:
+                    self.online.write_in_transaction(conn, upserts, seq)
+                else:
+                    self.online.write_in_transaction(conn, upserts, seq, agg)
             for view, total in offered.items():
                 n, first, latest = stats.get(view) or (0, None, None)
                 conn.execute(UPSERT_STATS,
@@ -279,17 +298,21 @@ class Committer:
         result.high_seq = seq
         if self.online is not None and not self.online.transactional and upserts:
             # The log is committed; a crash here is healed by catch_up() on the next start.
-            self._apply_online(upserts, seq, first_seq)
+            self._apply_online(upserts, seq, first_seq, agg)
         return result
 
-    def _apply_online(self, upserts: list[OnlineRow], seq: int, first_seq: int) -> None:
+    def _apply_online(self, upserts: list[OnlineRow], seq: int, first_seq: int,
+                      agg: AggBatch | None = None) -> None:
         """Write a committed batch to a non-transactional store; if it does not answer,
         the batch stays in the log only (the truth) and the healer applies it later."""
         assert self.online is not None
         if time.monotonic() < self._online_retry_at:
             return
         try:
-            self.online.apply(upserts, seq, low_seq=first_seq)
+            if agg is None:
+                self.online.apply(upserts, seq, low_seq=first_seq)
+            else:
+                self.online.apply(upserts, seq, low_seq=first_seq, agg=agg)
         except OnlineUnavailable as exc:
             first = self._online_backoff == 0
             self._online_backoff = min(max(ONLINE_RETRY_MIN, self._online_backoff * 2),

@@ -11,9 +11,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..offline.log import LogRow
+
+if TYPE_CHECKING:
+    from .aggstate import AggBatch, AggPlan
 
 
 class OnlineUnavailable(ConnectionError):
@@ -42,16 +45,21 @@ class OnlineStore(Protocol):
     url: str
     #: True when writes join the log's SQLite transaction (the store is ATTACHed).
     transactional: bool
+    #: What is kept for aggregations (set from the definitions when the stores open;
+    #: None: no aggregation state is kept).
+    agg_plan: AggPlan | None
 
     def attach_to(self, conn: sqlite3.Connection) -> None:
         """Prepare the log's connection for :meth:`write_in_transaction`."""
 
     def write_in_transaction(self, conn: sqlite3.Connection, rows: list[OnlineRow],
-                             high_seq: int) -> None:
-        """Apply rows inside the log's open transaction (transactional stores only)."""
+                             high_seq: int, agg: AggBatch | None = None) -> None:
+        """Apply rows (and aggregation rows) inside the log's open transaction
+        (transactional stores only)."""
 
-    def apply(self, rows: list[OnlineRow], high_seq: int, low_seq: int | None = None) -> None:
-        """Apply rows on its own, then record ``high_seq`` as applied.
+    def apply(self, rows: list[OnlineRow], high_seq: int, low_seq: int | None = None,
+              agg: AggBatch | None = None) -> None:
+        """Apply rows (and aggregation rows) on its own, then record ``high_seq`` as applied.
 
         ``low_seq``: the first log seq of the batch, so a backend written by several
         processes can tell a gap (an earlier batch not applied yet) from a run; None
@@ -70,8 +78,18 @@ class OnlineStore(Protocol):
     def entries(self, view: str | None = None) -> Iterable[OnlineRow]:
         """Every stored row (for audits and tests)."""
 
-    def replace_all(self, rows: Iterable[OnlineRow], high_seq: int) -> None:
-        """Drop everything and store exactly these rows (materialize)."""
+    def agg_rows(self, view: str, entities: list[str], lo: int | None,
+                 hi: int) -> list[list[tuple[int, int, str]]]:
+        """Per entity, the aggregation rows (event_timestamp, seq, features JSON) of
+        ``view`` with ``lo < event_timestamp <= hi``, in (event_timestamp, seq) order."""
+
+    def agg_fingerprint(self) -> int:
+        """The fingerprint of the aggregation plan the state was last rebuilt for (0:
+        none)."""
+
+    def replace_all(self, rows: Iterable[OnlineRow], high_seq: int,
+                    agg: AggBatch | None = None) -> None:
+        """Drop everything and store exactly these rows and aggregation rows (materialize)."""
 
     def close(self) -> None: ...
 

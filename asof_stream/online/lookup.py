@@ -12,6 +12,7 @@ from typing import Any
 from ..definitions import Definitions
 from ..events import coerce_key, entity_key, loads_values
 from ..timestamps import now_micros
+from .aggread import AggReader, empty_value
 from .base import OnlineStore
 
 PRESENT = "PRESENT"
@@ -21,7 +22,8 @@ OUTSIDE_MAX_AGE = "OUTSIDE_MAX_AGE"
 
 @dataclass(frozen=True, slots=True)
 class FeatureValue:
-    """One looked-up feature: the value (None unless PRESENT), its time and status."""
+    """One looked-up feature: the value (None unless PRESENT; an aggregation's count and
+    sum read 0 for an entity never seen), its time and status."""
 
     value: Any
     status: str
@@ -64,6 +66,9 @@ def read_online(defs: Definitions, online: OnlineStore, features: Sequence[tuple
     for view, feat in features:
         by_view.setdefault(view, []).append(feat)
     for view, feats in by_view.items():
+        if view in defs.aggregations:
+            _read_aggregation(defs, online, view, feats, rows, now, from_text, out)
+            continue
         ttl = defs.views[view].ttl
         keys = entity_keys_for(defs, view, rows, from_text=from_text)
         stored = online.get(view, keys)
@@ -83,3 +88,36 @@ def read_online(defs: Definitions, online: OnlineStore, features: Sequence[tuple
                 status = PRESENT if f in values else NOT_FOUND
                 out[i][(view, f)] = FeatureValue(v, status, row.event_ts)
     return [{pair: d[pair] for pair in features} for d in out]
+
+
+_readers: dict[tuple[int, str], AggReader] = {}
+
+
+def source_missing(online: OnlineStore, source: str) -> bool:
+    plan = online.agg_plan
+    return plan is None or source not in plan.keep
+
+
+def _read_aggregation(defs: Definitions, online: OnlineStore, name: str, feats: list[str],
+                      rows: Sequence[Mapping[str, Any]], now: int, from_text: bool,
+                      out: list[dict[tuple[str, str], FeatureValue]]) -> None:
+    """An aggregation's features computed at ``now`` from the state (see :mod:`.aggread`)."""
+    reader = _readers.get((id(defs), name))
+    if reader is None or reader.agg is not defs.aggregations[name]:
+        reader = _readers[(id(defs), name)] = AggReader(defs, name)
+    if source_missing(online, reader.agg.source):
+        raise ValueError(f"aggregation {name!r}: this online store keeps no aggregation state"
+                         " (not opened through the project's stores, or partition shards,"
+                         " which do not keep it yet)")
+    source = reader.agg.source
+    keys = entity_keys_for(defs, name, rows, from_text=from_text)
+    latest = online.get(source, keys)
+    window_rows = online.agg_rows(source, keys, reader.lower(now), now)
+    for i, (row, found) in enumerate(zip(latest, window_rows, strict=True)):
+        if row is None:
+            for f in feats:
+                fdef, dtype = reader.feats[f]
+                out[i][(name, f)] = FeatureValue(empty_value(fdef.fn, dtype), NOT_FOUND, None)
+            continue
+        for f, (value, ts) in reader.evaluate(feats, found, now).items():
+            out[i][(name, f)] = FeatureValue(value, PRESENT, ts)

@@ -11,6 +11,11 @@ rebuild)::
                             18 digits (ingest_ts - MIN_US), features
     P:G:e:VIEW              set of the entity keys of VIEW (count() is SCARD)
     P:G:views               set of the views that have rows
+    P:G:aggplan             the fingerprint of the aggregations the state was built for
+    P:G:a:VIEW:ENTITY       aggregation state: a sorted set (all scores 0, so ordered by
+                            member) of the raw rows of a source view still in its longest
+                            window, each member 18 digits (event_timestamp - MIN_US), 19
+                            digits seq, then the features JSON (see .aggstate)
     P:G:applied             the highest log seq below which every batch has been applied
     P:G:pending             zset of applied batches above ``applied`` (member "lo:hi")
     P:G:applied:pNNNN       the same per shard, when the log is split into partition
@@ -60,6 +65,7 @@ import redis
 
 from ..redaction import redact_in, redact_url
 from ..timestamps import MIN_US
+from .aggstate import AggBatch, AggPlan, fingerprint, member, ts_bound, unmember
 from .base import OnlineRow, OnlineUnavailable
 from .redis_url import glob_escape, split_url
 
@@ -108,6 +114,23 @@ end
 return changed
 """
 
+# Aggregation rows, written before APPLY marks their seqs applied (a crash between the
+# two replays them; adding a member twice changes nothing). ARGV: prefix, then
+# (view, entity, member, bound) quads: unless bound is "", the members below it
+# (event_timestamp <= the eviction cutoff) are evicted first.
+APPLY_AGG = """
+local p = ARGV[1]
+local base = p .. (redis.call('GET', p .. 'gen') or '0') .. ':a:'
+for i = 2, #ARGV, 4 do
+  local k = base .. ARGV[i] .. ':' .. ARGV[i + 1]
+  if ARGV[i + 3] ~= '' then
+    redis.call('ZREMRANGEBYLEX', k, '-', '(' .. ARGV[i + 3])
+  end
+  redis.call('ZADD', k, 0, ARGV[i + 2])
+end
+return 0
+"""
+
 # Switch the live generation; returns the old one.
 # ARGV: prefix, new gen, then (track, applied seq) pairs.
 SWITCH = """
@@ -149,6 +172,7 @@ class RedisOnlineStore:
     """The shared online store; writes are applied after the log commit (not transactional)."""
 
     transactional = False
+    agg_plan: AggPlan | None = None
 
     def __init__(self, url: str, *, track: str = "", **client_options: Any) -> None:
         self.url = url
@@ -164,6 +188,7 @@ class RedisOnlineStore:
         self._switch = self.client.register_script(SWITCH)
         self._applied = self.client.register_script(APPLIED)
         self._count = self.client.register_script(COUNT)
+        self._apply_agg = self.client.register_script(APPLY_AGG)
         self._gen_key = self.prefix + "gen"
         self._gen = b"0"  # the generation last seen; reads check it in the same MGET
 
@@ -181,18 +206,22 @@ class RedisOnlineStore:
     def attach_to(self, conn: Any) -> None:
         raise TypeError("the Redis online store is not transactional")
 
-    def write_in_transaction(self, conn: Any, rows: list[OnlineRow], high_seq: int) -> None:
+    def write_in_transaction(self, conn: Any, rows: list[OnlineRow], high_seq: int,
+                             agg: AggBatch | None = None) -> None:
         raise TypeError("the Redis online store is not transactional")
 
-    def apply(self, rows: list[OnlineRow], high_seq: int, low_seq: int | None = None) -> None:
+    def apply(self, rows: list[OnlineRow], high_seq: int, low_seq: int | None = None,
+              agg: AggBatch | None = None) -> None:
         """Apply rows with the monotonic rule; then mark ``low_seq..high_seq`` applied.
 
         ``low_seq`` is the first log seq of the batch (None: the batch follows on from
-        whatever is applied).
+        whatever is applied). ``agg``: aggregation rows, written first.
         """
         p = self.prefix
         low = 0 if low_seq is None else low_seq
         with self._unavailable():
+            if agg is not None:
+                self._write_agg(agg)
             if not rows:
                 self._apply(args=[p, high_seq, low, self.track])
                 return
@@ -206,17 +235,57 @@ class RedisOnlineStore:
                     args.append(pack(r))
                 self._apply(args=args)
 
+    def _write_agg(self, agg: AggBatch) -> None:
+        # The eviction bound rides on the entity's first row: evicted before it is added.
+        bounds = {(v, e): ts_bound(c + 1) for v, e, c in agg.evict}
+        for start in range(0, len(agg.rows), CHUNK):
+            args: list[Any] = [self.prefix]
+            for r in agg.rows[start:start + CHUNK]:
+                args += [r[0], r[1], member(r), bounds.pop((r[0], r[1]), "")]
+            self._apply_agg(args=args)
+
+    def agg_fingerprint(self) -> int:
+        """The :func:`~.aggstate.fingerprint` of the plan the state was rebuilt for."""
+        with self._unavailable():
+            gen, _ = self._applied(args=[self.prefix, self.track])
+            value = self.client.get(f"{self.prefix}{gen.decode()}:aggplan")
+        return int(value) if value else 0
+
+    def agg_rows(self, view: str, entities: list[str], lo: int | None,
+                 hi: int) -> list[list[tuple[int, int, str]]]:
+        """Per entity, the stored rows of ``view`` with ``lo < event_timestamp <= hi``
+        (``lo`` None: no lower edge), in (event_timestamp, seq) order."""
+        start = "-" if lo is None else "[" + ts_bound(lo + 1)
+        stop = "(" + ts_bound(hi + 1)
+        with self._unavailable():
+            for _ in range(5):
+                gen = self._gen
+                base = f"{self.prefix}{gen.decode()}:a:{view}:"
+                pipe = self.client.pipeline(transaction=False)
+                pipe.get(self._gen_key)
+                for e in entities:
+                    pipe.zrangebylex(base + e, start, stop)
+                res: list[Any] = pipe.execute()
+                live: bytes = res[0] or b"0"
+                if live == gen:
+                    return [[unmember(m) for m in ms] for ms in res[1:]]
+                self._gen = live
+        raise OnlineUnavailable(f"Redis online store {redact_url(self.url)}: the generation"
+                                " kept changing during a read")
+
     def replace_all(self, rows: Iterable[OnlineRow], high_seq: int,
-                    tracks: dict[str, int] | None = None) -> None:
+                    agg: AggBatch | None = None, tracks: dict[str, int] | None = None) -> None:
         """Build a new generation off to the side, switch to it, drop the old one.
 
         ``tracks``: the applied seq of each track (several shards' logs) instead of
         ``high_seq`` for this store's own.
         """
         with self._unavailable():
-            self._replace_all(rows, tracks if tracks is not None else {self.track: high_seq})
+            self._replace_all(rows, tracks if tracks is not None else {self.track: high_seq},
+                              agg)
 
-    def _replace_all(self, rows: Iterable[OnlineRow], applied: dict[str, int]) -> None:
+    def _replace_all(self, rows: Iterable[OnlineRow], applied: dict[str, int],
+                     agg: AggBatch | None = None) -> None:
         p = self.prefix
         gen = int(self.client.incr(p + "gencounter"))
         base = f"{p}{gen}:"
@@ -234,6 +303,14 @@ class RedisOnlineStore:
                 pending = 0
         if views:
             pipe.sadd(base + "views", *sorted(views))
+        pipe.set(base + "aggplan", str(fingerprint(self.agg_plan)))
+        if agg is not None:
+            for a in agg.rows:  # already within the windows: no eviction needed
+                pipe.zadd(f"{base}a:{a[0]}:{a[1]}", {member(a): 0})
+                pending += 1
+                if pending >= CHUNK:
+                    pipe.execute()
+                    pending = 0
         pipe.execute()
         old = self._switch(args=[p, gen, *[x for kv in sorted(applied.items()) for x in kv]])
         old_gen = old.decode() if isinstance(old, bytes) else str(old)

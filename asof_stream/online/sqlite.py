@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..offline.sqlite import connect
+from .aggstate import AggBatch, AggPlan, fingerprint
 from .base import OnlineRow
 
 SCHEMA = """
@@ -20,7 +21,25 @@ CREATE TABLE IF NOT EXISTS {s}online (
     PRIMARY KEY (view, entity)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS {s}online_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS {s}online_agg_rows (
+    view TEXT NOT NULL,
+    entity TEXT NOT NULL,
+    event_timestamp INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    ingest_ts INTEGER NOT NULL,
+    features TEXT NOT NULL,
+    PRIMARY KEY (view, entity, event_timestamp, seq)
+) WITHOUT ROWID;
 """
+# Aggregation state (see .aggstate): raw rows of source views, idempotent by key.
+INSERT_AGG = """
+INSERT OR IGNORE INTO {s}online_agg_rows (view, entity, event_timestamp, seq, ingest_ts,
+                                           features) VALUES (?, ?, ?, ?, ?, ?)
+"""
+EVICT_AGG = "DELETE FROM {s}online_agg_rows WHERE view = ? AND entity = ? AND event_timestamp <= ?"
+AGG_ROWS = ("SELECT event_timestamp, seq, features FROM online_agg_rows WHERE view = ?"
+            " AND entity = ? AND event_timestamp > ? AND event_timestamp <= ?"
+            " ORDER BY event_timestamp, seq")
 
 # The monotonic rule, applied by SQLite itself: only a greater (event_timestamp, seq) wins.
 UPSERT = """
@@ -42,6 +61,7 @@ class SqliteOnlineStore:
     """The default online store, a SQLite file beside the log."""
 
     transactional = True
+    agg_plan: AggPlan | None = None
 
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
@@ -60,21 +80,25 @@ class SqliteOnlineStore:
             conn.execute(f"ATTACH DATABASE ? AS {ATTACHED}", (str(self.path),))
 
     def _write(self, conn: sqlite3.Connection, schema: str, rows: list[OnlineRow],
-               high_seq: int) -> None:
+               high_seq: int, agg: AggBatch | None = None) -> None:
         conn.executemany(UPSERT.format(s=schema),
                          [(r.view, r.entity, r.event_ts, r.seq, r.ingest_ts, r.features)
                           for r in rows])
+        if agg is not None:
+            conn.executemany(INSERT_AGG.format(s=schema), agg.rows)
+            conn.executemany(EVICT_AGG.format(s=schema), agg.evict)
         conn.execute(SET_APPLIED.format(s=schema), (high_seq,))
 
     def write_in_transaction(self, conn: sqlite3.Connection, rows: list[OnlineRow],
-                             high_seq: int) -> None:
-        self._write(conn, ATTACHED + ".", rows, high_seq)
+                             high_seq: int, agg: AggBatch | None = None) -> None:
+        self._write(conn, ATTACHED + ".", rows, high_seq, agg)
 
-    def apply(self, rows: list[OnlineRow], high_seq: int, low_seq: int | None = None) -> None:
+    def apply(self, rows: list[OnlineRow], high_seq: int, low_seq: int | None = None,
+              agg: AggBatch | None = None) -> None:
         # Written in the log's transaction, the SQLite store never has gaps: low_seq is unused.
         self.conn.execute("BEGIN IMMEDIATE")
         try:
-            self._write(self.conn, "", rows, high_seq)
+            self._write(self.conn, "", rows, high_seq, agg)
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
@@ -110,12 +134,33 @@ class SqliteOnlineStore:
         for r in cur:
             yield OnlineRow(*r)
 
-    def replace_all(self, rows: Iterable[OnlineRow], high_seq: int) -> None:
+    def agg_rows(self, view: str, entities: list[str], lo: int | None,
+                 hi: int) -> list[list[tuple[int, int, str]]]:
+        """Per entity, the stored rows of ``view`` with ``lo < event_timestamp <= hi``
+        (``lo`` None: no lower edge), in (event_timestamp, seq) order."""
+        low = -(2**63) if lo is None else lo
+        ex = self.conn.execute
+        return [ex(AGG_ROWS, (view, e, low, hi)).fetchall() for e in entities]
+
+    def agg_fingerprint(self) -> int:
+        """The :func:`~.aggstate.fingerprint` of the plan the state was rebuilt for."""
+        row = self.conn.execute(
+            "SELECT value FROM online_meta WHERE key = 'agg_plan'").fetchone()
+        return int(row[0]) if row else 0
+
+    def agg_count(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM online_agg_rows").fetchone()[0])
+
+    def replace_all(self, rows: Iterable[OnlineRow], high_seq: int,
+                    agg: AggBatch | None = None) -> None:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             self.conn.execute("DELETE FROM online")
             self.conn.execute("DELETE FROM online_meta")
-            self._write(self.conn, "", list(rows), high_seq)
+            self.conn.execute("DELETE FROM online_agg_rows")
+            self._write(self.conn, "", list(rows), high_seq, agg)
+            self.conn.execute("INSERT INTO online_meta (key, value) VALUES ('agg_plan', ?)",
+                              (fingerprint(self.agg_plan),))
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise

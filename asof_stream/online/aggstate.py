@@ -1,0 +1,174 @@
+"""Online state of windowed aggregations: the raw rows of each source view still inside
+its longest window, per entity, kept by the commit path beside the latest-row upserts.
+
+An aggregation's value is computed at read time from these rows (:mod:`.aggread`), so
+the window slides with the clock even when no event arrives. Rows are keyed by
+``(view, entity, event_timestamp, seq)``: writing one twice (a replay, a catch-up after a
+crash) changes nothing, and any arrival order gives the same set of rows. Rows that
+left the longest window of their view as of the write (``event_timestamp <= now - w``)
+are not stored and are evicted for the entities a batch touches (at most once per
+``w / 16`` per entity and process); reads filter on the window exactly, so rows not yet
+evicted never count. A source view with a feature that
+has no window keeps every row of the entity (all history up to ``t`` counts).
+
+Rebuilding (:func:`build_rows`, run by ``materialize``) selects the same rows from the
+log (both tiers), so rebuilt and incremental states read the same values (I2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..definitions import Definitions
+from ..timestamps import MIN_US
+
+#: One aggregation row: (view, entity, event_timestamp, seq, ingest_ts, features JSON),
+#: the shape the SQLite store inserts as it is.
+AggRow = tuple[str, str, int, int, int, str]
+
+if TYPE_CHECKING:
+    from ..offline.log import OfflineLog
+
+
+NO_LOW = -(2**63)  # a view that keeps all history: every row is above it
+NOT_KEPT = 2**63  # a view no aggregation reads: no row is above it
+
+
+@dataclass(frozen=True)
+class AggPlan:
+    """What the online store keeps for aggregations: per source view, its longest window
+    (None: all history)."""
+
+    keep: dict[str, int | None]
+    defs: Definitions = field(compare=False, repr=False)
+    #: (view, entity) -> the cutoff this process last evicted it at
+    evicted: dict[tuple[str, str], int] = field(default_factory=dict, compare=False,
+                                                repr=False)
+
+    @classmethod
+    def from_defs(cls, defs: Definitions) -> AggPlan | None:
+        keep: dict[str, int | None] = {}
+        for agg in defs.aggregations.values():
+            w = agg.max_window
+            if agg.source in keep:
+                cur = keep[agg.source]
+                keep[agg.source] = None if cur is None or w is None else max(cur, w)
+            else:
+                keep[agg.source] = w
+        return cls(keep, defs) if keep else None
+
+    @property
+    def fingerprint(self) -> int:
+        """A number naming what is kept, stored beside the state: a different one means
+        the state was kept for other definitions and is rebuilt."""
+        return fingerprint(self)
+
+    def cutoffs(self, now: int) -> dict[str, int | None]:
+        """Per source view, the event time at or below which rows are no longer needed."""
+        return {v: None if w is None else now - w for v, w in self.keep.items()}
+
+    def lows(self, now: int) -> dict[str, int]:
+        """Per source view, the event time a row must be above to be kept as of ``now``."""
+        return {v: (NO_LOW if c is None else c) for v, c in self.cutoffs(now).items()}
+
+    def batch(self, rows: Iterable[AggRow], now: int,
+              entities: Iterable[tuple[str, str]] | None = None, *,
+              filtered: bool = False) -> AggBatch | None:
+        """The rows of source views that are still needed as of ``now``, and the
+        entities whose old rows to evict.
+
+        An entity is evicted at most once per sixteenth of its view's window by this
+        process (so a busy entity does not cost a delete per batch): its stored rows are
+        then within 17/16 of the longest window as of its last write. ``entities``: the
+        (view, entity) keys of the rows, when the caller has them at hand; ``filtered``:
+        the rows are already those above :meth:`lows`.
+        """
+        cut = self.cutoffs(now)
+        lows = self.lows(now)
+        out = list(rows) if filtered else [r for r in rows if r[2] > lows.get(r[0], NOT_KEPT)]
+        if not out:
+            return None
+        out.sort()  # by (view, entity, event_timestamp, seq), unique: B-tree order
+        keys = dict.fromkeys((r[0], r[1]) for r in out) if entities is None else entities
+        evict: list[tuple[str, str, int]] = []
+        done = self.evicted
+        if len(done) > 1_000_000:  # bounded memory: forget, and evict again
+            done.clear()
+        for key in keys:
+            w = self.keep.get(key[0])
+            if w is None:
+                continue
+            low = lows[key[0]]
+            last = done.get(key)
+            if last is None or low - last >= max(w // 16, 1):
+                done[key] = low
+                evict.append((key[0], key[1], low))
+        return AggBatch(out, cut, evict)
+
+
+def fingerprint(plan: AggPlan | None) -> int:
+    """0 for no aggregations, else a 62-bit hash of the kept windows."""
+    if plan is None:
+        return 0
+    import hashlib
+    import json
+
+    text = json.dumps(sorted(plan.keep.items(), key=lambda kv: kv[0]))
+    return int(hashlib.sha256(text.encode()).hexdigest()[:15], 16) or 1
+
+
+@dataclass
+class AggBatch:
+    """Rows to add to the aggregation state, and the eviction cutoff of each source view."""
+
+    rows: list[AggRow]
+    cutoffs: dict[str, int | None] = field(default_factory=dict)
+    #: (view, entity, cutoff): delete the entity's rows at or below the cutoff
+    evict: list[tuple[str, str, int]] = field(default_factory=list)
+
+
+def member(r: AggRow) -> bytes:
+    """A row as a Redis sorted-set member: 18 digits (event_timestamp - MIN_US), 19 digits
+    seq, then the features JSON; members sort as (event_timestamp, seq) do."""
+    return f"{r[2] - MIN_US:018d}{r[3]:019d}{r[5]}".encode()
+
+
+def ts_bound(ts: int) -> str:
+    """The member prefix of the first row at event time ``ts``."""
+    return f"{ts - MIN_US:018d}"
+
+
+def unmember(m: bytes) -> tuple[int, int, str]:
+    return int(m[:18]) + MIN_US, int(m[18:37]), m[37:].decode()
+
+
+def build_rows(log: OfflineLog, defs: Definitions, plan: AggPlan, high: int | None,
+               now: int) -> list[AggRow]:
+    """The aggregation state rebuilt from the log (head and sealed segments) up to seq
+    ``high`` (None: all of it): the rows of each source view still needed as of ``now``."""
+    import pyarrow.compute as pc
+
+    from ..events import dumps_values
+    from ..offline.scan import BASE_COLUMNS, scan_view
+
+    out: list[AggRow] = []
+    for view, cutoff in plan.cutoffs(now).items():
+        for tier in scan_view(log, defs, view, max_seq=high):
+            t = tier.table
+            if cutoff is not None:
+                t = t.filter(pc.greater(t.column("event_timestamp"), cutoff))
+            if not t.num_rows:
+                continue
+            feats = [n for n in t.column_names if n not in BASE_COLUMNS]
+            names = [n[len("feature:"):] if n.startswith("feature:") else n for n in feats]
+            cols = [t.column(n).to_pylist() for n in feats]
+            ents = t.column("entity").to_pylist()
+            ets = t.column("event_timestamp").to_pylist()
+            seqs = t.column("seq").to_pylist()
+            its = t.column("ingest_ts").to_pylist()
+            for i, ent in enumerate(ents):
+                text = dumps_values({n: c[i] for n, c in zip(names, cols, strict=True)})
+                out.append((view, ent, ets[i], seqs[i], its[i], text))
+    return out
