@@ -6,13 +6,12 @@ The TOML file (``asof.toml``) and the Python API build the same pydantic models.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import PrivateAttr, field_validator, model_validator
 
-from .definitions_base import _NAME, RESERVED, FeatureType, KeyType, _check_name, _Model  # noqa: F401
+from .definitions_base import _NAME, RESERVED, FeatureType, KeyType, _check_name, _Model, duration_value  # noqa: F401
 from .definitions_computed import (  # noqa: F401
     AggFeature,
     Aggregation,
@@ -30,7 +29,6 @@ from .definitions_settings import (  # noqa: F401
     SourceConfig,
     StoreConfig,
 )
-from .timestamps import parse_duration
 
 
 class Field(_Model):
@@ -101,13 +99,7 @@ class FeatureView(_Model):
     @field_validator("ttl", "freshness", mode="before")
     @classmethod
     def _duration(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            return parse_duration(v)
-        if isinstance(v, timedelta):
-            return v // timedelta(microseconds=1)
-        if v is None:
-            return v
-        raise ValueError(f"expected a duration like '14d' (s, m, h, d), got {v!r}")
+        return duration_value(v, "14d")
 
     @model_validator(mode="after")
     def _unique(self) -> FeatureView:

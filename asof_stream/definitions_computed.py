@@ -23,26 +23,16 @@ outputs = { risk = "float64" }
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import field_validator, model_validator
 
-from .definitions_base import FeatureType, _check_name, _Model
-from .timestamps import parse_duration
+from .definitions_base import FeatureType, _check_name, _Model, duration_value
 
 AggFunction = Literal["count", "sum", "mean", "min", "max", "last", "stddev"]
 NUMERIC = ("int64", "float64")
 
 
-def _duration(v: Any) -> Any:
-    if isinstance(v, str):
-        return parse_duration(v)
-    if isinstance(v, timedelta):
-        return v // timedelta(microseconds=1)
-    if v is None:
-        return v
-    raise ValueError(f"expected a duration like '7d' (s, m, h, d), got {v!r}")
 
 
 class AggFeature(_Model):
@@ -59,7 +49,7 @@ class AggFeature(_Model):
     window: int | None = None  # microseconds
     description: str = ""
 
-    _w = field_validator("window", mode="before")(lambda v: _duration(v))
+    _w = field_validator("window", mode="before")(lambda v: duration_value(v, "7d"))
 
     @model_validator(mode="after")
     def _check(self) -> AggFeature:

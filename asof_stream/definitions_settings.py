@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field as PydField
 from pydantic import ValidationInfo, field_validator, model_validator
 
-from .definitions_base import _Model
+from .definitions_base import _Model, duration_value
 from .timestamps import parse_duration
 
 
@@ -187,11 +186,7 @@ class IngestConfig(_Model):
     @field_validator("max_future", mode="before")
     @classmethod
     def _duration(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            return parse_duration(v)
-        if isinstance(v, timedelta):
-            return v // timedelta(microseconds=1)
-        raise ValueError(f"expected a duration like '1d' (s, m, h, d), got {v!r}")
+        return duration_value(v, "1d", optional=False)
 
 
 class LogConfig(_Model):

@@ -12,7 +12,7 @@ from .config import Config, load_config
 from .definitions import FeatureService, output_names
 from .ingest.commit import BatchResult
 from .ingest.sources.base import Record
-from .online.lookup import read_online
+from .online.read import read_features
 from .online.response import OnlineResponse
 from .stores import Stores, can_write, open_stores
 from .timestamps import to_iso
@@ -110,7 +110,7 @@ class FeatureStore:
         names = output_names(pairs, full_feature_names)
         request = set(request_names(self.config.defs, pairs))
         rows = _with_request(entity_rows, request_data)
-        results = read_online(self.config.defs, self.stores.online, pairs, rows)
+        results = read_features(self.config.defs, self.stores.online, pairs, rows)
         out: dict[str, list[Any]] = {}
         for key in dict.fromkeys(k for row in entity_rows for k in row if k not in request):
             out[key] = [row.get(key) for row in entity_rows]
@@ -143,7 +143,7 @@ class FeatureStore:
         event time (RFC 3339). ``asof-stream online`` prints this."""
         pairs = self.config.defs.resolve_refs(list(features))
         names = output_names(pairs, full_feature_names)
-        result = read_online(self.config.defs, self.stores.online, pairs,
+        result = read_features(self.config.defs, self.stores.online, pairs,
                              [{**entity, **(request or {})}], from_text=True)[0]
         return {name: {"value": fv.value, "status": fv.status,
                        "event_timestamp": to_iso(fv.event_timestamp)}

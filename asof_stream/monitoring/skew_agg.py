@@ -19,7 +19,7 @@ from ..offline.log import OfflineLog
 from ..online.aggread import AggReader
 from ..online.aggstate import AggPlan, AggRow, build_rows
 from ..online.base import OnlineStore
-from ..online.lookup import read_online
+from ..online.read import read_features
 from .skew import Difference
 
 DIFFERENT_AGGREGATE = "different_aggregate"
@@ -52,7 +52,7 @@ def _differences(defs: Definitions, online: OnlineStore, name: str,
         part = entities[start:start + 500]
         # the entity text is the join key's value as text, or a JSON array of the values
         rows = [_key_row(keys, e) for e in part]
-        got = read_online(defs, online, pairs, rows, now=now, from_text=len(keys) == 1)
+        got = read_features(defs, online, pairs, rows, now=now, from_text=len(keys) == 1)
         for e, values in zip(part, got, strict=True):
             online_v = {f: values[(name, f)].value for f in agg.feature_names}
             log_v = _log_values(defs, name, by_entity[e], now)

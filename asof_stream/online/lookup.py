@@ -50,17 +50,11 @@ def read_online(defs: Definitions, online: OnlineStore, features: Sequence[tuple
                 rows: Sequence[Mapping[str, Any]], *, now: int | None = None,
                 from_text: bool = False,
                 first_row: int = 0) -> list[dict[tuple[str, str], FeatureValue]]:
-    """For each entity row, every requested (view, feature) with value, time and status.
-
-    Transform outputs are computed from their inputs' values and the request values in
-    the rows (:mod:`asof_stream.transforms.online`); ``first_row`` numbers rows in errors.
+    """For each entity row, every requested (view or aggregation, feature) with value, time
+    and status, from the online store. Transforms are read by :func:`.read.read_features`,
+    which calls this for their inputs; ``first_row`` numbers rows in errors.
     """
     now = now_micros() if now is None else now
-    if any(v in defs.transforms for v, _ in features):
-        from ..transforms.online import read_with_transforms
-
-        return read_with_transforms(defs, online, features, rows, now=now, from_text=from_text,
-                                    first_row=first_row)
     out: list[dict[tuple[str, str], FeatureValue]] = [{} for _ in rows]
     by_view: dict[str, list[str]] = {}
     for view, feat in features:

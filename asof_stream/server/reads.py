@@ -11,7 +11,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..online.lookup import FeatureValue, read_online
+from ..online.lookup import FeatureValue
+from ..online.read import read_features
 from ..timestamps import now_micros, to_iso
 from ..transforms import TransformError, request_names
 from .http import EPOCH, READ_KEYS, HTTPError, ServerState, endpoint, json_response, read_request
@@ -122,7 +123,7 @@ async def get_online_features(state: ServerState, request: Request) -> Response:
         if start:  # let the other requests (/health among them) run between chunks
             await asyncio.sleep(0)
         try:
-            found = read_online(defs, online, pairs, rows[start:start + READ_CHUNK], now=now,
+            found = read_features(defs, online, pairs, rows[start:start + READ_CHUNK], now=now,
                                 first_row=start)
         except TransformError as exc:  # the transform's fault, not the request's
             log.warning("get-online-features: %s", exc)

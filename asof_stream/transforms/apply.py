@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..events import INT64_MAX, INT64_MIN
+from .errors import RequestValueError, TransformError
 
 if TYPE_CHECKING:
     from ..definitions import Definitions, Transform
@@ -31,14 +32,6 @@ if TYPE_CHECKING:
 #: On a raise over many rows, up to this many rows are retried one by one to name the
 #: first row that fails.
 ROW_SEARCH = 10_000
-
-
-class TransformError(ValueError):
-    """A transform that failed: it raised, did not import, or returned a bad value."""
-
-
-class RequestValueError(ValueError):
-    """A request value that is missing or of the wrong type (the caller's mistake)."""
 
 
 def _plain(v: Any) -> Any:

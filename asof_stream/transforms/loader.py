@@ -23,7 +23,7 @@ from types import ModuleType
 from typing import Any
 
 from ..definitions import Transform
-from .apply import TransformError
+from .errors import TransformError
 
 _cache: dict[Path, tuple[str, ModuleType]] = {}  # by file: its SHA-256, the module
 
