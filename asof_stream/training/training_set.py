@@ -30,6 +30,7 @@ import msgspec
 from ..config import Config
 from ..definitions import Definitions, output_names
 from ..offline.log import OfflineLog
+from .aggregate import AggMatches, aggregate_all
 from .asof import asof_join
 from .join import JoinMode, ViewMatches, gc_paused
 from .labels import Labels
@@ -69,7 +70,7 @@ class TrainingSet:
     pairs: list[tuple[str, str]]  # (view, feature) per feature column
     names: list[str]  # output name per feature column
     dtypes: list[str]  # per feature column
-    matches: dict[str, ViewMatches]  # per view: the chosen rows (times and values)
+    matches: dict[str, ViewMatches | AggMatches]  # per view: the chosen rows; per aggregation its values
     high_water_seq: int = 0  # the log rows it saw: seq <= this
     shard_high_water: dict[str, int] | None = None  # the same per shard, over shards
 
@@ -113,7 +114,9 @@ class TrainingSet:
             return ["," + ",".join(map(csv_cell, r)) for r in self.feature_rows()]
         out: list[str] | None = None
         for v, fs in zip(views, feats, strict=True):
-            part = self.matches[v].table_of_rows(functools.partial(render_csv_fragments, features=fs))
+            m = self.matches[v]
+            part = m.csv_fragments(fs) if isinstance(m, AggMatches) else \
+                m.table_of_rows(functools.partial(render_csv_fragments, features=fs))
             out = part if out is None else list(map(operator.add, out, part))
         assert out is not None
         return out
@@ -367,7 +370,13 @@ def build_training_set(log: OfflineLog, defs: Definitions, labels: Labels, refs:
         return asof_join(log, defs, keys, labels.times, mode, progress, upto_seq=upto,
                          jobs=jobs)
 
-    ts = _assemble(defs, labels, refs, join, JoinMode(strict, as_known_at), full_feature_names)
+    def aggregate(wanted: dict[str, list[str]], keys: dict[str, list[str]],
+                  mode: JoinMode) -> dict[str, AggMatches]:
+        return aggregate_all(log, defs, wanted, keys, labels.times, mode, upto_seq=upto,
+                             progress=progress)
+
+    ts = _assemble(defs, labels, refs, join, JoinMode(strict, as_known_at), full_feature_names,
+                   aggregate)
     ts.high_water_seq = upto
     return ts
 
@@ -394,13 +403,34 @@ def build_sharded_training_set(config: Config, defs: Definitions, labels: Labels
     return ts
 
 
+Aggregate = Callable[[dict[str, list[str]], dict[str, list[str]], JoinMode],
+                     dict[str, AggMatches]]
+
+
 def _assemble(defs: Definitions, labels: Labels, refs: Sequence[str],
               join: Callable[[dict[str, list[str]], JoinMode], dict[str, ViewMatches]],
-              mode: JoinMode, full_feature_names: bool) -> TrainingSet:
+              mode: JoinMode, full_feature_names: bool,
+              aggregate: Aggregate | None = None) -> TrainingSet:
+    """Views by the as-of ``join``, aggregations by ``aggregate`` (their features only)."""
     pairs, names = feature_pairs(defs, labels, refs, full_feature_names)
-    views = list(dict.fromkeys(v for v, _ in pairs))
-    keys = {v: labels.entity_keys(v) for v in views}
+    kinds = {v: defs.kind(v) for v, _ in pairs}
+    other = sorted({v for v, k in kinds.items() if k not in ("view", "aggregation")})
+    if other:
+        raise ValueError(f"{', '.join(other)}: transforms are not computed in training sets yet")
+    views = [v for v in dict.fromkeys(v for v, _ in pairs) if kinds[v] == "view"]
+    aggs: dict[str, list[str]] = {}
+    for v, f in pairs:
+        if kinds[v] == "aggregation":
+            aggs.setdefault(v, []).append(f)
+    if aggs and aggregate is None:
+        raise ValueError(f"{', '.join(aggs)}: aggregations are not computed over partition"
+                         " shards yet")
+    keys = {v: labels.entity_keys(v) for v in [*views, *aggs]}
+    matches: dict[str, ViewMatches | AggMatches] = {}
     with gc_paused():
-        matches = join(keys, mode)
-    dtypes: list[str] = [defs.views[v].feature(f).dtype for v, f in pairs]
+        matches.update(join({v: keys[v] for v in views}, mode) if views else {})
+        if aggs:
+            assert aggregate is not None
+            matches.update(aggregate(aggs, {a: keys[a] for a in aggs}, mode))
+    dtypes: list[str] = [defs.dtype_of(v, f) for v, f in pairs]
     return TrainingSet(labels, pairs, names, dtypes, matches)

@@ -1,0 +1,150 @@
+"""Windowed aggregations in training sets: each aggregated feature at each label's time,
+computed from the raw rows of the aggregation's source view (docs/computed.md).
+
+For a label at ``t`` and a feature ``fn(of)`` over ``window``, the rows of the label's
+entity with ``t - window < event_timestamp <= t`` count (``< t`` when strict; with
+as-known-at also ``ingest_ts <= t``; no window: every row up to ``t``). An empty window
+gives count 0 and sum 0, every other function null. A view's ttl does not apply.
+
+How: :func:`~asof_stream.offline.scan.scan_view` reads the source view's rows of the
+labels' entities (every tier, ``seq <= upto_seq``); the tiers are merged into one
+``(entity, event_timestamp, seq)`` order, the window bounds are found once per distinct
+window length (:func:`~asof_stream.aggregations.bounds.window_bounds`) and every feature
+of that window is aggregated over them (:func:`~asof_stream.aggregations.window.aggregate`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..aggregations.bounds import Windows, window_bounds
+from ..aggregations.window import Prepared, aggregate
+from ..definitions import Definitions
+from ..offline.log import OfflineLog
+from ..offline.scan import scan_view
+from ..offline.segments import column_name
+from .matches import JoinMode
+
+ARROW_TYPES = {"int64": pa.int64(), "float64": pa.float64(), "string": pa.string(),
+               "bool": pa.bool_()}
+
+
+@dataclass(slots=True)
+class AggMatches:
+    """For one aggregation, per feature, one value per label (in label order).
+
+    It answers the same questions a :class:`~.matches.ViewMatches` does, so the
+    training set writes both alike."""
+
+    view: str
+    arrays: dict[str, pa.Array]
+    _lists: dict[str, list[Any]] | None = None
+
+    def column(self, feature: str) -> list[Any]:
+        if self._lists is None:
+            self._lists = {}
+        got = self._lists.get(feature)
+        if got is None:
+            got = self._lists[feature] = self.arrays[feature].to_pylist()
+        return got
+
+    def project(self, features: Sequence[str],
+                convert: Callable[[Any], Any] | None = None) -> list[tuple[Any, ...]]:
+        cols = [self.column(f) for f in features]
+        if convert is not None:
+            cols = [list(map(convert, c)) for c in cols]
+        return list(zip(*cols, strict=True))
+
+    def csv_fragments(self, features: Sequence[str]) -> list[str]:
+        """Per label, these features as the end of a CSV line, ``,v1,v2...`` (the cells
+        rendered as a view's features are)."""
+        from .training_set import csv_column
+
+        columns = [csv_column(self.column(f)) for f in features]
+        return list(map(",".join, zip(itertools.repeat("", len(columns[0]) if columns else 0),
+                                      *columns, strict=True)))
+
+    def table_of_rows(self, render_rows: Callable[[list[dict[str, Any]]], list[Any]]
+                      ) -> list[Any]:
+        names = list(self.arrays)
+        cols = [self.column(f) for f in names]
+        rows = [dict(zip(names, vals, strict=True)) for vals in zip(*cols, strict=True)]
+        return render_rows(rows)
+
+
+def merged_rows(tables: list[pa.Table], wanted: pa.Array) -> tuple[pa.Table, np.ndarray]:
+    """The tiers' rows as one table in (entity, event_timestamp, seq) order, and each row's
+    entity code (its index in ``wanted``, which is sorted)."""
+    tables = [t for t in tables if t.num_rows] or tables[-1:]
+    table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+    codes = _codes(table.column("entity"), wanted)
+    if len(tables) > 1:  # tiers are sorted runs; one sort merges them
+        ts = table.column("event_timestamp").to_numpy()
+        seq = table.column("seq").to_numpy()
+        order = np.lexsort((seq, ts, codes))
+        table = table.take(pa.array(order))
+        codes = codes[order]
+    return table, codes
+
+
+def _codes(entities: pa.ChunkedArray | pa.Array, wanted: pa.Array) -> np.ndarray:
+    idx = pc.index_in(entities, value_set=wanted, skip_nulls=True)
+    return pc.fill_null(idx, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def aggregate_view(log: OfflineLog, defs: Definitions, name: str, features: Sequence[str],
+                   keys: Sequence[str | None], times: Sequence[int],
+                   mode: JoinMode = JoinMode(), *, upto_seq: int | None = None,
+                   progress: Callable[[int], None] | None = None) -> AggMatches:
+    """The aggregation ``name``'s ``features`` for labels given as entity keys and times."""
+    agg = defs.aggregations[name]
+    specs = [agg.feature(f) for f in features]
+    n = len(keys)
+    if n != len(times):
+        raise ValueError("keys and times differ in length")
+    wanted = sorted({k for k in keys if k is not None})
+    columns = list(dict.fromkeys(s.of for s in specs if s.of is not None))
+    tiers = scan_view(log, defs, agg.source, max_seq=upto_seq, columns=columns,
+                      entities=wanted)
+    wanted_arr = pa.array(wanted, pa.string())
+    table, row_codes = merged_rows([t.table for t in tiers], wanted_arr)
+    label_codes = _codes(pa.array(keys, pa.string()), wanted_arr)
+    label_ts = np.fromiter(times, dtype=np.int64, count=n)
+    row_ts = table.column("event_timestamp").to_numpy()
+    row_seq = table.column("seq").to_numpy()
+    row_ingest = table.column("ingest_ts").to_numpy()
+    bounds: dict[int | None, Windows] = {}
+    prepared: dict[str, Prepared] = {}
+    arrays: dict[str, pa.Array] = {}
+    for spec in specs:
+        if spec.window not in bounds:
+            bounds[spec.window] = window_bounds(
+                row_codes, row_ts, row_seq, label_codes, label_ts, window_us=spec.window,
+                strict=mode.strict, row_ingest=row_ingest, as_known_at=mode.as_known_at)
+        values: Prepared | None = None
+        if spec.of is not None:
+            values = prepared.get(spec.of)
+            if values is None:
+                values = prepared[spec.of] = Prepared(table.column(column_name(spec.of)))
+        result = aggregate(bounds[spec.window], spec.fn, values)
+        arrays[spec.name] = result.cast(ARROW_TYPES[defs.dtype_of(name, spec.name)])
+    if progress is not None:
+        progress(n)
+    return AggMatches(name, arrays)
+
+
+def aggregate_all(log: OfflineLog, defs: Definitions, wanted: dict[str, list[str]],
+                  keys_by_name: dict[str, list[str]], times: Sequence[int], mode: JoinMode,
+                  *, upto_seq: int | None,
+                  progress: Callable[[int], None] | None = None) -> dict[str, AggMatches]:
+    """:func:`aggregate_view` for several aggregations against one state of the log."""
+    return {name: aggregate_view(log, defs, name, feats, keys_by_name[name], times, mode,
+                                 upto_seq=upto_seq, progress=progress)
+            for name, feats in wanted.items()}
