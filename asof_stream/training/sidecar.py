@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from ..definitions import Definitions
 from ..offline.retention import RetentionRun, retention_runs
 from ..timestamps import now_micros, parse_iso, to_iso
-from ..versions import view_version
+from ..versions import aggregation_version, view_version
 
 FORMAT = 1
 
@@ -59,6 +59,11 @@ class ViewRecord(_Strict):
     entity: dict[str, Any]  # its Entity, as JSON
 
 
+class AggregationRecord(_Strict):
+    version: str
+    definition: dict[str, Any]  # the Aggregation, as JSON (windows in microseconds)
+
+
 class Sidecar(_Strict):
     """What one training set was built from."""
 
@@ -74,10 +79,12 @@ class Sidecar(_Strict):
     high_water_seq: int
     #: with partition shards: each shard's high-water seq (high_water_seq is then 0)
     shard_high_water: dict[str, int] | None = None
-    views: dict[str, ViewRecord]
+    views: dict[str, ViewRecord]  # the views used, and the source views of aggregations
+    aggregations: dict[str, AggregationRecord] = {}
 
     def definitions(self) -> Definitions:
-        """The definitions of the views used, as they were when the set was built."""
+        """The definitions of the views and aggregations used, as they were when the set
+        was built."""
         entities: dict[str, Any] = {}
         views: dict[str, Any] = {}
         for name, rec in self.views.items():
@@ -87,8 +94,16 @@ class Sidecar(_Strict):
                     view[k] = timedelta(microseconds=view[k])
             views[name] = view
             entities[rec.entity["name"]] = rec.entity
+        aggregations: dict[str, Any] = {}
+        for name, agg in self.aggregations.items():
+            spec = dict(agg.definition)
+            spec["features"] = [
+                {**f, "window": None if f.get("window") is None
+                 else timedelta(microseconds=f["window"])} for f in spec.get("features", [])]
+            aggregations[name] = spec
         try:
-            return Definitions.model_validate({"entities": entities, "views": views})
+            return Definitions.model_validate({"entities": entities, "views": views,
+                                               "aggregations": aggregations})
         except ValidationError as exc:
             raise SidecarError(f"recorded definitions do not load: {exc}") from None
 
@@ -131,6 +146,9 @@ def describe(defs: Definitions, *, out: str | os.PathLike[str], labels_path: str
     """
     size, digest = labels_digest or file_digest(labels_path)
     used = dict.fromkeys(v for v, _ in pairs)
+    aggs = [v for v in used if defs.kind(v) == "aggregation"]
+    used = dict.fromkeys([*(v for v in used if v not in aggs),
+                          *(defs.aggregations[a].source for a in aggs)])
     views = {v: ViewRecord(version=view_version(defs, v),
                            definition=defs.views[v].model_dump(mode="json"),
                            entity=defs.entity_of(v).model_dump(mode="json"))
@@ -143,7 +161,10 @@ def describe(defs: Definitions, *, out: str | os.PathLike[str], labels_path: str
         features=list(refs), resolved=[f"{v}:{f}" for v, f in pairs], columns=columns,
         flags=Flags(strict=strict, as_known_at=as_known_at,
                     full_feature_names=full_feature_names),
-        high_water_seq=high_water_seq, shard_high_water=shard_high_water, views=views)
+        high_water_seq=high_water_seq, shard_high_water=shard_high_water, views=views,
+        aggregations={a: AggregationRecord(
+            version=aggregation_version(defs, a),
+            definition=defs.aggregations[a].model_dump(mode="json")) for a in aggs})
 
 
 def write_sidecar(out: str | os.PathLike[str], sidecar: Sidecar) -> Path:
