@@ -25,6 +25,7 @@ from asof_stream.offline.log import OfflineLog
 from asof_stream.offline.seal import compact_view, seal_view, segments_lock
 from asof_stream.training.join import JoinMode
 from asof_stream.training.labels import labels_from_any
+from asof_stream.training.leakage import leakage_report
 from asof_stream.training.training_set import build_training_set
 from tests.join_helpers import BASE, S, commit, event, label_rows
 from tests.oracles_log import LogRow
@@ -163,3 +164,33 @@ def test_aggregations_over_tiers_equal_oracle(history: Any, rows: Any, mode: Joi
                     for i, (c, t) in enumerate(rows):
                         want = oracle(mine, c, t, feature, mode)
                         assert same(got[i], want, dtype), (feature, i, got[i], want, bound)
+
+
+def test_leakage_report_over_aggregations() -> None:
+    """Naive: each feature over ALL the entity's rows; a row leaks when that used a row
+    after its time (at it when strict; ingested after it as known at)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        log = OfflineLog(Path(tmp) / "offline.sqlite")
+        c = Committer(log, None, EventDecoder(DEFS))
+        commit(c, [event("pu", BASE, customer_id="a", amount=1.0, qty=1)], available_at=BASE)
+        commit(c, [event("pu", BASE + 2 * S, customer_id="a", amount=2.0, qty=3)],
+               available_at=BASE + 6 * S)
+        with segments_lock(log):
+            seal_view(log, DEFS, "pu", upto_seq=1)  # one row sealed, one in the head
+        with log:
+            lab = labels_from_any(label_rows([("a", 0, BASE + S), ("a", 0, BASE + 2 * S),
+                                              ("a", 0, BASE + 9 * S), ("b", 0, BASE)]), DEFS)
+            refs = ["sp:qty_sum_3s", "sp:amt_min", "sp:n_3s"]
+            rep = leakage_report(log, DEFS, lab, refs)
+            # naive: qty 4, min 1.0, count 2 for a; row 0 (t=+1s) saw only the first row
+            assert (rep.rows, rep.leaking_rows, rep.cells, rep.future_cells) == (4, 1, 12, 3)
+            by = {f.name: (f.future_cells, f.differing_cells) for f in rep.features}
+            # row 2 (t=+9s): 3s windows are empty, the naive values are not
+            assert by == {"qty_sum_3s": (1, 2), "amt_min": (1, 0), "n_3s": (1, 2)}
+            assert rep.examples[0].features[0] == {
+                "name": "qty_sum_3s", "pit_value": 1, "pit_time": None, "naive_value": 4,
+                "naive_time": None, "future": True}
+            assert leakage_report(log, DEFS, lab, refs, strict=True).leaking_rows == 2
+            assert leakage_report(log, DEFS, lab, refs, as_known_at=True).leaking_rows == 2
+            mixed = leakage_report(log, DEFS, lab, ["sp:n_3s", "pu:qty"])
+            assert mixed.leaking_rows == 1 and mixed.cells == 8

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 from ..aggregations.bounds import Windows, window_bounds
 from ..aggregations.window import Prepared, aggregate
 from ..definitions import Definitions
+from ..kernels.sortkeys import I64_MAX
 from ..offline.log import OfflineLog
 from ..offline.scan import scan_view
 from ..offline.segments import column_name
@@ -99,45 +100,94 @@ def _codes(entities: pa.ChunkedArray | pa.Array, wanted: pa.Array) -> np.ndarray
     return pc.fill_null(idx, -1).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
+@dataclass(slots=True)
+class SourceRows:
+    """An aggregation's source rows for some labels, merged across tiers, and the labels'
+    entity codes."""
+
+    table: pa.Table
+    row_codes: np.ndarray
+    label_codes: np.ndarray
+    ts: np.ndarray
+    seq: np.ndarray
+    ingest: np.ndarray
+    prepared: dict[str, Prepared]
+
+    def values(self, column: str) -> Prepared:
+        got = self.prepared.get(column)
+        if got is None:
+            got = self.prepared[column] = Prepared(self.table.column(column_name(column)))
+        return got
+
+    def windows(self, times: np.ndarray, window: int | None, mode: JoinMode) -> Windows:
+        return window_bounds(self.row_codes, self.ts, self.seq, self.label_codes, times,
+                             window_us=window, strict=mode.strict, row_ingest=self.ingest,
+                             as_known_at=mode.as_known_at)
+
+
+def source_rows(log: OfflineLog, defs: Definitions, name: str, columns: Sequence[str],
+                keys: Sequence[str | None], *, upto_seq: int | None) -> SourceRows:
+    """The source view's rows (``seq <= upto_seq``) of the labels' entities."""
+    agg = defs.aggregations[name]
+    wanted = sorted({k for k in keys if k is not None})
+    tiers = scan_view(log, defs, agg.source, max_seq=upto_seq, columns=list(columns),
+                      entities=wanted)
+    wanted_arr = pa.array(wanted, pa.string())
+    table, row_codes = merged_rows([t.table for t in tiers], wanted_arr)
+    label_codes = _codes(pa.array(keys, pa.string()), wanted_arr)
+    return SourceRows(table, row_codes, label_codes, table.column("event_timestamp").to_numpy(),
+                      table.column("seq").to_numpy(), table.column("ingest_ts").to_numpy(), {})
+
+
 def aggregate_view(log: OfflineLog, defs: Definitions, name: str, features: Sequence[str],
                    keys: Sequence[str | None], times: Sequence[int],
                    mode: JoinMode = JoinMode(), *, upto_seq: int | None = None,
-                   progress: Callable[[int], None] | None = None) -> AggMatches:
+                   progress: Callable[[int], None] | None = None,
+                   source: SourceRows | None = None) -> AggMatches:
     """The aggregation ``name``'s ``features`` for labels given as entity keys and times."""
     agg = defs.aggregations[name]
     specs = [agg.feature(f) for f in features]
     n = len(keys)
     if n != len(times):
         raise ValueError("keys and times differ in length")
-    wanted = sorted({k for k in keys if k is not None})
-    columns = list(dict.fromkeys(s.of for s in specs if s.of is not None))
-    tiers = scan_view(log, defs, agg.source, max_seq=upto_seq, columns=columns,
-                      entities=wanted)
-    wanted_arr = pa.array(wanted, pa.string())
-    table, row_codes = merged_rows([t.table for t in tiers], wanted_arr)
-    label_codes = _codes(pa.array(keys, pa.string()), wanted_arr)
+    if source is None:
+        columns = list(dict.fromkeys(s.of for s in specs if s.of is not None))
+        source = source_rows(log, defs, name, columns, keys, upto_seq=upto_seq)
     label_ts = np.fromiter(times, dtype=np.int64, count=n)
-    row_ts = table.column("event_timestamp").to_numpy()
-    row_seq = table.column("seq").to_numpy()
-    row_ingest = table.column("ingest_ts").to_numpy()
     bounds: dict[int | None, Windows] = {}
-    prepared: dict[str, Prepared] = {}
     arrays: dict[str, pa.Array] = {}
     for spec in specs:
         if spec.window not in bounds:
-            bounds[spec.window] = window_bounds(
-                row_codes, row_ts, row_seq, label_codes, label_ts, window_us=spec.window,
-                strict=mode.strict, row_ingest=row_ingest, as_known_at=mode.as_known_at)
-        values: Prepared | None = None
-        if spec.of is not None:
-            values = prepared.get(spec.of)
-            if values is None:
-                values = prepared[spec.of] = Prepared(table.column(column_name(spec.of)))
+            bounds[spec.window] = source.windows(label_ts, spec.window, mode)
+        values = None if spec.of is None else source.values(spec.of)
         result = aggregate(bounds[spec.window], spec.fn, values)
         arrays[spec.name] = result.cast(ARROW_TYPES[defs.dtype_of(name, spec.name)])
     if progress is not None:
         progress(n)
     return AggMatches(name, arrays)
+
+
+def naive_aggregate(log: OfflineLog, defs: Definitions, name: str, features: Sequence[str],
+                    keys: Sequence[str | None], times: Sequence[int], mode: JoinMode, *,
+                    upto_seq: int | None) -> tuple[AggMatches, AggMatches, list[bool]]:
+    """For the leakage report: the point-in-time values, the naive ones (each feature over
+    ALL the entity's rows, whatever the label's time and the window), and per label whether
+    the naive ones used a row the point-in-time rule excludes at any window (a row after
+    ``t``, at ``t`` when strict, or ingested after ``t`` as known at)."""
+    agg = defs.aggregations[name]
+    specs = [agg.feature(f) for f in features]
+    columns = list(dict.fromkeys(s.of for s in specs if s.of is not None))
+    source = source_rows(log, defs, name, columns, keys, upto_seq=upto_seq)
+    pit = aggregate_view(log, defs, name, features, keys, times, mode, source=source)
+    label_ts = np.fromiter(times, dtype=np.int64, count=len(times))
+    everything = source.windows(np.full(len(times), I64_MAX, np.int64), None, JoinMode())
+    naive = AggMatches(name, {
+        s.name: aggregate(everything, s.fn, None if s.of is None else source.values(s.of)
+                          ).cast(ARROW_TYPES[defs.dtype_of(name, s.name)]) for s in specs})
+    usable = source.windows(label_ts, None, mode)
+    total = aggregate(everything, "count").to_numpy()
+    seen = aggregate(usable, "count").to_numpy()
+    return pit, naive, (total > seen).tolist()
 
 
 def aggregate_all(log: OfflineLog, defs: Definitions, wanted: dict[str, list[str]],
