@@ -145,3 +145,19 @@ def test_sidecar_records_the_aggregation_and_rebuild_is_identical(project: Path)
             str(project / "again.parquet"))
     assert r.exit_code == 0, r.output
     assert (project / "again.parquet").read_bytes() == original
+
+
+def test_features_registry_lists_aggregations(project: Path) -> None:
+    r = run(project, "features", "--json", "--view", "customer_spend")
+    assert r.exit_code == 0, r.output
+    rows = {f["name"]: f for f in json.loads(r.stdout)}
+    assert list(rows) == NAMES
+    assert rows["spend_2d"]["definition"] == {"fn": "sum", "of": "amount", "source": "purchases",
+                                              "window_seconds": 172800.0}
+    assert rows["orders_2d"]["type"] == "int64" and rows["mean_all"]["type"] == "float64"
+    assert rows["spend_2d"]["services"] == ["spend"] and rows["spend_2d"]["rows"] == 3
+    assert rows["mean_all"]["definition"]["window_seconds"] is None
+    r = run(project, "features")
+    assert r.exit_code == 0, r.output
+    assert "customer_spend  (aggregation of purchases" in r.output
+    assert "= sum(amount) over 2d" in r.output and "= count(*) over 2d" in r.output
