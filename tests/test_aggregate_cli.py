@@ -161,3 +161,17 @@ def test_features_registry_lists_aggregations(project: Path) -> None:
     assert r.exit_code == 0, r.output
     assert "customer_spend  (aggregation of purchases" in r.output
     assert "= sum(amount) over 2d" in r.output and "= count(*) over 2d" in r.output
+
+
+def test_drift_between_training_sets_with_aggregations(project: Path) -> None:
+    from asof_stream.monitoring.drift import DriftInputError, build_report
+
+    ref = training_set(project, "ref.csv")
+    cur = training_set(project, "cur.parquet", "--full-feature-names")
+    with FeatureStore(project / "asof.toml") as store:
+        report = build_report(store.config, ref, str(cur))
+        names = [f["feature"] for f in report["features"]]
+        assert names == [f"customer_spend:{n}" for n in NAMES]
+        assert all(f["psi"] is None or f["psi"] == pytest.approx(0.0) for f in report["features"])
+        with pytest.raises(DriftInputError, match="computed features are not stored"):
+            build_report(store.config, ref, "online", ["customer_spend:spend_2d"])
