@@ -247,6 +247,29 @@ def _agg_mean_std(prep: Prepared, lo: np.ndarray, hi: np.ndarray, kind: str, std
     return np.sqrt(np.maximum(vh + vl, 0.0))
 
 
+def _extremes(prep: Prepared, lo: np.ndarray, hi: np.ndarray, op: np.ufunc) -> np.ndarray:
+    """Window min/max: short windows row by row (vectorized across windows, no tree to
+    build over every row), long ones through the cached :class:`ExtremeTree`. Nulls hold
+    the identity; a window of only nulls is masked by the caller."""
+    data, kind = prep._numeric
+    if kind == "i":
+        info = np.iinfo(np.int64)
+        ident: float | int = int(info.max) if op is np.minimum else int(info.min)
+    else:
+        ident = np.inf if op is np.minimum else -np.inf
+    vals = data if prep.arr.null_count == 0 else np.where(prep.valid, data, ident)
+    length = hi - lo
+    long_ = np.flatnonzero(length > SHORT)
+    acc = np.full(len(lo), ident, dtype=data.dtype)
+    short = np.flatnonzero((length <= SHORT) & (length > 0))
+    for k in range(int(length[short].max()) if len(short) else 0):
+        short = short[length[short] > k]
+        acc[short] = op(acc[short], vals[lo[short] + k])
+    if len(long_):
+        acc[long_] = prep.extreme_tree(op).query(lo[long_], hi[long_])
+    return acc
+
+
 def _contiguous(func: str, prep: Prepared | None, lo: np.ndarray, hi: np.ndarray) -> pa.Array:
     """``func`` over contiguous ranges of ``prep`` (None: count rows)."""
     if prep is None:
@@ -268,7 +291,7 @@ def _contiguous(func: str, prep: Prepared | None, lo: np.ndarray, hi: np.ndarray
     if func in ("mean", "stddev"):
         return pa.array(_agg_mean_std(prep, lo, hi, kind, func == "stddev"), mask=n == 0)
     if func in ("min", "max"):
-        res = prep.extreme_tree(np.minimum if func == "min" else np.maximum).query(lo, hi)
+        res = _extremes(prep, lo, hi, np.minimum if func == "min" else np.maximum)
         out = pa.array(res, mask=n == 0)
         return out if kind == "f" else out.cast(arr.type)
     raise ValueError(f"unknown aggregation {func!r}; expected one of {FUNCS}")
