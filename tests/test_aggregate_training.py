@@ -194,3 +194,43 @@ def test_leakage_report_over_aggregations() -> None:
             assert leakage_report(log, DEFS, lab, refs, as_known_at=True).leaking_rows == 2
             mixed = leakage_report(log, DEFS, lab, ["sp:n_3s", "pu:qty"])
             assert mixed.leaking_rows == 1 and mixed.cells == 8
+
+
+SHARDED_TOML = AGG_TOML.replace('online = "sqlite:///data/online.sqlite"',
+                                'online = "redis://127.0.0.1:6379/0"\nshards = "partition"') + """
+[sources.k]
+kind = "kafka"
+bootstrap = "127.0.0.1:9"
+topics = ["t"]
+"""
+
+
+def test_aggregations_over_partition_shards_equal_one_log(tmp_path: Path) -> None:
+    """Each label is computed in its entity's shard up to that shard's mark; the result
+    equals the same events in one log (no Kafka or Redis is contacted: files only)."""
+    from asof_stream.offline.shards import Router, record_meta, shard_path
+    from asof_stream.training.training_set import build_sharded_training_set
+
+    (tmp_path / "asof.toml").write_text(SHARDED_TOML)
+    config = parse_config(SHARDED_TOML, tmp_path / "asof.toml")
+    customers = [f"c{i}" for i in range(12)]
+    evs = [event("pu", BASE + (i % 9) * S, customer_id=customers[i % 12], amount=i * 0.5,
+                 qty=i % 4, cat="pq"[i % 2], ok=bool(i % 3)) for i in range(80)]
+    route = Router(3)
+    shard_path(config, 0).parent.mkdir(parents=True, exist_ok=True)
+    for p in range(2):  # partition 2 has no shard yet: its labels get empty windows
+        log = OfflineLog(shard_path(config, p))
+        record_meta(log.conn, shard_path(config, p), p, 3)
+        commit(Committer(log, None, EventDecoder(DEFS)),
+               [e for e in evs if route(e["customer_id"]) == p], BASE)
+        log.close()
+    flat = OfflineLog(":memory:")
+    commit(Committer(flat, None, EventDecoder(DEFS)),
+           [e for e in evs if route(e["customer_id"]) < 2], BASE)
+    rows = [(c, 0, BASE + k * S) for k in range(0, 10, 3) for c in [*customers, "zz"]]
+    lab = labels_from_any(label_rows(rows), DEFS)
+    assert {route(c) for c in customers} == {0, 1, 2}
+    got = build_sharded_training_set(config, DEFS, lab, ["sp"])
+    want = build_training_set(flat, DEFS, lab, ["sp"])
+    assert got.features == want.features
+    assert set(got.shard_high_water or {}) == {"p0000", "p0001"}

@@ -16,7 +16,7 @@ of that window is aggregated over them (:func:`~asof_stream.aggregations.window.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 
 from ..aggregations.bounds import Windows, window_bounds
 from ..aggregations.window import Prepared, aggregate
+from ..config import Config
 from ..definitions import Definitions
 from ..kernels.sortkeys import I64_MAX
 from ..offline.log import OfflineLog
@@ -198,3 +199,60 @@ def aggregate_all(log: OfflineLog, defs: Definitions, wanted: dict[str, list[str
     return {name: aggregate_view(log, defs, name, feats, keys_by_name[name], times, mode,
                                  upto_seq=upto_seq, progress=progress)
             for name, feats in wanted.items()}
+
+
+def sharded_aggregate(config: Config, defs: Definitions, wanted: dict[str, list[str]],
+                      keys_by_name: dict[str, list[str]], times: Sequence[int], mode: JoinMode,
+                      *, marks: Mapping[str, int],
+                      progress: Callable[[int], None] | None = None) -> dict[str, AggMatches]:
+    """:func:`aggregate_all` over partition shards: every row of an entity is in its
+    shard (:mod:`.sharded_join`), so each label is computed there, up to the shard's mark,
+    and the values put back in label order. A label whose shard does not exist (yet) has
+    an empty window."""
+    from ..offline.log import open_log
+    from ..offline.shards import Router, existing_shards, partition_count, shard_name
+
+    n = len(times)
+    shards = existing_shards(config)
+    partitions = partition_count(config)
+    route = Router(partitions) if partitions else None
+    out: dict[str, AggMatches] = {}
+    for name, feats in wanted.items():
+        keys = keys_by_name[name]
+        groups: dict[int, list[int]] = {}
+        if route is not None:
+            for i, key in enumerate(keys):
+                groups.setdefault(route(key), []).append(i)
+        parts: list[tuple[np.ndarray, AggMatches]] = []
+        covered = np.zeros(n, dtype=bool)
+        for p, idx in sorted(groups.items()):
+            mark = marks.get(shard_name(p))
+            if p not in shards or mark is None:
+                continue
+            with open_log(shards[p], readonly=True) as log:
+                parts.append((np.asarray(idx, dtype=np.int64), aggregate_view(
+                    log, defs, name, feats, [keys[i] for i in idx], [times[i] for i in idx],
+                    mode, upto_seq=mark)))
+            covered[idx] = True
+        rest = np.flatnonzero(~covered)  # no shard: every window empty
+        if len(rest):
+            parts.append((rest, empty_windows(defs, name, feats, len(rest))))
+        where = np.empty(n, dtype=np.int64)
+        where[np.concatenate([ix for ix, _ in parts])] = np.arange(n)
+        out[name] = AggMatches(name, {
+            f: pa.concat_arrays([m.arrays[f] for _, m in parts]).take(pa.array(where))
+            for f in feats})
+        if progress is not None:
+            progress(n)
+    return out
+
+
+def empty_windows(defs: Definitions, name: str, features: Sequence[str], n: int) -> AggMatches:
+    """Every feature over an empty window, for ``n`` labels: count 0, sum 0, others null."""
+    arrays = {}
+    for f in features:
+        fn = defs.aggregations[name].feature(f).fn
+        dtype = ARROW_TYPES[defs.dtype_of(name, f)]
+        zero = 0 if dtype == pa.int64() else 0.0
+        arrays[f] = pa.array([zero] * n if fn in ("count", "sum") else [None] * n, dtype)
+    return AggMatches(name, arrays)

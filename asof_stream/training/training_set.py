@@ -388,17 +388,23 @@ def build_sharded_training_set(config: Config, defs: Definitions, labels: Labels
                                marks: Mapping[str, int] | None = None) -> TrainingSet:
     """:func:`build_training_set` over partition shards (``jobs`` processes); ``marks``
     bounds each shard's log as ``upto_seq`` does the one log."""
-    from .sharded_join import sharded_join
+    from .aggregate import sharded_aggregate
+    from .sharded_join import shard_marks, sharded_join
 
-    used: dict[str, int] = {}
+    used: dict[str, int] = dict(shard_marks(config) if marks is None else marks)
 
     def join(keys: dict[str, list[str]], mode: JoinMode) -> dict[str, ViewMatches]:
-        matches, marks_used = sharded_join(config, defs, keys, labels.times, mode, jobs=jobs,
-                                           marks=marks, progress=progress)
-        used.update(marks_used)
+        matches, _ = sharded_join(config, defs, keys, labels.times, mode, jobs=jobs,
+                                  marks=used, progress=progress)
         return matches
 
-    ts = _assemble(defs, labels, refs, join, JoinMode(strict, as_known_at), full_feature_names)
+    def aggregate(wanted: dict[str, list[str]], keys: dict[str, list[str]],
+                  mode: JoinMode) -> dict[str, AggMatches]:
+        return sharded_aggregate(config, defs, wanted, keys, labels.times, mode, marks=used,
+                                 progress=progress)
+
+    ts = _assemble(defs, labels, refs, join, JoinMode(strict, as_known_at), full_feature_names,
+                   aggregate)
     ts.shard_high_water = used
     return ts
 
