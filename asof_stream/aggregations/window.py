@@ -65,6 +65,7 @@ class Prepared:
         self.arr = _as_arrow(values)
         self._subs: dict[int, tuple[Windows, Prepared]] = {}
         self._extreme: dict[str, ExtremeTree] = {}
+        self._memo: dict[tuple[str, int, int], tuple[np.ndarray, np.ndarray, object]] = {}
 
     def __len__(self) -> int:
         return len(self.arr)
@@ -79,9 +80,21 @@ class Prepared:
     def count_prefix(self) -> np.ndarray:
         return _prefix(self.valid.view(np.int8))
 
+    def memo(self, what: str, lo: np.ndarray, hi: np.ndarray,
+             make: Callable[[], object]) -> object:
+        """``make()`` once per (what, window arrays): sum and mean share their sums, every
+        function its counts. Keyed by the arrays' identity (kept alive with the value)."""
+        key = (what, id(lo), id(hi))
+        got = self._memo.get(key)
+        if got is None or got[0] is not lo or got[1] is not hi:
+            got = self._memo[key] = (lo, hi, make())
+        return got[2]
+
     def count(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         p = self.count_prefix
-        return p[hi] - p[lo]
+        out = self.memo("count", lo, hi, lambda: p[hi] - p[lo])
+        assert isinstance(out, np.ndarray)
+        return out
 
     def numeric(self, func: str) -> tuple[np.ndarray, str]:
         """(data with nulls zeroed, 'i' or 'f')."""
@@ -193,6 +206,13 @@ def _dd_sums(
     return acc_h, acc_l
 
 
+def _float_sums(prep: Prepared, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Double-double window sums of a float column, once per window arrays."""
+    out = prep.memo("fsum", lo, hi, lambda: _dd_sums(prep._numeric[0], None, lo, hi,
+                                                    lambda: prep.sum_tree))
+    return out  # type: ignore[return-value]
+
+
 def _check_finite(res: np.ndarray, prep: Prepared, lo: np.ndarray, hi: np.ndarray) -> None:
     bad = ~np.isfinite(res)
     if bad.any():
@@ -211,7 +231,7 @@ def _agg_sum(prep: Prepared, lo: np.ndarray, hi: np.ndarray, kind: str) -> np.nd
             raise OverflowError("int64 window sum overflows int64")
         return (g << 32) | r
     data = prep._numeric[0]
-    sh, sl = _dd_sums(data, None, lo, hi, lambda: prep.sum_tree)
+    sh, sl = _float_sums(prep, lo, hi)
     res = sh + sl
     nonfinite = prep.nonfinite
     if nonfinite is not None:  # inf/nan inputs: IEEE semantics of a plain sum
@@ -232,7 +252,7 @@ def _agg_mean_std(prep: Prepared, lo: np.ndarray, hi: np.ndarray, kind: str, std
         gh, gl = int_to_dd(g)
         s1 = dd_add(gh * 2.0**32, gl * 2.0**32, r.astype(np.float64), np.zeros(len(r)))
     elif kind == "f":
-        s1 = _dd_sums(prep._numeric[0], None, lo, hi, lambda: prep.sum_tree)
+        s1 = _float_sums(prep, lo, hi)
     else:
         xh, xl = prep.dd
         s1 = _dd_sums(xh, xl, lo, hi, lambda: prep.sum_tree)
