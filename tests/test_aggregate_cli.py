@@ -175,3 +175,12 @@ def test_drift_between_training_sets_with_aggregations(project: Path) -> None:
         assert all(f["psi"] is None or f["psi"] == pytest.approx(0.0) for f in report["features"])
         with pytest.raises(DriftInputError, match="computed features are not stored"):
             build_report(store.config, ref, "online", ["customer_spend:spend_2d"])
+
+
+def test_leakage_cli_over_aggregations(project: Path) -> None:
+    r = run(project, "leakage", "--labels", str(project / "labels.csv"), "--features",
+            "customer_spend:orders_2d,customer_stats:tier")
+    assert r.exit_code == 0, r.output
+    # c1 has 3 purchases; labels at Jan 3 and Dec 31 are before the last ones
+    assert "label rows it fills from the future: 2 " in r.output
+    assert "orders_2d: 1 | 3  <- from the future" in r.output

@@ -83,14 +83,17 @@ class LeakageReport:
         for leak in self.features:
             lines.append(f"  {leak.name:<{width}}  {leak.future_cells:>10,}  {leak.differing_cells:>10,}")
         if self.examples:
-            lines.append("examples (point-in-time value @ its time | naive value @ its time):")
+            lines.append("examples (point-in-time value @ its time | naive value @ its time;"
+                         " an aggregate has no one time):")
         for ex in self.examples:
             who = ", ".join(f"{k}={v}" for k, v in ex.entity.items())
             lines.append(f"  {ex.row}: {who}, label time {ex.label_time}")
             for f in ex.features:
                 flag = "  <- from the future" if f["future"] else ""
-                lines.append(f"    {f['name']}: {f['pit_value']!r} @ {f['pit_time']} | "
-                             f"{f['naive_value']!r} @ {f['naive_time']}{flag}")
+                def at(t: str | None) -> str:  # no time: no row, or an aggregate
+                    return "" if t is None else f" @ {t}"
+                lines.append(f"    {f['name']}: {f['pit_value']!r}{at(f['pit_time'])} | "
+                             f"{f['naive_value']!r}{at(f['naive_time'])}{flag}")
         return "\n".join(lines)
 
 
