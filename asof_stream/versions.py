@@ -45,6 +45,16 @@ def view_version(defs: Definitions, view: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def aggregation_version(defs: Definitions, name: str) -> str:
+    """A short stable hash of an aggregation's features (fn, of, window) and of its source
+    view's :func:`view_shape`: a new window or function, or a changed source, is a new one."""
+    agg = defs.aggregations[name]
+    shape = {"aggregation": agg.name, "source": view_shape(defs, agg.source),
+             "features": [[f.name, f.fn, f.of, f.window] for f in agg.features]}
+    text = json.dumps(shape, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 def record_versions(conn: sqlite3.Connection, defs: Definitions, now: int) -> dict[str, str]:
     """Register the current version of every view (first sighting wins); returns them."""
     conn.executescript(SCHEMA)

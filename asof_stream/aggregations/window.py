@@ -19,6 +19,7 @@ Exactness:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Literal, TypeAlias
 
@@ -48,45 +49,145 @@ def _as_arrow(values: ValuesLike) -> pa.Array:
     return pa.array(np.asarray(values))
 
 
-def _numeric(arr: pa.Array, func: str) -> tuple[np.ndarray, np.ndarray, str]:
-    """(data with nulls zeroed, validity, 'i' or 'f')."""
-    t = arr.type
-    if pa.types.is_integer(t) or pa.types.is_boolean(t):
-        kind, target = "i", pa.int64()
-    elif pa.types.is_floating(t):
-        kind, target = "f", pa.float64()
-    else:
-        raise TypeError(f"{func} needs a numeric column, not {t}")
-    valid = pc.is_valid(arr).to_numpy(zero_copy_only=False)
-    data = pc.fill_null(arr.cast(target), 0).to_numpy(zero_copy_only=False)
-    return np.ascontiguousarray(data), valid, kind
-
-
 def _prefix(x: np.ndarray) -> np.ndarray:
     out = np.zeros(len(x) + 1, dtype=np.int64)
     np.cumsum(x, out=out[1:])
     return out
 
 
-def _int_sum_exact(data: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+class Prepared:
+    """A values column converted once, with its prefix arrays and trees built on first use,
+    shared by every aggregate over it (several functions, several window lengths).
+
+    Pass one to :func:`aggregate` instead of the raw values to reuse that work."""
+
+    def __init__(self, values: ValuesLike) -> None:
+        self.arr = _as_arrow(values)
+        self._subs: dict[int, tuple[Windows, Prepared]] = {}
+        self._extreme: dict[str, ExtremeTree] = {}
+        self._memo: dict[tuple[str, int, int], tuple[np.ndarray, np.ndarray, object]] = {}
+
+    def __len__(self) -> int:
+        return len(self.arr)
+
+    @functools.cached_property
+    def valid(self) -> np.ndarray:
+        if self.arr.null_count == 0:
+            return np.ones(len(self.arr), dtype=bool)
+        return pc.is_valid(self.arr).to_numpy(zero_copy_only=False)
+
+    @functools.cached_property
+    def count_prefix(self) -> np.ndarray:
+        return _prefix(self.valid.view(np.int8))
+
+    def memo(self, what: str, lo: np.ndarray, hi: np.ndarray,
+             make: Callable[[], object]) -> object:
+        """``make()`` once per (what, window arrays): sum and mean share their sums, every
+        function its counts. Keyed by the arrays' identity (kept alive with the value)."""
+        key = (what, id(lo), id(hi))
+        got = self._memo.get(key)
+        if got is None or got[0] is not lo or got[1] is not hi:
+            got = self._memo[key] = (lo, hi, make())
+        return got[2]
+
+    def count(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        if self.arr.null_count == 0:  # no prefix over every row needed
+            return hi - lo
+        p = self.count_prefix
+        out = self.memo("count", lo, hi, lambda: p[hi] - p[lo])
+        assert isinstance(out, np.ndarray)
+        return out
+
+    def numeric(self, func: str) -> tuple[np.ndarray, str]:
+        """(data with nulls zeroed, 'i' or 'f')."""
+        t = self.arr.type
+        if not (pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_floating(t)):
+            raise TypeError(f"{func} needs a numeric column, not {t}")
+        return self._numeric
+
+    @functools.cached_property
+    def _numeric(self) -> tuple[np.ndarray, str]:
+        t = self.arr.type
+        kind, target = ("f", pa.float64()) if pa.types.is_floating(t) else ("i", pa.int64())
+        arr = self.arr if t == target else self.arr.cast(target)
+        if arr.null_count:
+            arr = pc.fill_null(arr, 0)
+        return np.ascontiguousarray(arr.to_numpy(zero_copy_only=False)), kind
+
+    @functools.cached_property
+    def int_prefixes(self) -> tuple[np.ndarray, np.ndarray]:
+        data = self._numeric[0]
+        return _prefix(data >> 32), _prefix(data & 0xFFFFFFFF)  # |x >> 32| < 2**31, < 2**32
+
+    @functools.cached_property
+    def nonfinite(self) -> np.ndarray | None:
+        data, kind = self._numeric
+        if kind == "i":
+            return None
+        bad = ~np.isfinite(data) & self.valid
+        return bad if bad.any() else None
+
+    @functools.cached_property
+    def dd(self) -> tuple[np.ndarray, np.ndarray]:
+        data, kind = self._numeric
+        return int_to_dd(data) if kind == "i" else (data, np.zeros_like(data))
+
+    @functools.cached_property
+    def squares(self) -> tuple[np.ndarray, np.ndarray]:
+        xh, xl = self.dd
+        return dd_mul(xh, xl, xh, xl)
+
+    @functools.cached_property
+    def sum_tree(self) -> SumTree:
+        data, kind = self._numeric
+        return SumTree(data) if kind == "f" else SumTree(*self.dd)
+
+    @functools.cached_property
+    def square_tree(self) -> SumTree:
+        return SumTree(*self.squares)
+
+    def extreme_tree(self, op: np.ufunc) -> ExtremeTree:
+        tree = self._extreme.get(op.__name__)
+        if tree is None:
+            data, kind = self._numeric
+            if kind == "i":
+                info = np.iinfo(np.int64)
+                ident: float | int = int(info.max) if op is np.minimum else int(info.min)
+            else:
+                ident = np.inf if op is np.minimum else -np.inf
+            vals = data if self.arr.null_count == 0 else np.where(self.valid, data, ident)
+            tree = self._extreme[op.__name__] = ExtremeTree(vals, op, ident)
+        return tree
+
+    @functools.cached_property
+    def last_prev(self) -> np.ndarray:
+        """Per row, the index of the last valid row at or before it, or -1."""
+        idx = np.where(self.valid, np.arange(len(self.valid)), -1)
+        return np.maximum.accumulate(idx) if len(idx) else idx
+
+    def sub(self, windows: Windows) -> Prepared:
+        """These values gathered by ``windows.gather`` (cached per windows)."""
+        got = self._subs.get(id(windows))
+        if got is None or got[0] is not windows:
+            got = (windows, Prepared(self.arr.take(pa.array(windows.gather))))
+            self._subs[id(windows)] = got
+        return got[1]
+
+
+def _int_sum_exact(prep: Prepared, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Exact window sums of int64 as (G, R) with sum = G * 2**32 + R, 0 <= R < 2**32."""
-    high = _prefix(data >> 32)  # |x >> 32| < 2**31
-    low = _prefix(data & 0xFFFFFFFF)  # < 2**32
+    high, low = prep.int_prefixes
     h = high[hi] - high[lo]
     l_ = low[hi] - low[lo]
     return h + (l_ >> 32), l_ & 0xFFFFFFFF
-
-
-def _count(valid: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    p = _prefix(valid.astype(np.int64))
-    return p[hi] - p[lo]
 
 
 SHORT = 16  # windows up to this many rows are summed directly (no tree to build)
 
 
 def _dd_sums(
-    xh: np.ndarray, xl: np.ndarray | None, lo: np.ndarray, hi: np.ndarray
+    xh: np.ndarray, xl: np.ndarray | None, lo: np.ndarray, hi: np.ndarray,
+    tree: Callable[[], SumTree],
 ) -> tuple[np.ndarray, np.ndarray]:
     """Double-double window sums: short windows row by row (vectorized across windows), long ones
     through a :class:`SumTree`.  Both keep about 2**-104 * sum(|x|) before the final rounding."""
@@ -103,62 +204,64 @@ def _dd_sums(
         )
     long_ = np.flatnonzero(length > SHORT)
     if len(long_):
-        acc_h[long_], acc_l[long_] = SumTree(xh, xl).query(lo[long_], hi[long_])
+        acc_h[long_], acc_l[long_] = tree().query(lo[long_], hi[long_])
     return acc_h, acc_l
 
 
-def _float_sum_dd(data: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return _dd_sums(data, None, lo, hi)
+def _float_sums(prep: Prepared, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Double-double window sums of a float column, once per window arrays."""
+    out = prep.memo("fsum", lo, hi, lambda: _dd_sums(prep._numeric[0], None, lo, hi,
+                                                    lambda: prep.sum_tree))
+    return out  # type: ignore[return-value]
 
 
-def _check_finite(
-    res: np.ndarray, data: np.ndarray, valid: np.ndarray, lo: np.ndarray, hi: np.ndarray
-) -> None:
+def _check_finite(res: np.ndarray, prep: Prepared, lo: np.ndarray, hi: np.ndarray) -> None:
     bad = ~np.isfinite(res)
     if bad.any():
-        finite_in = _count(valid & ~np.isfinite(data), lo[bad], hi[bad]) == 0
+        data = prep._numeric[0]
+        nonfin = prep.valid & ~np.isfinite(data)
+        p = _prefix(nonfin.view(np.int8))
+        finite_in = (p[hi[bad]] - p[lo[bad]]) == 0
         if finite_in.any():
             raise OverflowError("float64 window sum overflows")
 
 
-def _agg_sum(data: np.ndarray, valid: np.ndarray, lo: np.ndarray, hi: np.ndarray, kind: str) -> np.ndarray:
+def _agg_sum(prep: Prepared, lo: np.ndarray, hi: np.ndarray, kind: str) -> np.ndarray:
     if kind == "i":
-        g, r = _int_sum_exact(data, lo, hi)
+        g, r = _int_sum_exact(prep, lo, hi)
         if ((g < -(2**31)) | (g > 2**31 - 1)).any():
             raise OverflowError("int64 window sum overflows int64")
         return (g << 32) | r
-    sh, sl = _float_sum_dd(data, lo, hi)
+    data = prep._numeric[0]
+    sh, sl = _float_sums(prep, lo, hi)
     res = sh + sl
-    nonfinite = ~np.isfinite(data) & valid
-    if nonfinite.any():  # inf/nan inputs: IEEE semantics of a plain sum
-        hit = _count(nonfinite, lo, hi) > 0
+    nonfinite = prep.nonfinite
+    if nonfinite is not None:  # inf/nan inputs: IEEE semantics of a plain sum
+        p = _prefix(nonfinite.view(np.int8))
+        hit = (p[hi] - p[lo]) > 0
         if hit.any():
             res[hit] = np.add.reduceat(np.append(data, 0.0), np.stack([lo[hit], hi[hit]], 1).ravel())[::2]
             res[hit & (lo == hi)] = 0.0
-    _check_finite(res, data, valid, lo, hi)
+    _check_finite(res, prep, lo, hi)
     return res
 
 
-def _dd_of(data: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
-    return int_to_dd(data) if kind == "i" else (data, np.zeros_like(data))
-
-
-def _agg_mean_std(
-    data: np.ndarray, valid: np.ndarray, lo: np.ndarray, hi: np.ndarray, kind: str, std: bool
-) -> np.ndarray:
-    n = _count(valid, lo, hi).astype(np.float64)
+def _agg_mean_std(prep: Prepared, lo: np.ndarray, hi: np.ndarray, kind: str, std: bool) -> np.ndarray:
+    n = prep.count(lo, hi).astype(np.float64)
     safe_n = np.maximum(n, 1.0)
     if kind == "i" and not std:
-        g, r = _int_sum_exact(data, lo, hi)
+        g, r = _int_sum_exact(prep, lo, hi)
         gh, gl = int_to_dd(g)
         s1 = dd_add(gh * 2.0**32, gl * 2.0**32, r.astype(np.float64), np.zeros(len(r)))
+    elif kind == "f":
+        s1 = _float_sums(prep, lo, hi)
     else:
-        xh, xl = _dd_of(data, kind)
-        s1 = _dd_sums(xh, xl, lo, hi)
+        xh, xl = prep.dd
+        s1 = _dd_sums(xh, xl, lo, hi, lambda: prep.sum_tree)
     if not std:  # rounding the sum then dividing: within ~2 ulp, and safe for any magnitude
         return (s1[0] + s1[1]) / safe_n
-    sq = dd_mul(xh, xl, xh, xl)
-    s2 = _dd_sums(sq[0], sq[1], lo, hi)
+    sq = prep.squares
+    s2 = _dd_sums(sq[0], sq[1], lo, hi, lambda: prep.square_tree)
     m1 = dd_mul(s1[0], s1[1], s1[0], s1[1])
     m1 = dd_div_float(m1[0], m1[1], safe_n)
     m2 = dd_add(s2[0], s2[1], -m1[0], -m1[1])
@@ -166,53 +269,57 @@ def _agg_mean_std(
     return np.sqrt(np.maximum(vh + vl, 0.0))
 
 
-def _agg_extreme(
-    data: np.ndarray, valid: np.ndarray, lo: np.ndarray, hi: np.ndarray, kind: str, op: np.ufunc
-) -> np.ndarray:
+def _extremes(prep: Prepared, lo: np.ndarray, hi: np.ndarray, op: np.ufunc) -> np.ndarray:
+    """Window min/max: short windows row by row (vectorized across windows, no tree to
+    build over every row), long ones through the cached :class:`ExtremeTree`. Nulls hold
+    the identity; a window of only nulls is masked by the caller."""
+    data, kind = prep._numeric
     if kind == "i":
         info = np.iinfo(np.int64)
         ident: float | int = int(info.max) if op is np.minimum else int(info.min)
     else:
         ident = np.inf if op is np.minimum else -np.inf
-    return ExtremeTree(np.where(valid, data, ident), op, ident).query(lo, hi)
+    vals = data if prep.arr.null_count == 0 else np.where(prep.valid, data, ident)
+    length = hi - lo
+    long_ = np.flatnonzero(length > SHORT)
+    acc = np.full(len(lo), ident, dtype=data.dtype)
+    short = np.flatnonzero((length <= SHORT) & (length > 0))
+    for k in range(int(length[short].max()) if len(short) else 0):
+        short = short[length[short] > k]
+        acc[short] = op(acc[short], vals[lo[short] + k])
+    if len(long_):
+        acc[long_] = prep.extreme_tree(op).query(lo[long_], hi[long_])
+    return acc
 
 
-def _last_index(valid: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Index of the last valid row in [lo, hi), or -1."""
-    idx = np.where(valid, np.arange(len(valid)), -1)
-    prev = np.maximum.accumulate(idx) if len(idx) else idx
-    out = np.full(len(lo), -1, dtype=np.int64)
-    ne = hi > lo
-    cand = prev[hi[ne] - 1]
-    out[ne] = np.where(cand >= lo[ne], cand, -1)
-    return out
-
-
-def _contiguous(func: str, arr: pa.Array | None, lo: np.ndarray, hi: np.ndarray) -> pa.Array:
-    """``func`` over contiguous ranges of ``arr`` (None: count rows)."""
-    if arr is None:
+def _contiguous(func: str, prep: Prepared | None, lo: np.ndarray, hi: np.ndarray) -> pa.Array:
+    """``func`` over contiguous ranges of ``prep`` (None: count rows)."""
+    if prep is None:
         return pa.array(hi - lo, pa.int64())
+    arr = prep.arr
     if func == "last":
-        valid = pc.is_valid(arr).to_numpy(zero_copy_only=False)
-        li = _last_index(valid, lo, hi)
-        return arr.take(pa.array(li, mask=li < 0))
+        out = np.full(len(lo), -1, dtype=np.int64)
+        ne = hi > lo
+        cand = prep.last_prev[hi[ne] - 1]
+        out[ne] = np.where(cand >= lo[ne], cand, -1)
+        return arr.take(pa.array(out, mask=out < 0))
     if func == "count":
-        return pa.array(_count(pc.is_valid(arr).to_numpy(zero_copy_only=False), lo, hi), pa.int64())
-    data, valid, kind = _numeric(arr, func)
-    n = _count(valid, lo, hi)
+        return pa.array(prep.count(lo, hi), pa.int64())
+    _, kind = prep.numeric(func)
     if func == "sum":
-        s = _agg_sum(data, valid, lo, hi, kind)
+        s = _agg_sum(prep, lo, hi, kind)
         return pa.array(s, pa.int64() if kind == "i" else pa.float64())
+    n = prep.count(lo, hi)
     if func in ("mean", "stddev"):
-        return pa.array(_agg_mean_std(data, valid, lo, hi, kind, func == "stddev"), mask=n == 0)
+        return pa.array(_agg_mean_std(prep, lo, hi, kind, func == "stddev"), mask=n == 0)
     if func in ("min", "max"):
-        res = _agg_extreme(data, valid, lo, hi, kind, np.minimum if func == "min" else np.maximum)
+        res = _extremes(prep, lo, hi, np.minimum if func == "min" else np.maximum)
         out = pa.array(res, mask=n == 0)
         return out if kind == "f" else out.cast(arr.type)
     raise ValueError(f"unknown aggregation {func!r}; expected one of {FUNCS}")
 
 
-def aggregate(windows: Windows, func: Func, values: ValuesLike | None = None) -> pa.Array:
+def aggregate(windows: Windows, func: Func, values: ValuesLike | Prepared | None = None) -> pa.Array:
     """``func`` over each label's window, in label order, as a pyarrow array (nulls where undefined).
 
     ``values`` is the column aligned with the rows: a pyarrow array, a numpy array, or
@@ -222,17 +329,17 @@ def aggregate(windows: Windows, func: Func, values: ValuesLike | None = None) ->
         raise ValueError(f"unknown aggregation {func!r}; expected one of {FUNCS}")
     if values is None and func != "count":
         raise ValueError(f"{func} needs values")
-    arr = None if values is None else _as_arrow(values)
-    if arr is not None and len(arr) != windows.n_rows:
+    prep = None if values is None else values if isinstance(values, Prepared) else Prepared(values)
+    if prep is not None and len(prep) != windows.n_rows:
         raise ValueError("values must have one entry per row")
     g = windows.gathered
     if not g.any():
-        return _contiguous(func, arr, windows.lo, windows.hi)
+        return _contiguous(func, prep, windows.lo, windows.hi)
     fast = np.flatnonzero(~g)
     slow = np.flatnonzero(g)
-    sub = None if arr is None else arr.take(pa.array(windows.gather))
+    sub = None if prep is None else prep.sub(windows)
     parts = [
-        _contiguous(func, arr, windows.lo[fast], windows.hi[fast]),
+        _contiguous(func, prep, windows.lo[fast], windows.hi[fast]),
         _contiguous(func, sub, windows.lo[slow], windows.hi[slow]),
     ]
     merged = pa.concat_arrays([p.cast(parts[0].type) for p in parts])

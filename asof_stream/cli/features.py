@@ -41,7 +41,9 @@ def features(config: Config, tag: str | None, owner: str | None, view: str | Non
             click.echo(f"  inputs {', '.join(r['inputs']) or '-'}  request {request}")
         elif r["view"] != current:
             current = r["view"]
-            click.echo(f"{current}  (entity {r['entity']}, version {r['version']})")
+            what = "aggregation of " + r["definition"]["source"] + ", " \
+                if r.get("kind") == "aggregation" else ""
+            click.echo(f"{current}  ({what}entity {r['entity']}, version {r['version']})")
             if r["view_description"]:
                 click.echo(f"  {r['view_description']}")
             click.echo(f"  owner {r['owner'] or '-'}  tags {','.join(r['tags']) or '-'}  "
@@ -51,4 +53,8 @@ def features(config: Config, tag: str | None, owner: str | None, view: str | Non
                        f"last {r['last_event_timestamp'] or '-'}")
         services = ",".join("@" + s for s in r["services"]) or "-"
         desc = f"  {r['description']}" if r["description"] else ""
+        if r.get("kind") == "aggregation":
+            d = r["definition"]
+            window = format_seconds(d["window_seconds"]) if d["window_seconds"] else "all"
+            desc = f"  = {d['fn']}({d['of'] or '*'}) over {window}{desc}"
         click.echo(f"    {r['name']:<24} {r['type']:<8} services {services}{desc}")

@@ -53,7 +53,12 @@ class DriftInputError(TableError):
 
 
 def all_feature_refs(defs: Definitions) -> list[str]:
-    return [f"{v}:{f}" for v, view in defs.views.items() for f in view.feature_names]
+    return [f"{v}:{f}" for v in _sources(defs) for f in defs.feature_names_of(v)]
+
+
+def _sources(defs: Definitions) -> list[str]:
+    """Views, then aggregations: what a training set's feature columns come from."""
+    return [*defs.views, *defs.aggregations]
 
 
 def resolve_features(defs: Definitions, refs: Sequence[str] | None) -> list[tuple[str, str]] | None:
@@ -82,12 +87,12 @@ def features_in(defs: Definitions, table: Table) -> list[tuple[str, str]]:
     """
     out: list[tuple[str, str]] = []
     names = set(table.names)
-    for vname, view in defs.views.items():
-        for f in view.feature_names:
+    for vname in _sources(defs):
+        for f in defs.feature_names_of(vname):
             if f"{vname}__{f}" in names:
                 out.append((vname, f))
             elif f in names:
-                owners = [v for v, vv in defs.views.items() if f in vv.feature_names
+                owners = [v for v in _sources(defs) if f in defs.feature_names_of(v)
                           and f"{v}__{f}" not in names]
                 if len(owners) > 1:
                     raise DriftInputError(
@@ -174,7 +179,7 @@ def table_samples(defs: Definitions, table: Table,
     out = {}
     for v, f in pairs:
         col = column_for(table, v, f)
-        dtype = defs.views[v].feature(f).dtype
+        dtype = defs.dtype_of(v, f)
         values = table.columns[col] if col is not None else []
         out[(v, f)] = _sample(dtype, values, table.from_text, f"{table.origin}, column {col!r},")
     return out
@@ -183,6 +188,7 @@ def table_samples(defs: Definitions, table: Table,
 def online_samples(config: Config,
                    pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Sample]:
     """The current online value of each feature, one per stored entity."""
+    _views_only(config.defs, pairs, "online")
     by_view: dict[str, list[str]] = {}
     for v, f in pairs:
         by_view.setdefault(v, []).append(f)
@@ -198,6 +204,14 @@ def online_samples(config: Config,
     finally:
         online.close()
     return out
+
+
+def _views_only(defs: Definitions, pairs: Sequence[tuple[str, str]], source: str) -> None:
+    computed = sorted({f"{v}:{f}" for v, f in pairs if defs.kind(v) != "view"})
+    if computed:
+        raise DriftInputError(f"{', '.join(computed)}: computed features are not stored in"
+                              f" the log or the online store, so {source!r} has no values for"
+                              " them; compare two training sets (.csv, .jsonl, .parquet)")
 
 
 def _add(sample: Sample, dtype: str, v: Any, where: str, *, from_text: bool = False) -> None:
@@ -230,6 +244,7 @@ def parse_window(text: str) -> tuple[int | None, int | None]:
 def window_samples(config: Config, pairs: Sequence[tuple[str, str]], start: int | None,
                    end: int | None) -> dict[tuple[str, str], Sample]:
     """Every log row with ``start <= event_timestamp < end``, per feature."""
+    _views_only(config.defs, pairs, "window:START..END")
     out = {pair: Sample() for pair in pairs}
     if not config.offline_path.exists():
         return out
@@ -313,6 +328,8 @@ def build_report(config: Config, reference: str | os.PathLike[str], current: str
         pairs = requested
         check_columns(ref_table, pairs, "reference")
     ref = table_samples(defs, ref_table, pairs)
+    if requested is None and (current == "online" or current.startswith("window:")):
+        pairs = [(v, f) for v, f in pairs if defs.kind(v) == "view"]  # found, not asked for
     if current == "online":
         cur = online_samples(config, pairs)
         cur_desc: dict[str, Any] = {"kind": "online", "store": redact_url(config.online_url)}
@@ -328,7 +345,7 @@ def build_report(config: Config, reference: str | os.PathLike[str], current: str
         check_columns(cur_table, pairs, "current")
         cur = table_samples(defs, cur_table, pairs)
         cur_desc = {"kind": "training_set", "path": str(current)}
-    rows = [compare(v, f, defs.views[v].feature(f).dtype, ref[(v, f)], cur[(v, f)])
+    rows = [compare(v, f, defs.dtype_of(v, f), ref[(v, f)], cur[(v, f)])
             for v, f in pairs]
     now = now_micros() if now is None else now
     return {

@@ -4,6 +4,8 @@
 per feature with its view's description, owner, tags, ttl and freshness objective, the
 view's current definition version (and when it was first seen), the view's row count
 and first/last event time in the offline log, and the feature services that use it.
+Aggregated features follow, one entry each with ``kind`` "aggregation" and their
+``definition`` (fn, of, window, source view); their rows and times are the source view's.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..config import Config
-from ..definitions import Definitions, FeatureView, Transform
+from ..definitions import Aggregation, Definitions, FeatureView, Transform
 from ..offline.shard_union import open_reader
 from ..timestamps import to_iso
 from ..transforms import module_digest
-from ..versions import view_version
+from ..versions import aggregation_version, view_version
 
 
 class RegistryError(ValueError):
@@ -74,10 +76,12 @@ def list_features(config: Config, *, tag: str | None = None, owner: str | None =
     listing the valid ones; filters that exist but match nothing together give ``[]``.
     """
     defs = config.defs
-    tables: list[FeatureView | Transform] = [*defs.views.values(), *defs.transforms.values()]
-    _check_filter(view, [*defs.views, *defs.transforms], "view")
-    _check_filter(tag, (t for v in tables for t in v.tags), "tag")
-    _check_filter(owner, (v.owner for v in tables if v.owner), "owner")
+    tables: list[FeatureView | Aggregation | Transform] = [
+        *defs.views.values(), *defs.aggregations.values(), *defs.transforms.values()]
+    meta = [(v.tags, v.owner) for v in tables]
+    _check_filter(view, [*defs.views, *defs.aggregations, *defs.transforms], "view")
+    _check_filter(tag, (t for tags, _ in meta for t in tags), "tag")
+    _check_filter(owner, (o for _, o in meta if o), "owner")
     stats, first_seen = _log_facts(config)
     users = services_by_feature(defs)
     out: list[dict[str, Any]] = []
@@ -112,6 +116,41 @@ def list_features(config: Config, *, tag: str | None = None, owner: str | None =
                 "first_event_timestamp": to_iso(st.get("earliest_event_timestamp")),
                 "last_event_timestamp": to_iso(st.get("latest_event_timestamp")),
                 "services": users.get((vname, f.name), []),
+                "kind": "view",
+            })
+    for aname, agg in defs.aggregations.items():
+        if view is not None and aname != view:
+            continue
+        if tag is not None and tag not in agg.tags:
+            continue
+        if owner is not None and agg.owner != owner:
+            continue
+        src = defs.views[agg.source]
+        st = stats.get(agg.source, {})
+        for a in agg.features:
+            out.append({
+                "view": aname,
+                "name": a.name,
+                "ref": f"{aname}:{a.name}",
+                "type": defs.dtype_of(aname, a.name),
+                "required": False,
+                "description": a.description,
+                "view_description": agg.description,
+                "entity": src.entity,
+                "join_keys": list(defs.entities[src.entity].join_keys),
+                "owner": agg.owner,
+                "tags": list(agg.tags),
+                "ttl_seconds": None,  # a view's ttl does not apply to aggregations
+                "freshness_objective_seconds": None,
+                "version": aggregation_version(defs, aname),
+                "version_first_seen": None,
+                "rows": st.get("rows", 0),  # the source view's
+                "first_event_timestamp": to_iso(st.get("earliest_event_timestamp")),
+                "last_event_timestamp": to_iso(st.get("latest_event_timestamp")),
+                "services": users.get((aname, a.name), []),
+                "kind": "aggregation",
+                "definition": {"fn": a.fn, "of": a.of, "source": agg.source,
+                               "window_seconds": None if a.window is None else a.window / 1e6},
             })
     for tname, tr in defs.transforms.items():
         if (view is not None and tname != view) or (tag is not None and tag not in tr.tags) \

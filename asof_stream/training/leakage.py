@@ -5,8 +5,10 @@ is compared with the naive join (:func:`asof_stream.oracle.naive_view`, each ent
 newest row whatever the label's time). A label row leaks when, for some referenced
 view, the naive row is from the label's future: its ``event_timestamp`` is after the
 label time (at or after it with strict), or, with as-known-at, it was ingested after
-it. Counted per row and per feature cell, with the cells whose value differs and a
-few examples side by side.
+it. For an aggregation the naive value is the aggregate over ALL the entity's rows
+(no window, no time bound); a row leaks when that used a row from its future.
+Counted per row and per feature cell, with the cells whose value differs and a few
+examples side by side.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from ..definitions import Definitions
 from ..events import same_value
 from ..offline.log import OfflineLog
 from ..timestamps import to_iso
+from .aggregate import AggMatches, naive_aggregate
 from .asof import asof_join
 from .join import JoinMode, ViewMatches
 from .labels import Labels
@@ -81,14 +84,17 @@ class LeakageReport:
         for leak in self.features:
             lines.append(f"  {leak.name:<{width}}  {leak.future_cells:>10,}  {leak.differing_cells:>10,}")
         if self.examples:
-            lines.append("examples (point-in-time value @ its time | naive value @ its time):")
+            lines.append("examples (point-in-time value @ its time | naive value @ its time;"
+                         " an aggregate has no one time):")
         for ex in self.examples:
             who = ", ".join(f"{k}={v}" for k, v in ex.entity.items())
             lines.append(f"  {ex.row}: {who}, label time {ex.label_time}")
             for f in ex.features:
                 flag = "  <- from the future" if f["future"] else ""
-                lines.append(f"    {f['name']}: {f['pit_value']!r} @ {f['pit_time']} | "
-                             f"{f['naive_value']!r} @ {f['naive_time']}{flag}")
+                def at(t: str | None) -> str:  # no time: no row, or an aggregate
+                    return "" if t is None else f" @ {t}"
+                lines.append(f"    {f['name']}: {f['pit_value']!r}{at(f['pit_time'])} | "
+                             f"{f['naive_value']!r}{at(f['naive_time'])}{flag}")
         return "\n".join(lines)
 
 
@@ -110,21 +116,33 @@ def leakage_report(log: OfflineLog, defs: Definitions, labels: Labels, refs: Seq
         pairs, names = feature_pairs(defs, labels, refs, full_feature_names=False)
     except ValueError:  # short names collide: the report uses view__feature
         pairs, names = feature_pairs(defs, labels, refs, full_feature_names=True)
-    views = list(dict.fromkeys(v for v, _ in pairs))
-    keys = {v: labels.entity_keys(v) for v in views}
+    named = list(dict.fromkeys(v for v, _ in pairs))
+    views = [v for v in named if defs.kind(v) == "view"]
+    aggs = {a: [f for v, f in pairs if v == a] for a in named if defs.kind(a) == "aggregation"}
+    other = [v for v in named if v not in views and v not in aggs]
+    if other:
+        raise ValueError(f"{', '.join(other)}: the leakage report covers views and"
+                         " aggregations, not transforms")
+    keys = {v: labels.entity_keys(v) for v in named}
     upto = log.max_seq()
-    pit = asof_join(log, defs, keys, labels.times, JoinMode(strict, as_known_at),
-                    upto_seq=upto)
-    naive = {v: naive_view(log, v, keys[v], upto_seq=upto) for v in views}
+    mode = JoinMode(strict, as_known_at)
+    pit: dict[str, ViewMatches | AggMatches] = dict(asof_join(
+        log, defs, {v: keys[v] for v in views}, labels.times, mode, upto_seq=upto))
+    naive: dict[str, NaiveMatches | AggMatches] = {
+        v: naive_view(log, v, keys[v], upto_seq=upto) for v in views}
     future = {v: [from_future(ets, its, t, strict=strict, as_known_at=as_known_at)
-                  for ets, its, t in zip(naive[v].event_ts, naive[v].ingest_ts, labels.times,
+                  for ets, its, t in zip(naive_v.event_ts, naive_v.ingest_ts, labels.times,
                                          strict=True)]
-              for v in views}
+              for v, naive_v in naive.items() if isinstance(naive_v, NaiveMatches)}
+    for a, feats in aggs.items():
+        pit[a], naive[a], future[a] = naive_aggregate(log, defs, a, feats, keys[a],
+                                                      labels.times, mode, upto_seq=upto)
+    views = named
     leaks = [FeatureLeak(name, f"{v}:{f}") for name, (v, f) in zip(names, pairs, strict=True)]
     differs: list[list[bool]] = []
     for leak, (v, f) in zip(leaks, pairs, strict=True):
         pit_col = pit[v].column(f)
-        naive_col = [None if d is None else d.get(f) for d in naive[v].values]
+        naive_col = _naive_column(naive[v], f)
         diff = [not same_value(a, b) for a, b in zip(pit_col, naive_col, strict=True)]
         differs.append(diff)
         leak.future_cells = sum(future[v])
@@ -144,8 +162,15 @@ def leakage_report(log: OfflineLog, defs: Definitions, labels: Labels, refs: Seq
     return report
 
 
+def _naive_column(naive: NaiveMatches | AggMatches, f: str) -> list[Any]:
+    if isinstance(naive, AggMatches):
+        return naive.column(f)
+    return [None if d is None else d.get(f) for d in naive.values]
+
+
 def _example(labels: Labels, i: int, views: list[str], pairs: list[tuple[str, str]],
-             names: list[str], pit: dict[str, ViewMatches], naive: dict[str, NaiveMatches],
+             names: list[str], pit: dict[str, ViewMatches | AggMatches],
+             naive: dict[str, NaiveMatches | AggMatches],
              future: dict[str, list[bool]]) -> Example:
     where = labels.where(i, labels.timestamp_column).rsplit(", column", 1)[0]
     entity: dict[str, Any] = {}
@@ -155,6 +180,11 @@ def _example(labels: Labels, i: int, views: list[str], pairs: list[tuple[str, st
     ex = Example(where, entity, to_iso(labels.times[i]), index=i)
     for name, (v, f) in zip(names, pairs, strict=True):
         p, n = pit[v], naive[v]
+        if isinstance(p, AggMatches) or isinstance(n, AggMatches):  # no one row's time
+            ex.features.append({"name": name, "pit_value": p.column(f)[i], "pit_time": None,
+                                "naive_value": _naive_column(n, f)[i], "naive_time": None,
+                                "future": future[v][i]})
+            continue
         pv, nv = p.values[i], n.values[i]
         ex.features.append({
             "name": name,

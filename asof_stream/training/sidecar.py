@@ -28,7 +28,7 @@ from ..offline.retention import RetentionRun, retention_runs
 from ..timestamps import now_micros, parse_iso, to_iso
 from ..transforms import module_digest
 from ..transforms.training import input_pairs
-from ..versions import view_version
+from ..versions import aggregation_version, view_version
 
 FORMAT = 1
 
@@ -66,6 +66,11 @@ class TransformRecord(_Strict):
     module_sha256: str | None  # of its module file when built (None: not found)
 
 
+class AggregationRecord(_Strict):
+    version: str
+    definition: dict[str, Any]  # the Aggregation, as JSON (windows in microseconds)
+
+
 class Sidecar(_Strict):
     """What one training set was built from."""
 
@@ -81,12 +86,13 @@ class Sidecar(_Strict):
     high_water_seq: int
     #: with partition shards: each shard's high-water seq (high_water_seq is then 0)
     shard_high_water: dict[str, int] | None = None
-    views: dict[str, ViewRecord]
+    views: dict[str, ViewRecord]  # the views used, and the source views of aggregations
+    aggregations: dict[str, AggregationRecord] = {}
     transforms: dict[str, TransformRecord] = {}
 
     def definitions(self, root: Path | None = None) -> Definitions:
-        """The definitions of the views (and transforms) used, as they were when the set
-        was built; ``root``: the folder transform modules are found in."""
+        """The definitions of the views, aggregations and transforms used, as they were
+        when the set was built; ``root``: the folder transform modules are found in."""
         entities: dict[str, Any] = {}
         views: dict[str, Any] = {}
         for name, rec in self.views.items():
@@ -96,9 +102,16 @@ class Sidecar(_Strict):
                     view[k] = timedelta(microseconds=view[k])
             views[name] = view
             entities[rec.entity["name"]] = rec.entity
+        aggregations: dict[str, Any] = {}
+        for name, agg in self.aggregations.items():
+            spec = dict(agg.definition)
+            spec["features"] = [
+                {**f, "window": None if f.get("window") is None
+                 else timedelta(microseconds=f["window"])} for f in spec.get("features", [])]
+            aggregations[name] = spec
         try:
             defs = Definitions.model_validate({
-                "entities": entities, "views": views,
+                "entities": entities, "views": views, "aggregations": aggregations,
                 "transforms": {k: r.definition for k, r in self.transforms.items()}})
         except ValidationError as exc:
             raise SidecarError(f"recorded definitions do not load: {exc}") from None
@@ -142,7 +155,10 @@ def describe(defs: Definitions, *, out: str | os.PathLike[str], labels_path: str
     (default: hashed now).
     """
     size, digest = labels_digest or file_digest(labels_path)
-    used = dict.fromkeys(v for v, _ in input_pairs(defs, pairs) if v in defs.views)
+    used = dict.fromkeys(v for v, _ in input_pairs(defs, pairs) if v not in defs.transforms)
+    aggs = [v for v in used if defs.kind(v) == "aggregation"]
+    used = dict.fromkeys([*(v for v in used if v not in aggs),
+                          *(defs.aggregations[a].source for a in aggs)])
     views = {v: ViewRecord(version=view_version(defs, v),
                            definition=defs.views[v].model_dump(mode="json"),
                            entity=defs.entity_of(v).model_dump(mode="json"))
@@ -159,7 +175,10 @@ def describe(defs: Definitions, *, out: str | os.PathLike[str], labels_path: str
         flags=Flags(strict=strict, as_known_at=as_known_at,
                     full_feature_names=full_feature_names),
         high_water_seq=high_water_seq, shard_high_water=shard_high_water, views=views,
-        transforms=transforms)
+        transforms=transforms,
+        aggregations={a: AggregationRecord(
+            version=aggregation_version(defs, a),
+            definition=defs.aggregations[a].model_dump(mode="json")) for a in aggs})
 
 
 def write_sidecar(out: str | os.PathLike[str], sidecar: Sidecar) -> Path:

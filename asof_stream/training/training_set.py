@@ -31,6 +31,7 @@ from ..config import Config
 from ..definitions import Definitions, output_names
 from ..offline.log import OfflineLog
 from ..transforms.training import input_pairs, transform_matches
+from .aggregate import AggMatches, aggregate_all
 from .asof import asof_join
 from .join import JoinMode, ViewMatches, gc_paused
 from .labels import Labels
@@ -70,7 +71,7 @@ class TrainingSet:
     pairs: list[tuple[str, str]]  # (view, feature) per feature column
     names: list[str]  # output name per feature column
     dtypes: list[str]  # per feature column
-    matches: dict[str, ViewMatches]  # per view: the chosen rows (times and values)
+    matches: dict[str, ViewMatches | AggMatches]  # per view: the chosen rows; per aggregation its values
     high_water_seq: int = 0  # the log rows it saw: seq <= this
     shard_high_water: dict[str, int] | None = None  # the same per shard, over shards
 
@@ -114,7 +115,9 @@ class TrainingSet:
             return ["," + ",".join(map(csv_cell, r)) for r in self.feature_rows()]
         out: list[str] | None = None
         for v, fs in zip(views, feats, strict=True):
-            part = self.matches[v].table_of_rows(functools.partial(render_csv_fragments, features=fs))
+            m = self.matches[v]
+            part = m.csv_fragments(fs) if isinstance(m, AggMatches) else \
+                m.table_of_rows(functools.partial(render_csv_fragments, features=fs))
             out = part if out is None else list(map(operator.add, out, part))
         assert out is not None
         return out
@@ -368,7 +371,13 @@ def build_training_set(log: OfflineLog, defs: Definitions, labels: Labels, refs:
         return asof_join(log, defs, keys, labels.times, mode, progress, upto_seq=upto,
                          jobs=jobs)
 
-    ts = _assemble(defs, labels, refs, join, JoinMode(strict, as_known_at), full_feature_names)
+    def aggregate(wanted: dict[str, list[str]], keys: dict[str, list[str]],
+                  mode: JoinMode) -> dict[str, AggMatches]:
+        return aggregate_all(log, defs, wanted, keys, labels.times, mode, upto_seq=upto,
+                             progress=progress)
+
+    ts = _assemble(defs, labels, refs, join, JoinMode(strict, as_known_at), full_feature_names,
+                   aggregate)
     ts.high_water_seq = upto
     return ts
 
@@ -380,28 +389,40 @@ def build_sharded_training_set(config: Config, defs: Definitions, labels: Labels
                                marks: Mapping[str, int] | None = None) -> TrainingSet:
     """:func:`build_training_set` over partition shards (``jobs`` processes); ``marks``
     bounds each shard's log as ``upto_seq`` does the one log."""
-    from .sharded_join import sharded_join
+    from .aggregate import sharded_aggregate
+    from .sharded_join import shard_marks, sharded_join
 
-    used: dict[str, int] = {}
+    used: dict[str, int] = dict(shard_marks(config) if marks is None else marks)
 
     def join(keys: dict[str, list[str]], mode: JoinMode) -> dict[str, ViewMatches]:
-        matches, marks_used = sharded_join(config, defs, keys, labels.times, mode, jobs=jobs,
-                                           marks=marks, progress=progress)
-        used.update(marks_used)
+        matches, _ = sharded_join(config, defs, keys, labels.times, mode, jobs=jobs,
+                                  marks=used, progress=progress)
         return matches
 
-    ts = _assemble(defs, labels, refs, join, JoinMode(strict, as_known_at), full_feature_names)
+    def aggregate(wanted: dict[str, list[str]], keys: dict[str, list[str]],
+                  mode: JoinMode) -> dict[str, AggMatches]:
+        return sharded_aggregate(config, defs, wanted, keys, labels.times, mode, marks=used,
+                                 progress=progress)
+
+    ts = _assemble(defs, labels, refs, join, JoinMode(strict, as_known_at), full_feature_names,
+                   aggregate)
     ts.shard_high_water = used
     return ts
 
 
+Aggregate = Callable[[dict[str, list[str]], dict[str, list[str]], JoinMode],
+                     dict[str, AggMatches]]
+
+
 def _assemble(defs: Definitions, labels: Labels, refs: Sequence[str],
               join: Callable[[dict[str, list[str]], JoinMode], dict[str, ViewMatches]],
-              mode: JoinMode, full_feature_names: bool) -> TrainingSet:
+              mode: JoinMode, full_feature_names: bool,
+              aggregate: Aggregate | None = None) -> TrainingSet:
+    """Views by the as-of ``join``, aggregations by ``aggregate`` (their features only)."""
     pairs, names = feature_pairs(defs, labels, refs, full_feature_names)
     with gc_paused():
         # transforms run last, over the columns of their (maybe hidden) inputs
-        matches = feature_matches(defs, labels, input_pairs(defs, pairs), join, mode)
+        matches = feature_matches(defs, labels, input_pairs(defs, pairs), join, mode, aggregate)
         matches.update(transform_matches(defs, labels, pairs, matches))
     dtypes: list[str] = [defs.dtype_of(v, f) for v, f in pairs]
     return TrainingSet(labels, pairs, names, dtypes, matches)
@@ -409,9 +430,24 @@ def _assemble(defs: Definitions, labels: Labels, refs: Sequence[str],
 
 def feature_matches(defs: Definitions, labels: Labels, pairs: Sequence[tuple[str, str]],
                     join: Callable[[dict[str, list[str]], JoinMode], dict[str, ViewMatches]],
-                    mode: JoinMode) -> dict[str, ViewMatches]:
+                    mode: JoinMode, aggregate: Aggregate | None = None,
+                    ) -> dict[str, ViewMatches | AggMatches]:
     """The columns of these (view or aggregation, feature) pairs, per label row: the one
-    place features that are not transforms are computed (a transform's inputs too)."""
-    views = list(dict.fromkeys(v for v, _ in pairs))
-    keys = {v: labels.entity_keys(v) for v in views}
-    return join(keys, mode)
+    place features that are not transforms are computed (a transform's inputs too).
+    Views by the as-of ``join``, aggregations by ``aggregate`` (their features only)."""
+    kinds = {v: defs.kind(v) for v, _ in pairs}
+    views = [v for v in dict.fromkeys(v for v, _ in pairs) if kinds[v] == "view"]
+    aggs: dict[str, list[str]] = {}
+    for v, f in pairs:
+        if kinds[v] == "aggregation":
+            aggs.setdefault(v, []).append(f)
+    if aggs and aggregate is None:
+        raise ValueError(f"{', '.join(aggs)}: aggregations are not computed over partition"
+                         " shards yet")
+    keys = {v: labels.entity_keys(v) for v in [*views, *aggs]}
+    matches: dict[str, ViewMatches | AggMatches] = {}
+    matches.update(join({v: keys[v] for v in views}, mode) if views else {})
+    if aggs:
+        assert aggregate is not None
+        matches.update(aggregate(aggs, {a: keys[a] for a in aggs}, mode))
+    return matches

@@ -1,0 +1,258 @@
+"""Windowed aggregations in training sets: each aggregated feature at each label's time,
+computed from the raw rows of the aggregation's source view (docs/computed.md).
+
+For a label at ``t`` and a feature ``fn(of)`` over ``window``, the rows of the label's
+entity with ``t - window < event_timestamp <= t`` count (``< t`` when strict; with
+as-known-at also ``ingest_ts <= t``; no window: every row up to ``t``). An empty window
+gives count 0 and sum 0, every other function null. A view's ttl does not apply.
+
+How: :func:`~asof_stream.offline.scan.scan_view` reads the source view's rows of the
+labels' entities (every tier, ``seq <= upto_seq``); the tiers are merged into one
+``(entity, event_timestamp, seq)`` order, the window bounds are found once per distinct
+window length (:func:`~asof_stream.aggregations.bounds.window_bounds`) and every feature
+of that window is aggregated over them (:func:`~asof_stream.aggregations.window.aggregate`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..aggregations.bounds import Windows, window_bounds
+from ..aggregations.window import Prepared, aggregate
+from ..config import Config
+from ..definitions import Definitions
+from ..kernels.sortkeys import I64_MAX
+from ..offline.log import OfflineLog
+from ..offline.scan import scan_view
+from ..offline.segments import column_name
+from .matches import JoinMode
+
+ARROW_TYPES = {"int64": pa.int64(), "float64": pa.float64(), "string": pa.string(),
+               "bool": pa.bool_()}
+
+
+@dataclass(slots=True)
+class AggMatches:
+    """For one aggregation, per feature, one value per label (in label order).
+
+    It answers the same questions a :class:`~.matches.ViewMatches` does, so the
+    training set writes both alike."""
+
+    view: str
+    arrays: dict[str, pa.Array]
+    _lists: dict[str, list[Any]] | None = None
+
+    def column(self, feature: str) -> list[Any]:
+        if self._lists is None:
+            self._lists = {}
+        got = self._lists.get(feature)
+        if got is None:
+            got = self._lists[feature] = self.arrays[feature].to_pylist()
+        return got
+
+    def project(self, features: Sequence[str],
+                convert: Callable[[Any], Any] | None = None) -> list[tuple[Any, ...]]:
+        cols = [self.column(f) for f in features]
+        if convert is not None:
+            cols = [list(map(convert, c)) for c in cols]
+        return list(zip(*cols, strict=True))
+
+    def csv_fragments(self, features: Sequence[str]) -> list[str]:
+        """Per label, these features as the end of a CSV line, ``,v1,v2...`` (the cells
+        rendered as a view's features are)."""
+        from .training_set import csv_column
+
+        columns = [csv_column(self.column(f)) for f in features]
+        return list(map(",".join, zip(itertools.repeat("", len(columns[0]) if columns else 0),
+                                      *columns, strict=True)))
+
+    def table_of_rows(self, render_rows: Callable[[list[dict[str, Any]]], list[Any]]
+                      ) -> list[Any]:
+        names = list(self.arrays)
+        cols = [self.column(f) for f in names]
+        rows = [dict(zip(names, vals, strict=True)) for vals in zip(*cols, strict=True)]
+        return render_rows(rows)
+
+
+def merged_rows(tables: list[pa.Table], wanted: pa.Array) -> tuple[pa.Table, np.ndarray]:
+    """The tiers' rows as one table in (entity, event_timestamp, seq) order, and each row's
+    entity code (its index in ``wanted``, which is sorted)."""
+    tables = [t for t in tables if t.num_rows] or tables[-1:]
+    table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+    codes = _codes(table.column("entity"), wanted)
+    if len(tables) > 1:  # tiers are sorted runs; one sort merges them
+        ts = table.column("event_timestamp").to_numpy()
+        seq = table.column("seq").to_numpy()
+        order = np.lexsort((seq, ts, codes))
+        table = table.take(pa.array(order))
+        codes = codes[order]
+    return table, codes
+
+
+def _codes(entities: pa.ChunkedArray | pa.Array, wanted: pa.Array) -> np.ndarray:
+    idx = pc.index_in(entities, value_set=wanted, skip_nulls=True)
+    return pc.fill_null(idx, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+@dataclass(slots=True)
+class SourceRows:
+    """An aggregation's source rows for some labels, merged across tiers, and the labels'
+    entity codes."""
+
+    table: pa.Table
+    row_codes: np.ndarray
+    label_codes: np.ndarray
+    ts: np.ndarray
+    seq: np.ndarray
+    ingest: np.ndarray
+    prepared: dict[str, Prepared]
+
+    def values(self, column: str) -> Prepared:
+        got = self.prepared.get(column)
+        if got is None:
+            got = self.prepared[column] = Prepared(self.table.column(column_name(column)))
+        return got
+
+    def windows(self, times: np.ndarray, window: int | None, mode: JoinMode) -> Windows:
+        return window_bounds(self.row_codes, self.ts, self.seq, self.label_codes, times,
+                             window_us=window, strict=mode.strict, row_ingest=self.ingest,
+                             as_known_at=mode.as_known_at)
+
+
+def source_rows(log: OfflineLog, defs: Definitions, name: str, columns: Sequence[str],
+                keys: Sequence[str | None], *, upto_seq: int | None) -> SourceRows:
+    """The source view's rows (``seq <= upto_seq``) of the labels' entities."""
+    agg = defs.aggregations[name]
+    wanted = sorted({k for k in keys if k is not None})
+    tiers = scan_view(log, defs, agg.source, max_seq=upto_seq, columns=list(columns),
+                      entities=wanted)
+    wanted_arr = pa.array(wanted, pa.string())
+    table, row_codes = merged_rows([t.table for t in tiers], wanted_arr)
+    label_codes = _codes(pa.array(keys, pa.string()), wanted_arr)
+    return SourceRows(table, row_codes, label_codes, table.column("event_timestamp").to_numpy(),
+                      table.column("seq").to_numpy(), table.column("ingest_ts").to_numpy(), {})
+
+
+def aggregate_view(log: OfflineLog, defs: Definitions, name: str, features: Sequence[str],
+                   keys: Sequence[str | None], times: Sequence[int],
+                   mode: JoinMode = JoinMode(), *, upto_seq: int | None = None,
+                   progress: Callable[[int], None] | None = None,
+                   source: SourceRows | None = None) -> AggMatches:
+    """The aggregation ``name``'s ``features`` for labels given as entity keys and times."""
+    agg = defs.aggregations[name]
+    specs = [agg.feature(f) for f in features]
+    n = len(keys)
+    if n != len(times):
+        raise ValueError("keys and times differ in length")
+    if source is None:
+        columns = list(dict.fromkeys(s.of for s in specs if s.of is not None))
+        source = source_rows(log, defs, name, columns, keys, upto_seq=upto_seq)
+    label_ts = np.fromiter(times, dtype=np.int64, count=n)
+    bounds: dict[int | None, Windows] = {}
+    arrays: dict[str, pa.Array] = {}
+    for spec in specs:
+        if spec.window not in bounds:
+            bounds[spec.window] = source.windows(label_ts, spec.window, mode)
+        values = None if spec.of is None else source.values(spec.of)
+        result = aggregate(bounds[spec.window], spec.fn, values)
+        arrays[spec.name] = result.cast(ARROW_TYPES[defs.dtype_of(name, spec.name)])
+    if progress is not None:
+        progress(n)
+    return AggMatches(name, arrays)
+
+
+def naive_aggregate(log: OfflineLog, defs: Definitions, name: str, features: Sequence[str],
+                    keys: Sequence[str | None], times: Sequence[int], mode: JoinMode, *,
+                    upto_seq: int | None) -> tuple[AggMatches, AggMatches, list[bool]]:
+    """For the leakage report: the point-in-time values, the naive ones (each feature over
+    ALL the entity's rows, whatever the label's time and the window), and per label whether
+    the naive ones used a row the point-in-time rule excludes at any window (a row after
+    ``t``, at ``t`` when strict, or ingested after ``t`` as known at)."""
+    agg = defs.aggregations[name]
+    specs = [agg.feature(f) for f in features]
+    columns = list(dict.fromkeys(s.of for s in specs if s.of is not None))
+    source = source_rows(log, defs, name, columns, keys, upto_seq=upto_seq)
+    pit = aggregate_view(log, defs, name, features, keys, times, mode, source=source)
+    label_ts = np.fromiter(times, dtype=np.int64, count=len(times))
+    everything = source.windows(np.full(len(times), I64_MAX, np.int64), None, JoinMode())
+    naive = AggMatches(name, {
+        s.name: aggregate(everything, s.fn, None if s.of is None else source.values(s.of)
+                          ).cast(ARROW_TYPES[defs.dtype_of(name, s.name)]) for s in specs})
+    usable = source.windows(label_ts, None, mode)
+    total = aggregate(everything, "count").to_numpy()
+    seen = aggregate(usable, "count").to_numpy()
+    return pit, naive, (total > seen).tolist()
+
+
+def aggregate_all(log: OfflineLog, defs: Definitions, wanted: dict[str, list[str]],
+                  keys_by_name: dict[str, list[str]], times: Sequence[int], mode: JoinMode,
+                  *, upto_seq: int | None,
+                  progress: Callable[[int], None] | None = None) -> dict[str, AggMatches]:
+    """:func:`aggregate_view` for several aggregations against one state of the log."""
+    return {name: aggregate_view(log, defs, name, feats, keys_by_name[name], times, mode,
+                                 upto_seq=upto_seq, progress=progress)
+            for name, feats in wanted.items()}
+
+
+def sharded_aggregate(config: Config, defs: Definitions, wanted: dict[str, list[str]],
+                      keys_by_name: dict[str, list[str]], times: Sequence[int], mode: JoinMode,
+                      *, marks: Mapping[str, int],
+                      progress: Callable[[int], None] | None = None) -> dict[str, AggMatches]:
+    """:func:`aggregate_all` over partition shards: every row of an entity is in its
+    shard (:mod:`.sharded_join`), so each label is computed there, up to the shard's mark,
+    and the values put back in label order. A label whose shard does not exist (yet) has
+    an empty window."""
+    from ..offline.log import open_log
+    from ..offline.shards import Router, existing_shards, partition_count, shard_name
+
+    n = len(times)
+    shards = existing_shards(config)
+    partitions = partition_count(config)
+    route = Router(partitions) if partitions else None
+    out: dict[str, AggMatches] = {}
+    for name, feats in wanted.items():
+        keys = keys_by_name[name]
+        groups: dict[int, list[int]] = {}
+        if route is not None:
+            for i, key in enumerate(keys):
+                groups.setdefault(route(key), []).append(i)
+        parts: list[tuple[np.ndarray, AggMatches]] = []
+        covered = np.zeros(n, dtype=bool)
+        for p, idx in sorted(groups.items()):
+            mark = marks.get(shard_name(p))
+            if p not in shards or mark is None:
+                continue
+            with open_log(shards[p], readonly=True) as log:
+                parts.append((np.asarray(idx, dtype=np.int64), aggregate_view(
+                    log, defs, name, feats, [keys[i] for i in idx], [times[i] for i in idx],
+                    mode, upto_seq=mark)))
+            covered[idx] = True
+        rest = np.flatnonzero(~covered)  # no shard: every window empty
+        if len(rest):
+            parts.append((rest, empty_windows(defs, name, feats, len(rest))))
+        where = np.empty(n, dtype=np.int64)
+        where[np.concatenate([ix for ix, _ in parts])] = np.arange(n)
+        out[name] = AggMatches(name, {
+            f: pa.concat_arrays([m.arrays[f] for _, m in parts]).take(pa.array(where))
+            for f in feats})
+        if progress is not None:
+            progress(n)
+    return out
+
+
+def empty_windows(defs: Definitions, name: str, features: Sequence[str], n: int) -> AggMatches:
+    """Every feature over an empty window, for ``n`` labels: count 0, sum 0, others null."""
+    arrays = {}
+    for f in features:
+        fn = defs.aggregations[name].feature(f).fn
+        dtype = ARROW_TYPES[defs.dtype_of(name, f)]
+        zero = 0 if dtype == pa.int64() else 0.0
+        arrays[f] = pa.array([zero] * n if fn in ("count", "sum") else [None] * n, dtype)
+    return AggMatches(name, arrays)
