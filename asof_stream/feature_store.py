@@ -137,14 +137,16 @@ class FeatureStore:
     @speaks_api
     def lookup(self, features: Sequence[str], entity: Mapping[str, str],
                full_feature_names: bool = False,
-               request: Mapping[str, str] | None = None) -> dict[str, dict[str, Any]]:
+               request: Mapping[str, str] | None = None,
+               now: int | None = None) -> dict[str, dict[str, Any]]:
         """One entity, its join keys (and ``request`` values of transforms) given as text
         (``KEY=VALUE`` from a command line): per output name the value, status and
-        event time (RFC 3339). ``asof-stream online`` prints this."""
+        event time (RFC 3339). ``asof-stream online`` prints this. ``now`` (µs): the
+        instant aggregations are computed at (default: the clock)."""
         pairs = self.config.defs.resolve_refs(list(features))
         names = output_names(pairs, full_feature_names)
         result = read_features(self.config.defs, self.stores.online, pairs,
-                             [{**entity, **(request or {})}], from_text=True)[0]
+                               [{**entity, **(request or {})}], from_text=True, now=now)[0]
         return {name: {"value": fv.value, "status": fv.status,
                        "event_timestamp": to_iso(fv.event_timestamp)}
                 for name, fv in zip(names, result.values(), strict=True)}

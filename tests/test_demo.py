@@ -18,15 +18,21 @@ def test_demo_runs_the_whole_loop_in_a_fresh_folder(tmp_path: Path) -> None:
     r = run_cli("demo", "--dir", str(folder), "--customers", "40", "--days", "20")
     assert r.returncode == 0, r.stderr
     out = r.stdout
-    for step in ("[1/4] ingest", "[2/4] training set", "[3/4] leakage", "[4/4] online lookup"):
+    for step in ("[1/5] ingest", "[2/5] training set", "[3/5] leakage", "[4/5] online lookup",
+                 "[5/5] computed once"):
         assert step in out
+    # spend_7d is computed from raw purchases: online and training-set values, side by side
+    computed = out.split("[5/5]")[1].split("\n\ndone")[0]
+    sides = [line.split() for line in computed.splitlines()[2:] if line.strip()]
+    assert [s[0] for s in sides] == ["spend_7d", "orders_7d", "avg_basket_30d", "last_category"]
+    assert all(s[-1] == "equal" and s[1] == s[2] for s in sides), computed
     assert "3 repeats skipped" in out and "2 dead letters" in out
     assert "label rows it fills from the future" in out
     assert 'id="timeline-0"' in (folder / "leakage.html").read_text(encoding="utf-8")
     # The output stays in order: the daemon's dead-letter warnings are not printed in the
     # middle of it; the demo reports the two dead letters itself, in step 1, with lines.
     assert "dead letter at" not in r.stderr, r.stderr
-    step1 = out.split("[2/4]")[0]
+    step1 = out.split("[2/5]")[0]
     assert "the dead letters are lines malformed on purpose" in step1
     assert re.search(r"stream\.jsonl line \d+ \(byte \d+\): bad event_timestamp: timestamp"
                      r" 'yesterday'", step1), step1
@@ -50,7 +56,7 @@ def test_demo_runs_the_whole_loop_in_a_fresh_folder(tmp_path: Path) -> None:
     stored = sum(v["rows"] for v in st["views"].values())
     assert f"-> {stored:,} events in the log" in out
     assert st["dead_letters"] == 2
-    assert "PRESENT" in out.split("[4/4]")[1]
+    assert "PRESENT" in out.split("[4/5]")[1]
 
     again = run_cli("demo", "--dir", str(folder), "--customers", "10", "--days", "5")
     assert again.returncode == 0, again.stderr  # an earlier demo's folder is replaced

@@ -7,17 +7,20 @@ set, the leakage report of a naive join, and an online lookup, in a fresh folder
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
 import click
 
+from ..config import Config
 from ..demo.run import DemoError, first_customer, ingest, prepare
 from ..feature_store import FeatureStore
 from ..ingest.dead_letter_lines import describe_position, line_numbers
 from ..ingest.dead_letters import list_dead_letters
 from ..monitoring.leakage_html import leakage_pictures, render_leakage_html
 from ..offline.log import open_log
+from ..timestamps import now_micros, to_iso
 from ..training.join import tune_reader
 from ..training.labels import labels_from_any
 from ..training.leakage import leakage_report
@@ -26,6 +29,24 @@ from .common import CliError, handle_errors, main
 from .render import render_lookup
 
 SERVICE = "@churn"
+COMPUTED = "customer_spend"
+
+
+def computed_side_by_side(config: Config, customer: str) -> list[str]:
+    """The aggregation read online now, and built by a training set for a label at the
+    same instant: one line per feature, both values, and whether they agree."""
+    now = now_micros()
+    with FeatureStore(config) as store:
+        online = store.lookup([COMPUTED], {"customer_id": customer}, now=now)
+        offline = store.get_historical_features(
+            [{"customer_id": customer, "event_timestamp": to_iso(now)}], [COMPUTED]).to_records()[0]
+    width = max(len(n) for n in online)
+    lines = [f"{'feature':<{width}}  {'online':>14}  {'training set':>14}"]
+    for name, got in online.items():
+        same = "equal" if got["value"] == offline[name] else "DIFFERENT"
+        lines.append(f"{name:<{width}}  {json.dumps(got['value']):>14}"
+                     f"  {json.dumps(offline[name]):>14}  {same}")
+    return lines
 
 
 @main.command()
@@ -48,7 +69,7 @@ def demo(folder: str, customers: int, days: int) -> None:
     click.echo(f"asof-stream demo in {root}/ ({customers} customers, {days} days of"
                " churn-style events: out of order, some days late)\n")
 
-    click.echo("[1/4] ingest: the daemon tails events/stream.jsonl while a producer appends"
+    click.echo("[1/5] ingest: the daemon tails events/stream.jsonl while a producer appends"
                " to it in bursts")
     try:
         got = asyncio.run(ingest(config, data))
@@ -68,12 +89,12 @@ def demo(folder: str, customers: int, days: int) -> None:
 
     labels = root / "labels.csv"
     out = root / "train.csv"
-    click.echo(f"[2/4] training set: {labels.name} + {SERVICE}, as of each label's time")
+    click.echo(f"[2/5] training set: {labels.name} + {SERVICE}, as of each label's time")
     click.echo("      " + make_training_set(
         config, config.defs, str(labels), [SERVICE], str(out), timestamp_column="event_timestamp",
         strict=False, as_known_at=False, full_feature_names=False) + "\n")
 
-    click.echo("[3/4] leakage: what a naive last-value join would have put in the same rows")
+    click.echo("[3/5] leakage: what a naive last-value join would have put in the same rows")
     table = labels_from_any(labels, config.defs)
     with open_log(config.offline_path, readonly=True) as log:
         tune_reader(log.conn)
@@ -87,10 +108,16 @@ def demo(folder: str, customers: int, days: int) -> None:
     click.echo("")
 
     customer = first_customer(labels)
-    click.echo(f"[4/4] online lookup: the freshest {SERVICE} values of customer {customer}")
+    click.echo(f"[4/5] online lookup: the freshest {SERVICE} values of customer {customer}")
     with FeatureStore(config) as store:
         values = store.lookup([SERVICE], {"customer_id": customer})
     for line in render_lookup(values):
+        click.echo("      " + line)
+    click.echo("")
+
+    click.echo(f"[5/5] computed once: {customer}'s {COMPUTED} from raw purchases, online and"
+               " in a training set, at the same instant")
+    for line in computed_side_by_side(config, customer):
         click.echo("      " + line)
     click.echo(f"\ndone in {time.perf_counter() - started:.1f} s. Next: cd {root} &&"
                " asof-stream status && asof-stream serve   (then open http://127.0.0.1:6566/)")

@@ -1,8 +1,10 @@
 """A realistic churn-style event stream for the demo and ``init``: out of order, some late.
 
 Customers spend and order over weeks; a stats view updates often (with a ttl), a
-profile view rarely. Events arrive shuffled within a window, and a few arrive very
-late, which is exactly when naive joins leak the future.
+profile view rarely, and a purchases view holds the raw facts that the
+``customer_spend`` aggregation computes its features from. Events arrive shuffled
+within a window, and a few arrive very late, which is exactly when naive joins leak
+the future.
 """
 
 from __future__ import annotations
@@ -42,8 +44,27 @@ owner = "crm-team"
 tags = ["profile"]
 features = { signup_channel = "string", is_premium = "bool" }
 
+# Raw facts: one event per purchase. The aggregation below computes features from them,
+# once, for training sets and online reads alike.
+[views.purchases]
+entity = "customer"
+description = "One row per purchase."
+owner = "billing-team"
+features = { amount = "float64", category = "string" }
+
+[aggregations.customer_spend]
+source = "purchases"
+description = "Spend and orders computed from raw purchases."
+owner = "growth-team"
+
+[aggregations.customer_spend.features]
+spend_7d = { fn = "sum", of = "amount", window = "7d" }
+orders_7d = { fn = "count", window = "7d" }
+avg_basket_30d = { fn = "mean", of = "amount", window = "30d" }
+last_category = { fn = "last", of = "category" }
+
 [services.churn]
-features = ["customer_stats:spend_7d", "customer_stats:orders_7d", "customer_stats:tier",
+features = ["customer_spend:spend_7d", "customer_spend:orders_7d", "customer_stats:tier",
             "customer_profile:is_premium"]
 
 [sources.local]
@@ -52,6 +73,7 @@ path = "events/*.jsonl"
 """
 
 TIERS = ("bronze", "silver", "gold")
+CATEGORIES = ("grocery", "books", "garden", "toys")
 CHANNELS = ("web", "app", "partner", "store")
 
 
@@ -96,6 +118,14 @@ def generate(customers: int = 200, days: int = 60, seed: int = 7,
             arrival = t + (rng.randrange(2 * DAY_US, 6 * DAY_US) if late
                            else rng.randrange(0, 3_600_000_000))
             events.append((arrival, ev))
+            for k in range(rng.randrange(0, 3)):  # the purchases behind the stats
+                n += 1
+                pt = t - rng.randrange(0, DAY_US // 2)
+                purchase = {"view": "purchases", "customer_id": cid,
+                            "event_timestamp": to_iso(pt),
+                            "amount": round(spend / 3 * rng.uniform(0.5, 1.5), 2),
+                            "category": rng.choice(CATEGORIES), "event_id": f"b-{n}-{k}"}
+                events.append((arrival + k, purchase))
             if rng.random() < 0.25 and t + DAY_US // 2 < end:
                 labels.append({"customer_id": cid, "event_timestamp": to_iso(t + DAY_US // 2),
                                "churned": int(day + 14 >= churn_day)})
