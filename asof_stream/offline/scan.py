@@ -66,6 +66,11 @@ def head_table(rows: list[tuple[int, str, int, int, str]], defs: Definitions, vi
                features: Sequence[str]) -> pa.Table:
     """Head rows (seq, entity, event_timestamp, ingest_ts, features JSON) as a typed table."""
     spec = defs.views[view]
+    if not rows:  # from buffers: converting Python values (even none) imports pandas
+        types = [pa.int64(), pa.string(), pa.int64(), pa.int64(),
+                 *(ARROW_TYPES[spec.feature(f).dtype] for f in features)]
+        return pa.Table.from_arrays([_empty(t) for t in types],
+                                    names=[*BASE_COLUMNS, *map(column_name, features)])
     seqs, ents, ets, its, texts = (list(c) for c in zip(*rows, strict=True)) if rows else ([],) * 5
     values = decode_features(texts)
     arrays = [pa.array(seqs, pa.int64()), pa.array(ents, pa.string()), pa.array(ets, pa.int64()),
@@ -77,8 +82,15 @@ def head_table(rows: list[tuple[int, str, int, int, str]], defs: Definitions, vi
     return pa.Table.from_arrays(arrays, names=names)
 
 
+def _empty(kind: pa.DataType) -> pa.Array:
+    """An empty array of a fixed-width or string type."""
+    if kind == pa.string():
+        return pa.Array.from_buffers(kind, 0, [None, pa.py_buffer(bytes(4)), pa.py_buffer(b"")])
+    return pa.Array.from_buffers(kind, 0, [None, pa.py_buffer(b"")])
+
+
 def _snapshot(log: OfflineLog, view: str, max_seq: int | None,
-              entities: Sequence[str] | None) -> tuple[int, list[Segment], list[tuple]]:
+              entities: Sequence[str] | pa.Array | None) -> tuple[int, list[Segment], list[tuple]]:
     conn = log.conn
     own = not conn.in_transaction
     if own:
@@ -92,7 +104,8 @@ def _snapshot(log: OfflineLog, view: str, max_seq: int | None,
         extra, params = "", [view, max_seq]
         if entities is not None:
             extra = " AND entity IN (SELECT value FROM json_each(?))"
-            params.append(json.dumps(list(entities)))
+            params.append(json.dumps(entities.to_pylist() if isinstance(entities, pa.Array)
+                                     else list(entities)))
         rows = conn.execute(HEAD_SQL.format(extra=extra), params).fetchall()
     finally:
         if own:
@@ -102,7 +115,7 @@ def _snapshot(log: OfflineLog, view: str, max_seq: int | None,
 
 def scan_view(log: OfflineLog, defs: Definitions, view: str, *, max_seq: int | None = None,
               columns: Sequence[str] | None = None,
-              entities: Sequence[str] | None = None) -> list[Tier]:
+              entities: Sequence[str] | pa.Array | None = None) -> list[Tier]:
     """Every row of ``view`` up to ``max_seq``, as sorted typed tiers (see the module doc)."""
     spec = defs.views[view]
     features = list(columns) if columns is not None else spec.feature_names
@@ -123,9 +136,11 @@ def scan_view(log: OfflineLog, defs: Definitions, view: str, *, max_seq: int | N
 
 
 def _segment_tier(log: OfflineLog, seg: Segment, wanted: list[str], bound: int,
-                  entities: Sequence[str] | None) -> Tier:
+                  entities: Sequence[str] | pa.Array | None) -> Tier:
+    if entities is not None and not isinstance(entities, pa.Array):
+        entities = list(entities)
     table = read_segment(log.segments_dir / seg.file, seg.bytes, columns=wanted,
-                         entities=list(entities) if entities is not None else None)
+                         entities=entities)
     if seg.max_seq > bound:
         table = table.filter(pc.less_equal(table.column("seq"), bound))
     return Tier(seg.file, table, seg)

@@ -14,12 +14,15 @@ manifest may not know yet (orphans are removed by the next seal or compaction).
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..definitions import FeatureView
@@ -110,14 +113,64 @@ def open_checked(path: Path, size: int, checksum: str | None = None) -> pq.Parqu
 
 
 def read_segment(path: Path, size: int, *, checksum: str | None = None,
-                 columns: list[str] | None = None, entities: list[str] | None = None) -> pa.Table:
-    """The rows of one segment (optionally some columns, some entities), still sorted."""
+                 columns: list[str] | None = None,
+                 entities: list[str] | pa.Array | None = None) -> pa.Table:
+    """The rows of one segment (optionally some columns, some entities), still sorted.
+
+    With ``entities``, only the row groups whose entity range (from the file's statistics)
+    holds one of them are read, then filtered. ``entities`` as an Arrow string array is used
+    as it is (converting Python values makes pyarrow import pandas on first use, and so does
+    ``pyarrow.dataset``, so filters are not pushed down through ``pq.read_table``).
+    """
     pf = open_checked(path, size, checksum)
     try:
         if entities is None:
             return pf.read(columns=columns)
-        table = pq.read_table(path, columns=columns, filters=[("entity", "in", list(entities))],
-                              page_checksum_verification=True)
-        return table
+        if not isinstance(entities, pa.Array):
+            entities = text_array(list(entities))
+        groups = _row_groups_with(pf, entities)
+        if not groups:
+            return pf.schema_arrow.empty_table() if columns is None else \
+                pf.schema_arrow.empty_table().select(columns)
+        table = pf.read_row_groups(groups, columns=columns)
+        return table.filter(pc.is_in(table.column("entity"), value_set=entities))
     except (pa.ArrowException, OSError) as exc:
         raise SegmentError(f"segment {path} cannot be read: {exc}") from None
+
+
+def _row_groups_with(pf: pq.ParquetFile, entities: pa.Array) -> list[int]:
+    """The row groups whose [min, max] entity statistics hold one of ``entities``."""
+    meta = pf.metadata
+    if meta.num_row_groups <= 1:
+        return list(range(meta.num_row_groups))
+    col = pf.schema_arrow.get_field_index("entity")
+    wanted: list[str] | None = None
+    groups = []
+    for g in range(meta.num_row_groups):
+        stats = meta.row_group(g).column(col).statistics
+        if stats is None or not stats.has_min_max:
+            groups.append(g)
+            continue
+        if wanted is None:
+            wanted = sorted(entities.to_pylist())
+        i = bisect.bisect_left(wanted, stats.min)
+        if i < len(wanted) and wanted[i] <= stats.max:
+            groups.append(g)
+    return groups
+
+
+def text_array(values: list[str]) -> pa.Array:
+    """Python strings (no nulls) as an Arrow string array, built from buffers
+    (``pa.array`` of Python values imports pandas on first use, a quarter of a second)."""
+    data = "".join(values).encode("utf-8")
+    lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+    if int(lengths.sum()) != len(data):  # not ASCII: count bytes
+        lengths = np.fromiter((len(v.encode("utf-8")) for v in values), dtype=np.int64,
+                              count=len(values))
+    offsets = np.zeros(len(values) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    if len(data) < 2**31:
+        return pa.Array.from_buffers(pa.string(), len(values), [
+            None, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data)])
+    return pa.Array.from_buffers(pa.large_string(), len(values), [
+        None, pa.py_buffer(offsets), pa.py_buffer(data)])

@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from ..definitions import Definitions
 from ..kernels.asof_kernel import asof_indices, encode_entities, pick_latest
+from ..kernels.buffers import int_numpy
 from ..offline.log import OfflineLog
 from ..offline.manifest import list_segments
 from ..offline.scan import scan_view
@@ -119,4 +120,4 @@ def kernel_view(log: OfflineLog, defs: Definitions, view: str, keys: Sequence[st
 
 def _numpy(column: pa.ChunkedArray) -> np.ndarray:
     """An int64 column without nulls as a numpy array."""
-    return column.to_numpy()
+    return int_numpy(column)
