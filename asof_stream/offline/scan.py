@@ -187,10 +187,13 @@ HEAD_LATEST_SQL = (
     " FROM log WHERE seq <= ?{where}) WHERE rn = 1")
 
 
-def latest_records(log: OfflineLog, view: str | None = None) -> tuple[int, list[LatestRecord]]:
+def latest_records(log: OfflineLog, view: str | None = None, *, known_at: int | None = None,
+                   entity: str | None = None) -> tuple[int, list[LatestRecord]]:
     """Per (view, entity) over both tiers, the newest row, with its features as JSON text;
     and the seq bound of the snapshot. Needs no definitions: a segment's columns say its
-    features (the head's rows keep their own text)."""
+    features (the head's rows keep their own text; a sealed row's text has every feature,
+    null where the event had none). ``known_at``: only rows with ``ingest_ts`` at most
+    this; ``entity`` (with ``view``): only that entity."""
     for _attempt in range(5):
         conn = log.conn
         own = not conn.in_transaction
@@ -202,6 +205,10 @@ def latest_records(log: OfflineLog, view: str | None = None) -> tuple[int, list[
                                      "SELECT coalesce(max(seq), 0) FROM log").fetchone()[0])
             segments = list_segments(conn, view, bound) if tiers else []
             where, params = ("", [bound]) if view is None else (" AND view = ?", [bound, view])
+            if known_at is not None:
+                where, params = where + " AND ingest_ts <= ?", [*params, known_at]
+            if entity is not None and view is not None:
+                where, params = where + " AND entity = ?", [*params, entity]
             head = conn.execute(HEAD_LATEST_SQL.format(where=where), params).fetchall()
         finally:
             if own:
@@ -209,7 +216,7 @@ def latest_records(log: OfflineLog, view: str | None = None) -> tuple[int, list[
         if not segments:
             return bound, head
         try:
-            return bound, _merge_latest(log, segments, head, bound)
+            return bound, _merge_latest(log, segments, head, bound, known_at, entity)
         except SegmentError:
             if not _manifest_moved(log, segments):
                 raise
@@ -217,7 +224,8 @@ def latest_records(log: OfflineLog, view: str | None = None) -> tuple[int, list[
 
 
 def _merge_latest(log: OfflineLog, segments: list[Segment], head: list[LatestRecord],
-                  bound: int) -> list[LatestRecord]:
+                  bound: int, known_at: int | None = None,
+                  entity: str | None = None) -> list[LatestRecord]:
     from ..events import dumps_values
 
     best: dict[tuple[str, str], LatestRecord] = {(r[0], r[1]): r for r in head}
@@ -227,10 +235,13 @@ def _merge_latest(log: OfflineLog, segments: list[Segment], head: list[LatestRec
     for view, segs in by_view.items():
         lasts = []
         for s in segs:
-            t = read_segment(log.segments_dir / s.file, s.bytes)
+            t = read_segment(log.segments_dir / s.file, s.bytes,
+                             entities=None if entity is None else [entity])
             t = t.drop_columns(["event_id", "source", "position", "def_version"])
             if s.max_seq > bound:
                 t = t.filter(pc.less_equal(t.column("seq"), bound))
+            if known_at is not None and s.max_ingest_ts > known_at:
+                t = t.filter(pc.less_equal(t.column("ingest_ts"), known_at))
             lasts.append(last_per_entity(t))
         table = lasts[0] if len(lasts) == 1 else last_per_entity(
             pa.concat_tables(lasts, promote_options="default").sort_by(SORT_KEYS))
@@ -247,3 +258,22 @@ def _merge_latest(log: OfflineLog, segments: list[Segment], head: list[LatestRec
                 text = dumps_values({n: c[i] for n, c in zip(names, cols, strict=True)})
                 best[(view, ent)] = (view, ent, ets[i], seqs[i], its[i], text)
     return list(best.values())
+
+
+def sealed_row(log: OfflineLog, view: str, entity: str, seq: int) -> LatestRecord | None:
+    """Row ``seq`` of (view, entity) if it is in a sealed segment, as a record."""
+    from ..events import dumps_values
+
+    if not has_manifest(log.conn):
+        return None
+    for s in list_segments(log.conn, view):
+        if not s.min_seq <= seq <= s.max_seq:
+            continue
+        t = read_segment(log.segments_dir / s.file, s.bytes, entities=[entity])
+        t = t.filter(pc.equal(t.column("seq"), seq))
+        if t.num_rows:
+            r = t.drop_columns(["event_id", "source", "position", "def_version"]).to_pylist()[0]
+            values = {k[len("feature:"):] if k.startswith("feature:") else k: v
+                      for k, v in r.items() if k not in BASE_COLUMNS}
+            return (view, entity, r["event_timestamp"], seq, r["ingest_ts"], dumps_values(values))
+    return None
