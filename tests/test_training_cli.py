@@ -137,13 +137,13 @@ def test_bad_timestamp_leaves_no_file(project: Path) -> None:
 
 
 def test_failed_write_leaves_no_file(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import asof_stream.training.training_set as training
+    import asof_stream.training.writers as writers
 
     def boom(*args: Any) -> None:
         Path(args[1]).write_text("half")
         raise OSError("disk full")
 
-    monkeypatch.setitem(training._WRITERS, ".csv", boom)
+    monkeypatch.setitem(writers.WRITERS, ".csv", boom)
     r = run(project, "training-set", "--labels", str(project / "labels.csv"), "--features",
             "customer_stats", "--out", str(project / "out.csv"))
     assert_fails(r, "disk full")
@@ -249,7 +249,7 @@ cells = st.one_of(st.none(), st.floats(), st.integers(), st.booleans(), st.text(
                           max_size=12)))
 def test_csv_column_renders_each_cell_as_csv_cell(values: list[Any]) -> None:
     """The column-at-a-time renderer's fast paths give what the cell renderer gives."""
-    from asof_stream.training.training_set import csv_cell, csv_column
+    from asof_stream.training.writers import csv_cell, csv_column
 
     assert csv_column(list(values)) == [csv_cell(v) for v in values]
 

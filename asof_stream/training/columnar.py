@@ -123,7 +123,7 @@ _EMPTY, _TRUE, _FALSE, _QUOTE, _COMMA = (_WORDS[i] for i in range(5))
 
 
 def csv_cells(column: pa.ChunkedArray | pa.Array, dtype: str) -> pa.Array:
-    """A typed feature column as CSV cells, exactly as :func:`~.training_set.csv_cell`."""
+    """A typed feature column as CSV cells, exactly as :func:`~.writers.csv_cell`."""
     col = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     if dtype == "float64":  # Python's repr: the shortest text that reads back the same
         text = text_array(["" if v is None else repr(v) for v in col.to_pylist()])
@@ -228,7 +228,7 @@ def columnar_csv(log: OfflineLog, defs: Definitions, labels_path: str | os.PathL
 
 
 def _write(target: Path, labels: ColumnarLabels, names: list[str], cells: list[pa.Array]) -> None:
-    from .training_set import csv_cell
+    from .writers import csv_cell
 
     head = labels.header + "," + ",".join(map(csv_cell, names))
     body = pc.binary_join_element_wise(labels.lines, *cells, _COMMA)
