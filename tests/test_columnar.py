@@ -72,6 +72,9 @@ histories = st.lists(st.tuples(st.lists(events(), min_size=1, max_size=8), st.bo
                      min_size=1, max_size=4)
 label_lists = st.lists(st.tuples(st.sampled_from([*CUSTOMERS, "nobody"]), times,
                                  st.sampled_from(["0", "1", "", "x y"])), min_size=1, max_size=15)
+# how a label writes its time: RFC 3339 in UTC or with an offset (Arrow parses those), or
+# with a space or a lower-case z (the general parser)
+time_styles = st.sampled_from(["Z", "Z", "+05:30", "-01:00", " ", "z"])
 modes = st.builds(JoinMode, st.booleans(), st.booleans())
 refs = st.sampled_from([["a"], ["t"], ["a", "t"], ["t:m", "a:s", "a:x"]])
 
@@ -93,9 +96,23 @@ def build(root: Path, history: Any) -> OfflineLog:
     return log
 
 
-def write_labels(path: Path, rows: Any, bom: bool, trailing: bool, crlf: bool = False) -> None:
+def label_time(t: int, style: str) -> str:
+    text = to_iso(t)
+    if style == "Z":
+        return text
+    if style == " ":
+        return text.replace("T", " ")
+    if style == "z":
+        return text[:-1] + "z"
+    sign = 1 if style[0] == "+" else -1
+    offset = sign * (int(style[1:3]) * 3600 + int(style[4:6]) * 60) * S
+    return to_iso(t + offset)[:-1] + style
+
+
+def write_labels(path: Path, rows: Any, bom: bool, trailing: bool, crlf: bool = False,
+                 style: str = "Z") -> None:
     lines = ["customer_id,event_timestamp,label"]
-    lines += [f"{c},{to_iso(t)},{extra}" for c, t, extra in rows]
+    lines += [f"{c},{label_time(t, style)},{extra}" for c, t, extra in rows]
     text = "\n".join(lines) + ("\n" if trailing else "")
     text = text.replace("\n", "\n\n", 1)  # a blank line
     path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode().replace(
@@ -104,16 +121,16 @@ def write_labels(path: Path, rows: Any, bom: bool, trailing: bool, crlf: bool = 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(histories, label_lists, modes, refs, st.booleans(), st.booleans(), st.booleans(),
-       st.booleans())
+       st.booleans(), time_styles)
 def test_fast_path_writes_the_same_bytes(history: Any, rows: Any, mode: JoinMode,
                                          features: list[str], full: bool, bom: bool,
-                                         trailing: bool, crlf: bool) -> None:
+                                         trailing: bool, crlf: bool, style: str) -> None:
     full = full or features == ["a", "t"]  # both have a feature s
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         with build(root, history) as log:
             labels_path = root / "labels.csv"
-            write_labels(labels_path, rows, bom, trailing, crlf)
+            write_labels(labels_path, rows, bom, trailing, crlf, style)
             fast = columnar_csv(log, CONFIG.defs, labels_path, features, root / "fast.csv",
                                 timestamp_column="event_timestamp", mode=mode,
                                 full_feature_names=full)
@@ -180,3 +197,29 @@ def test_read_segment_prunes_row_groups_exactly(entities: list[str], wanted: lis
             want = table.filter(pc.is_in(table.column("entity"),
                                          value_set=pa.array(wanted, pa.string())))
             assert got.to_pylist() == want.to_pylist()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(-62135596800 * S, 253402300799 * S + S - 1),
+       st.sampled_from(["Z", "+05:30", "-01:00", "+23:59", "-23:59"]))
+def test_arrow_reads_rfc3339_as_cell_to_micros(t: int, style: str) -> None:
+    """Where the fast path lets Arrow parse label times, it agrees with cell_to_micros,
+    and a time outside the years 1..9999 once its offset is applied is left to it."""
+    import pyarrow as pa
+
+    from asof_stream.timestamps import TimestampError, cell_to_micros
+    from asof_stream.training.columnar import rfc3339_micros
+
+    cell = label_time(t, style) if style == "Z" or -62135596800 * S + 86400 * S < t < \
+        253402300799 * S - 86400 * S else to_iso(t)
+    got = rfc3339_micros(pa.array([cell], pa.string()))
+    try:
+        want = cell_to_micros(cell)
+    except TimestampError:
+        assert got is None
+        return
+    assert got is None or got.tolist() == [want]
+    assert got is not None or not cell.endswith("Z")  # plain UTC cells are always Arrow's
+    for bad in ("2025-02-30T00:00:00Z", "0000-01-01T00:00:00Z", "2025-01-01T24:00:00Z",
+                "2025-01-01T00:00:00+24:00", "0001-01-01T00:00:00+01:00"):
+        assert rfc3339_micros(pa.array([bad], pa.string())) is None, bad
