@@ -1,6 +1,6 @@
 """The one read API over both tiers of the offline log.
 
-``scan_view(log, defs, view, *, max_seq=None, columns=None, entities=None) -> list[Tier]``
+``scan_view(log, defs, view, *, max_seq=None, columns=None, entities=None, exact=True)``
 
 Returns one :class:`Tier` per sealed segment (oldest seqs first) plus, last, one for
 the head (SQLite), all read from one snapshot of the manifest and the head, so every
@@ -14,7 +14,9 @@ by ``(entity, event_timestamp, seq)`` with the columns
 named by :func:`~asof_stream.offline.segments.column_name` (the feature's own name,
 ``feature:<name>`` only for a feature named like one of the log's columns). ``columns``
 picks features (None: all of the view's, in definition order); ``entities`` keeps only
-those entity keys (the log's entity text). Head rows are decoded from their JSON into
+those entity keys (the log's entity text; with ``exact=False`` a segment's row groups that
+hold none of them are skipped, but rows of other entities in the others are kept, for
+a reader that matches entities itself, such as the kernel). Head rows are decoded from their JSON into
 the same typed columns. Tiers may be empty tables; the same entity may appear in several
 tiers (the greatest ``(event_timestamp, seq)`` across tiers wins in an as-of join).
 
@@ -115,7 +117,8 @@ def _snapshot(log: OfflineLog, view: str, max_seq: int | None,
 
 def scan_view(log: OfflineLog, defs: Definitions, view: str, *, max_seq: int | None = None,
               columns: Sequence[str] | None = None,
-              entities: Sequence[str] | pa.Array | None = None) -> list[Tier]:
+              entities: Sequence[str] | pa.Array | None = None,
+              exact: bool = True) -> list[Tier]:
     """Every row of ``view`` up to ``max_seq``, as sorted typed tiers (see the module doc)."""
     spec = defs.views[view]
     features = list(columns) if columns is not None else spec.feature_names
@@ -125,7 +128,7 @@ def scan_view(log: OfflineLog, defs: Definitions, view: str, *, max_seq: int | N
     for _attempt in range(5):
         bound, segments, rows = _snapshot(log, view, max_seq, entities)
         try:
-            tiers = [_segment_tier(log, s, wanted, bound, entities) for s in segments]
+            tiers = [_segment_tier(log, s, wanted, bound, entities, exact) for s in segments]
         except SegmentError:
             if not _manifest_moved(log, segments):
                 raise
@@ -136,11 +139,11 @@ def scan_view(log: OfflineLog, defs: Definitions, view: str, *, max_seq: int | N
 
 
 def _segment_tier(log: OfflineLog, seg: Segment, wanted: list[str], bound: int,
-                  entities: Sequence[str] | pa.Array | None) -> Tier:
+                  entities: Sequence[str] | pa.Array | None, exact: bool = True) -> Tier:
     if entities is not None and not isinstance(entities, pa.Array):
         entities = list(entities)
     table = read_segment(log.segments_dir / seg.file, seg.bytes, columns=wanted,
-                         entities=entities)
+                         entities=entities, exact=exact)
     if seg.max_seq > bound:
         table = table.filter(pc.less_equal(table.column("seq"), bound))
     return Tier(seg.file, table, seg)

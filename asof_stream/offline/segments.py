@@ -114,8 +114,11 @@ def open_checked(path: Path, size: int, checksum: str | None = None) -> pq.Parqu
 
 def read_segment(path: Path, size: int, *, checksum: str | None = None,
                  columns: list[str] | None = None,
-                 entities: list[str] | pa.Array | None = None) -> pa.Table:
+                 entities: list[str] | pa.Array | None = None, exact: bool = True) -> pa.Table:
     """The rows of one segment (optionally some columns, some entities), still sorted.
+
+    ``exact=False`` skips the row filter: rows of other entities in the row groups read
+    are kept (a reader that matches entities itself saves a copy of the table).
 
     With ``entities``, only the row groups whose entity range (from the file's statistics)
     holds one of them are read, then filtered. ``entities`` as an Arrow string array is used
@@ -133,6 +136,8 @@ def read_segment(path: Path, size: int, *, checksum: str | None = None,
             return pf.schema_arrow.empty_table() if columns is None else \
                 pf.schema_arrow.empty_table().select(columns)
         table = pf.read_row_groups(groups, columns=columns)
+        if not exact:
+            return table
         return table.filter(pc.is_in(table.column("entity"), value_set=entities))
     except (pa.ArrowException, OSError) as exc:
         raise SegmentError(f"segment {path} cannot be read: {exc}") from None

@@ -169,7 +169,7 @@ def view_cells(log: OfflineLog, defs: Definitions, view: str, features: Sequence
     spec = defs.views[view]
     wanted = pc.unique(keys).sort()
     tiers = [t.table for t in scan_view(log, defs, view, max_seq=upto_seq, columns=features,
-                                        entities=wanted)]
+                                        entities=wanted, exact=False)]
     tiers = [t for t in tiers if t.num_rows] or tiers[-1:]
     found = []
     for table in tiers:
