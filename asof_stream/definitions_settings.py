@@ -192,13 +192,15 @@ class IngestConfig(_Model):
 class LogConfig(_Model):
     """``[log]``: when the daemon seals head rows into Parquet segments (docs/offline-log.md).
 
-    ``seal_rows``: seal a view once its head holds this many rows (0: never by count).
+    ``seal_rows``: seal a view once its head holds this many rows (0: never by count;
+    default 100,000, so the head the join decodes beside the segments stays small).
     ``seal_age``: or once its oldest head row was ingested this long ago (e.g. "1h"; unset:
-    never by age). Both unset: the daemon never seals; ``asof-stream compact`` still does.
+    never by age). ``seal_rows = 0`` and no age: the daemon never seals;
+    ``asof-stream compact`` still does. Partition shards are never sealed by the daemon.
     ``merge_fanout``: merge a level's segments once it has this many.
     """
 
-    seal_rows: int = PydField(default=0, ge=0)
+    seal_rows: int = PydField(default=100_000, ge=0)
     seal_age: int | None = None  # microseconds
     seal_interval: float = PydField(default=5.0, gt=0)
     merge_fanout: int = PydField(default=4, ge=2)

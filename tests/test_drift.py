@@ -347,3 +347,25 @@ features = { tier = "string" }
     with pytest.raises(ValueError, match="could be any of customer_stats:tier, other:tier"):
         build_report(config, ref, "online")
     assert build_report(config, ref, "online", ["other:tier"])["features"][0]["feature"] == "other:tier"
+
+
+def test_window_reads_sealed_segments_too(config: Config, tmp_path: Path) -> None:
+    """A window counts the rows sealed into segments as well as those in the head, with
+    the same values: the report is the same before and after sealing."""
+    from asof_stream.offline.log import OfflineLog
+    from asof_stream.offline.seal import compact
+
+    ref = _reference(tmp_path)
+    _push_current(config, n=100, shift=3.0)
+    window = f"window:{T0 + 10}..2026-01-01T00:00:30Z"
+    before = build_report(config, ref, window, ["customer_stats"])
+    with OfflineLog(config.offline_path) as log:
+        assert compact(log, config.defs).sealed_rows == 100
+    _push_current(config, n=25, shift=3.0, seed=3)  # and more in the head: rows 0..24 again
+    after = build_report(config, ref, window, ["customer_stats"])
+    counts = {r["feature"]: r["current_count"] for r in after["features"]}
+    assert counts["customer_stats:spend_7d"] == 20 + 15
+    with OfflineLog(config.offline_path) as log:
+        compact(log, config.defs)
+    assert build_report(config, ref, window, ["customer_stats"])["features"] == after["features"]
+    assert before["features"][0]["current_count"] == 20

@@ -133,3 +133,30 @@ def test_naive_join_and_leakage_report_see_sealed_rows(tmp_path: Path) -> None:
     ex = rep.examples[0]
     assert ex.features[0]["pit_value"] == 1 and ex.features[0]["naive_value"] == 2
     log.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(histories, labels, modes)
+def test_a_sealed_shard_is_joined_over_both_tiers(history: Any, rows: Any, mode: JoinMode) -> None:
+    """The per-shard join of partition shards (join_part, in its own process) sees the
+    shard's sealed rows as well as its head: the same rows and values as asof_view."""
+    from asof_stream.training.parallel_join import Gathered, join_part
+
+    with tempfile.TemporaryDirectory() as tmp:
+        log, _ = build(Path(tmp), history)
+        with log:
+            lab = labels_from_any(label_rows(rows), CONFIG.defs)
+            for view in VIEWS:
+                keys = lab.entity_keys(view)
+                want = asof_view(log, CONFIG.defs, view, keys, lab.times, mode)
+                among = sorted(range(len(keys)), key=keys.__getitem__)[::2]
+                for idx in (None, among):
+                    got = Gathered(view, len(keys))
+                    got.add(join_part(log.path, CONFIG.defs, view, keys, lab.times, mode,
+                                      log.max_seq(), idx), list(range(len(keys))) if idx is None
+                            else idx)
+                    m = got.matches()
+                    for i in (range(len(keys)) if idx is None else idx):
+                        assert m.seqs[i] == want.seqs[i], (view, i)
+                        assert m.values[i] == want.values[i], (view, i)
+                        assert m.event_ts[i] == want.event_ts[i], (view, i)

@@ -187,6 +187,8 @@ def test_config_log_section(make_config: Any) -> None:
 
     cfg = make_config("\n[log]\nseal_rows = 1000000\nseal_age = \"1h\"\n")
     assert cfg.defs.log.seal_rows == 1_000_000 and cfg.defs.log.seal_age == 3600 * 10**6
-    assert not make_config().defs.log.sealing
+    default = make_config().defs.log  # on by default, by count only
+    assert default.sealing and default.seal_rows == 100_000 and default.seal_age is None
+    assert not make_config("\n[log]\nseal_rows = 0\n").defs.log.sealing
     with pytest.raises(ConfigError, match="seal_age"):
         make_config("\n[log]\nseal_age = \"soon\"\n")

@@ -156,3 +156,37 @@ def test_differences_gone_on_the_second_read_are_not_reported(config: Config) ->
             db.execute("DELETE FROM online WHERE entity = 'c3'")
         kept = audit(s.log, s.online, ["customer_stats"], now_micros(), clock=now_micros)
         assert [(d.entity, d.kind) for d in kept.differences] == [("c3", MISSING_ONLINE)]
+
+
+def _seal(config: Config) -> None:
+    from asof_stream.offline.log import OfflineLog
+    from asof_stream.offline.seal import compact
+
+    with OfflineLog(config.offline_path) as log:
+        assert compact(log, config.defs).sealed_rows > 0
+
+
+def test_sealed_rows_are_audited_like_head_rows(config: Config) -> None:
+    """After sealing, the audit reads the segments too: an honest store is still honest
+    (a sealed row's null orders_7d equals the event's missing one), and rows known later,
+    tampering and missing rows are still found, whether the log row is sealed or not."""
+    _load(config)
+    _seal(config)
+    assert _audit(config).differences == []
+    assert _audit(config).checked == {"customer_stats": 3, "merchant_risk": 1}
+    future = now_micros() + 10**12
+    with open_stores(config) as s:
+        s.committer().commit("t", [_ev("c1", 30, 5.0), _ev("c9", 1, 1.0)], available_at=future)
+    _seal(config)
+    assert {(d.entity, d.kind) for d in _audit(config).differences} == {("c1", KNOWN_LATER),
+                                                                      ("c9", KNOWN_LATER)}
+    assert _audit(config, now=future).differences == []
+    online_file = config.online_url[len("sqlite:///"):]
+    with sqlite3.connect(online_file) as db:
+        db.execute("UPDATE online SET features = ? WHERE view = 'customer_stats' AND entity = 'c3'",
+                   (json.dumps({"spend_7d": 9.5, "tier": "gold"}),))
+        db.execute("DELETE FROM online WHERE entity = 'c2'")
+    report = _audit(config, now=future)
+    assert {(d.entity, d.kind) for d in report.differences} == {("c3", DIFFERENT_VALUES),
+                                                               ("c2", MISSING_ONLINE)}
+    assert "spend_7d" in next(d.detail for d in report.differences if d.entity == "c3")

@@ -137,13 +137,13 @@ def test_bad_timestamp_leaves_no_file(project: Path) -> None:
 
 
 def test_failed_write_leaves_no_file(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import asof_stream.training.training_set as training
+    import asof_stream.training.writers as writers
 
     def boom(*args: Any) -> None:
         Path(args[1]).write_text("half")
         raise OSError("disk full")
 
-    monkeypatch.setitem(training._WRITERS, ".csv", boom)
+    monkeypatch.setitem(writers.WRITERS, ".csv", boom)
     r = run(project, "training-set", "--labels", str(project / "labels.csv"), "--features",
             "customer_stats", "--out", str(project / "out.csv"))
     assert_fails(r, "disk full")
@@ -249,7 +249,7 @@ cells = st.one_of(st.none(), st.floats(), st.integers(), st.booleans(), st.text(
                           max_size=12)))
 def test_csv_column_renders_each_cell_as_csv_cell(values: list[Any]) -> None:
     """The column-at-a-time renderer's fast paths give what the cell renderer gives."""
-    from asof_stream.training.training_set import csv_cell, csv_column
+    from asof_stream.training.writers import csv_cell, csv_column
 
     assert csv_column(list(values)) == [csv_cell(v) for v in values]
 
@@ -269,3 +269,42 @@ def test_grouped_and_regrouped_columns_render_alike(project: Path) -> None:
     assert [r[4:] for r in g[1:]] == [["1.5", "1", "gold", "0.5", "true"],
                                       ["3.25", "3", "", "0.5", "true"],
                                       ["", "", "", "", ""], ["", "", "", "", ""]]
+
+
+def test_sealed_log_writes_the_same_file_and_sidecar(project: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over a sealed log, training-set takes the columnar fast path (plain CSV labels,
+    string keys) and writes what the general path wrote over the head, sidecar included;
+    with an int join key (merchant_risk) it takes the general path over both tiers."""
+    from asof_stream.offline.log import OfflineLog
+    from asof_stream.offline.seal import compact
+    from asof_stream.training import columnar
+
+    labels = str(project / "labels.csv")
+    config = project / "asof.toml"
+    for refs, name in (("customer_stats", "a"), ("customer_stats:tier,merchant_risk", "b")):
+        assert run(project, "training-set", "--labels", labels, "--features", refs,
+                   "--out", str(project / f"out-{name}-head.csv")).exit_code == 0
+    from asof_stream.config import load_config
+
+    with OfflineLog(load_config(config).offline_path) as log:
+        assert compact(log, load_config(config).defs).sealed_rows == 3
+    used: list[bool] = []
+    real = columnar.columnar_csv
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        result = real(*args, **kwargs)
+        used.append(result is not None)
+        return result
+
+    monkeypatch.setattr("asof_stream.training.pipeline.columnar_csv", spy)
+    for refs, name in (("customer_stats", "a"), ("customer_stats:tier,merchant_risk", "b")):
+        r = run(project, "training-set", "--labels", labels, "--features", refs,
+                "--out", str(project / f"out-{name}-sealed.csv"))
+        assert r.exit_code == 0, r.output
+        head, sealed = (project / f"out-{name}-head.csv"), (project / f"out-{name}-sealed.csv")
+        assert sealed.read_bytes() == head.read_bytes()
+        a, b = (json.loads(Path(f"{p}.json").read_text()) for p in (head, sealed))
+        different = {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
+        assert different <= {"out", "created_at", "output", "built_at", "duration_s"}, different
+    assert used == [True, False]

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .buffers import bool_array, bool_numpy, int_numpy, valid_numpy
 from .sortkeys import I64_MIN, check_sorted, composite_keys, ordered_u64
 
 ArrowLike: TypeAlias = pa.Array | pa.ChunkedArray
@@ -47,15 +48,17 @@ def encode_entities(sorted_entities: ArrowLike, label_entities: ArrowLike) -> tu
     starts = np.ones(n, dtype=bool)
     if n > 1:
         neq = pc.not_equal(rows.slice(1), rows.slice(0, n - 1))
-        starts[1:] = neq.to_numpy(zero_copy_only=False)
+        starts[1:] = bool_numpy(neq)
     row_codes = np.cumsum(starts, dtype=np.int64) - 1
-    uniq = rows.filter(pa.array(starts))
+    uniq = rows.filter(bool_array(starts))
     if len(pc.unique(uniq)) != len(uniq):
         raise ValueError("row entity keys are not grouped (rows must be sorted by entity)")
     if labels.type != rows.type:
         labels = labels.cast(rows.type)
     idx = pc.index_in(labels, value_set=uniq, skip_nulls=True)
-    label_codes = pc.fill_null(idx, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    label_codes = int_numpy(idx).astype(np.int64)
+    if idx.null_count:
+        label_codes[~valid_numpy(idx)] = -1
     return row_codes, label_codes
 
 

@@ -32,7 +32,9 @@ from typing import Any
 from ..config import Config
 from ..definitions import Definitions
 from ..events import loads_values
-from ..offline.log import open_log
+from ..offline.log import OfflineLog, open_log
+from ..offline.scan import scan_view
+from ..offline.segments import column_name
 from ..online import open_online
 from ..redaction import redact_url
 from ..timestamps import TimestampError, cell_to_micros, now_micros, to_iso
@@ -256,19 +258,39 @@ def window_samples(config: Config, pairs: Sequence[tuple[str, str]], start: int 
         for v, feats in by_view.items():
             dtypes = {f: config.defs.views[v].feature(f).dtype for f in feats}
             try:
-                cur = log.conn.execute(
-                    "SELECT seq, features FROM log WHERE view = ?"
-                    " AND event_timestamp >= ? AND event_timestamp < ?",
-                    (v, -(2**63) if start is None else start, 2**63 - 1 if end is None else end))
-                for seq, text in cur:
-                    values = loads_values(text)
-                    for f in feats:
-                        _add(out[(v, f)], dtypes[f], values.get(f), f"log seq {seq}")
+                rows = _window_rows(log, config.defs, v, feats, start, end)
             except sqlite3.OperationalError as exc:
                 if "no such table" not in str(exc):
                     raise
+                continue
+            for seq, values in rows:
+                for f, value in zip(feats, values, strict=True):
+                    _add(out[(v, f)], dtypes[f], value, f"log seq {seq}")
     finally:
         log.close()
+    return out
+
+
+def _window_rows(log: OfflineLog, defs: Definitions, view: str, feats: list[str],
+                 start: int | None, end: int | None) -> list[tuple[int, tuple[Any, ...]]]:
+    """(seq, values of ``feats``) of every row of ``view`` in the window, over both tiers
+    of the log (sealed segments and the head), in seq order."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    lo, hi = -(2**63) if start is None else start, 2**63 - 1 if end is None else end
+    out: list[tuple[int, tuple[Any, ...]]] = []
+    try:
+        tiers = scan_view(log, defs, view, columns=feats)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:  # a head row that no longer fits
+        raise DriftInputError(f"view {view!r}: a log row does not fit the feature types now "
+                              f"defined: {exc}") from None
+    for tier in tiers:
+        ts = tier.table.column("event_timestamp")
+        t = tier.table.filter(pc.and_(pc.greater_equal(ts, lo), pc.less(ts, hi)))
+        cols = [t.column(column_name(f)).to_pylist() for f in feats]
+        out.extend(zip(t.column("seq").to_pylist(), zip(*cols, strict=True), strict=True))
+    out.sort(key=lambda r: r[0])
     return out
 
 

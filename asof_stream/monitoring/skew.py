@@ -24,6 +24,8 @@ from typing import Any
 
 from ..events import loads_values, same_value
 from ..offline.log import OfflineLog
+from ..offline.manifest import list_segments
+from ..offline.scan import latest_records, sealed_row
 from ..online.base import OnlineRow, OnlineStore
 from ..timestamps import to_iso
 
@@ -75,25 +77,30 @@ def _row_dict(seq: int, event_ts: int, ingest_ts: int, features: str) -> dict[st
             "features": values}
 
 
-def same_features(a: str, b: str) -> bool:
-    """Feature JSON texts equal as values (key order and NaN spelling do not matter)."""
+def same_features(a: str, b: str, *, absent_is_null: bool = False) -> bool:
+    """Feature JSON texts equal as values (key order and NaN spelling do not matter).
+
+    ``absent_is_null``: a missing key equals a null (a sealed row's text names every
+    feature, null where the event had none, so it cannot tell the two apart).
+    """
     if a == b:
         return True
     try:
         da, db = loads_values(a), loads_values(b)
     except ValueError:
         return False
+    if absent_is_null:
+        da = {k: v for k, v in da.items() if v is not None}
+        db = {k: v for k, v in db.items() if v is not None}
     return da.keys() == db.keys() and all(same_value(da[k], db[k]) for k in da)
 
 
 def known_rows(log: OfflineLog, view: str, now: int) -> Iterator[tuple[str, int, int, int, str]]:
-    """Per entity of ``view``: (entity, seq, event_ts, ingest_ts, features) known at ``now``."""
-    cur = log.conn.execute(
-        "SELECT entity, seq, event_timestamp, ingest_ts, features FROM ("
-        " SELECT entity, seq, event_timestamp, ingest_ts, features, row_number() OVER ("
-        "   PARTITION BY entity ORDER BY event_timestamp DESC, seq DESC) AS rn"
-        " FROM log WHERE view = ? AND ingest_ts <= ?) WHERE rn = 1", (view, now))
-    yield from cur
+    """Per entity of ``view``: (entity, seq, event_ts, ingest_ts, features) known at ``now``,
+    over both tiers of the log."""
+    _, records = latest_records(log, view, known_at=now)
+    for _, entity, ets, seq, its, text in records:
+        yield entity, seq, ets, its, text
 
 
 def _log_row(log: OfflineLog, view: str, entity: str, seq: int) -> tuple[int, int, str] | None:
@@ -101,15 +108,32 @@ def _log_row(log: OfflineLog, view: str, entity: str, seq: int) -> tuple[int, in
     row = log.conn.execute(
         "SELECT event_timestamp, ingest_ts, features FROM log"
         " WHERE seq = ? AND view = ? AND entity = ?", (seq, view, entity)).fetchone()
-    return None if row is None else (int(row[0]), int(row[1]), str(row[2]))
+    if row is None:
+        sealed = sealed_row(log, view, entity, seq)
+        return None if sealed is None else (sealed[2], sealed[4], sealed[5])
+    return int(row[0]), int(row[1]), str(row[2])
+
+
+def _sealed_below(log: OfflineLog, view: str) -> int:
+    """The highest seq sealed for ``view`` (0: none): rows at or below it are in segments,
+    whose features text names every feature (null where the event had none)."""
+    if not log.has_tiers():
+        return 0
+    return max((s.max_seq for s in list_segments(log.conn, view)), default=0)
 
 
 def _compare(log: OfflineLog, view: str, entity: str, on: OnlineRow,
-             known: tuple[int, int, int, str] | None, now: int) -> Difference | None:
+             known: tuple[int, int, int, str] | None, now: int,
+             sealed_upto: int = 0) -> Difference | None:
     online = _row_dict(on.seq, on.event_ts, on.ingest_ts, on.features)
+
+    def same(features: str, seq: int) -> bool:
+        return same_features(on.features, features, absent_is_null=seq <= sealed_upto)
+
     if known is None:
         later = _log_row(log, view, entity, on.seq)
-        if later is not None and later[1] > now and (later[0], later[2]) == (on.event_ts, on.features):
+        if later is not None and later[1] > now and later[0] == on.event_ts \
+                and same(later[2], on.seq):
             return Difference(view, entity, KNOWN_LATER, online, None,
                               f"online holds log seq {on.seq}, ingested at {to_iso(later[1])} "
                               "(after now); the log knew no row for this key at now")
@@ -120,7 +144,7 @@ def _compare(log: OfflineLog, view: str, entity: str, on: OnlineRow,
     if on.seq != seq:
         later = _log_row(log, view, entity, on.seq) if on.seq > seq else None
         if later is not None and later[1] > now and (on.event_ts, on.seq) > (event_ts, seq) \
-                and (later[0], later[2]) == (on.event_ts, on.features):
+                and later[0] == on.event_ts and same(later[2], on.seq):
             return Difference(view, entity, KNOWN_LATER, online, logd,
                               f"online holds log seq {on.seq}, ingested at {to_iso(later[1])} "
                               f"(after now); known at now: seq {seq}")
@@ -132,9 +156,12 @@ def _compare(log: OfflineLog, view: str, entity: str, on: OnlineRow,
         problems.append("event_timestamp")
     if on.ingest_ts != ingest_ts:
         problems.append("ingest_ts")
-    if not same_features(on.features, features):
+    if not same(features, seq):
         try:
             a, b = loads_values(on.features), loads_values(features)
+            if seq <= sealed_upto:
+                a = {k: v for k, v in a.items() if v is not None}
+                b = {k: v for k, v in b.items() if v is not None}
             keys = sorted(k for k in a.keys() | b.keys()
                           if k not in a or k not in b or not same_value(a[k], b[k]))
             problems.append("features " + ", ".join(keys))
@@ -148,11 +175,11 @@ def _compare(log: OfflineLog, view: str, entity: str, on: OnlineRow,
 
 def _known_row(log: OfflineLog, view: str, entity: str,
                now: int) -> tuple[int, int, int, str] | None:
-    row = log.conn.execute(
-        "SELECT seq, event_timestamp, ingest_ts, features FROM log"
-        " WHERE view = ? AND entity = ? AND ingest_ts <= ?"
-        " ORDER BY event_timestamp DESC, seq DESC LIMIT 1", (view, entity, now)).fetchone()
-    return None if row is None else (int(row[0]), int(row[1]), int(row[2]), str(row[3]))
+    _, records = latest_records(log, view, known_at=now, entity=entity)
+    if not records:
+        return None
+    _, _, ets, seq, its, text = records[0]
+    return int(seq), int(ets), int(its), str(text)
 
 
 def audit(log: OfflineLog, online: OnlineStore, views: list[str], now: int, *,
@@ -168,11 +195,12 @@ def audit(log: OfflineLog, online: OnlineStore, views: list[str], now: int, *,
     checked: dict[str, int] = {}
     for view in views:
         expected = {e: (s, t, i, f) for e, s, t, i, f in known_rows(log, view, now)}
+        sealed_upto = _sealed_below(log, view)
         seen: set[str] = set()
         found: list[Difference] = []
         for on in online.entries(view):
             seen.add(on.entity)
-            diff = _compare(log, view, on.entity, on, expected.get(on.entity), now)
+            diff = _compare(log, view, on.entity, on, expected.get(on.entity), now, sealed_upto)
             if diff is not None:
                 found.append(diff)
         for entity in sorted(expected.keys() - seen):
@@ -196,7 +224,7 @@ def _recheck(log: OfflineLog, online: OnlineStore, d: Difference, now: int) -> D
         s, t, i, f = known
         return Difference(d.view, d.entity, MISSING_ONLINE, None, _row_dict(s, t, i, f),
                           f"the log's latest known row (seq {s}) is not online")
-    return _compare(log, d.view, d.entity, on, known, now)
+    return _compare(log, d.view, d.entity, on, known, now, _sealed_below(log, d.view))
 
 
 def dumps(report: SkewReport) -> str:

@@ -1,6 +1,6 @@
 """The one read API over both tiers of the offline log.
 
-``scan_view(log, defs, view, *, max_seq=None, columns=None, entities=None) -> list[Tier]``
+``scan_view(log, defs, view, *, max_seq=None, columns=None, entities=None, exact=True)``
 
 Returns one :class:`Tier` per sealed segment (oldest seqs first) plus, last, one for
 the head (SQLite), all read from one snapshot of the manifest and the head, so every
@@ -14,7 +14,9 @@ by ``(entity, event_timestamp, seq)`` with the columns
 named by :func:`~asof_stream.offline.segments.column_name` (the feature's own name,
 ``feature:<name>`` only for a feature named like one of the log's columns). ``columns``
 picks features (None: all of the view's, in definition order); ``entities`` keeps only
-those entity keys (the log's entity text). Head rows are decoded from their JSON into
+those entity keys (the log's entity text; with ``exact=False`` a segment's row groups that
+hold none of them are skipped, but rows of other entities in the others are kept, for
+a reader that matches entities itself, such as the kernel). Head rows are decoded from their JSON into
 the same typed columns. Tiers may be empty tables; the same entity may appear in several
 tiers (the greatest ``(event_timestamp, seq)`` across tiers wins in an as-of join).
 
@@ -68,6 +70,11 @@ def head_table(rows: list[tuple[int, str, int, int, str]], defs: Definitions, vi
                features: Sequence[str]) -> pa.Table:
     """Head rows (seq, entity, event_timestamp, ingest_ts, features JSON) as a typed table."""
     spec = defs.views[view]
+    if not rows:  # from buffers: converting Python values (even none) imports pandas
+        types = [pa.int64(), pa.string(), pa.int64(), pa.int64(),
+                 *(ARROW_TYPES[spec.feature(f).dtype] for f in features)]
+        return pa.Table.from_arrays([_empty(t) for t in types],
+                                    names=[*BASE_COLUMNS, *map(column_name, features)])
     seqs, ents, ets, its, texts = (list(c) for c in zip(*rows, strict=True)) if rows else ([],) * 5
     values = decode_features(texts)
     arrays = [pa.array(seqs, pa.int64()), pa.array(ents, pa.string()), pa.array(ets, pa.int64()),
@@ -77,6 +84,13 @@ def head_table(rows: list[tuple[int, str, int, int, str]], defs: Definitions, vi
         arrays.append(pa.array([v.get(name) for v in values], ARROW_TYPES[spec.feature(name).dtype]))
         names.append(column_name(name))
     return pa.Table.from_arrays(arrays, names=names)
+
+
+def _empty(kind: pa.DataType) -> pa.Array:
+    """An empty array of a fixed-width or string type."""
+    if kind == pa.string():
+        return pa.Array.from_buffers(kind, 0, [None, pa.py_buffer(bytes(4)), pa.py_buffer(b"")])
+    return pa.Array.from_buffers(kind, 0, [None, pa.py_buffer(b"")])
 
 
 @contextmanager
@@ -101,19 +115,21 @@ def _read_snapshot(log: OfflineLog, view: str | None,
 
 
 def _snapshot(log: OfflineLog, view: str, max_seq: int | None,
-              entities: Sequence[str] | None) -> tuple[int, list[Segment], list[tuple]]:
+              entities: Sequence[str] | pa.Array | None) -> tuple[int, list[Segment], list[tuple]]:
     with _read_snapshot(log, view, max_seq) as (conn, bound, segments):
         extra, params = "", [view, bound]
         if entities is not None:
             extra = " AND entity IN (SELECT value FROM json_each(?))"
-            params.append(json.dumps(list(entities)))
+            params.append(json.dumps(entities.to_pylist() if isinstance(entities, pa.Array)
+                                     else list(entities)))
         rows = conn.execute(HEAD_SQL.format(extra=extra), params).fetchall()
     return bound, segments, rows
 
 
 def scan_view(log: OfflineLog, defs: Definitions, view: str, *, max_seq: int | None = None,
               columns: Sequence[str] | None = None,
-              entities: Sequence[str] | None = None) -> list[Tier]:
+              entities: Sequence[str] | pa.Array | None = None,
+              exact: bool = True) -> list[Tier]:
     """Every row of ``view`` up to ``max_seq``, as sorted typed tiers (see the module doc)."""
     spec = defs.views[view]
     features = list(columns) if columns is not None else spec.feature_names
@@ -123,7 +139,7 @@ def scan_view(log: OfflineLog, defs: Definitions, view: str, *, max_seq: int | N
     for _attempt in range(5):
         bound, segments, rows = _snapshot(log, view, max_seq, entities)
         try:
-            tiers = [_segment_tier(log, s, wanted, bound, entities) for s in segments]
+            tiers = [_segment_tier(log, s, wanted, bound, entities, exact) for s in segments]
         except SegmentError:
             if not _manifest_moved(log, segments):
                 raise
@@ -134,9 +150,11 @@ def scan_view(log: OfflineLog, defs: Definitions, view: str, *, max_seq: int | N
 
 
 def _segment_tier(log: OfflineLog, seg: Segment, wanted: list[str], bound: int,
-                  entities: Sequence[str] | None) -> Tier:
+                  entities: Sequence[str] | pa.Array | None, exact: bool = True) -> Tier:
+    if entities is not None and not isinstance(entities, pa.Array):
+        entities = list(entities)
     table = read_segment(log.segments_dir / seg.file, seg.bytes, columns=wanted,
-                         entities=list(entities) if entities is not None else None)
+                         entities=entities, exact=exact)
     if seg.max_seq > bound:
         table = table.filter(pc.less_equal(table.column("seq"), bound))
     return Tier(seg.file, table, seg)
@@ -183,18 +201,25 @@ HEAD_LATEST_SQL = (
     " FROM log WHERE seq <= ?{where}) WHERE rn = 1")
 
 
-def latest_records(log: OfflineLog, view: str | None = None) -> tuple[int, list[LatestRecord]]:
+def latest_records(log: OfflineLog, view: str | None = None, *, known_at: int | None = None,
+                   entity: str | None = None) -> tuple[int, list[LatestRecord]]:
     """Per (view, entity) over both tiers, the newest row, with its features as JSON text;
     and the seq bound of the snapshot. Needs no definitions: a segment's columns say its
-    features (the head's rows keep their own text)."""
+    features (the head's rows keep their own text; a sealed row's text has every feature,
+    null where the event had none). ``known_at``: only rows with ``ingest_ts`` at most
+    this; ``entity`` (with ``view``): only that entity."""
     for _attempt in range(5):
         with _read_snapshot(log, view) as (conn, bound, segments):
             where, params = ("", [bound]) if view is None else (" AND view = ?", [bound, view])
+            if known_at is not None:
+                where, params = where + " AND ingest_ts <= ?", [*params, known_at]
+            if entity is not None and view is not None:
+                where, params = where + " AND entity = ?", [*params, entity]
             head = conn.execute(HEAD_LATEST_SQL.format(where=where), params).fetchall()
         if not segments:
             return bound, head
         try:
-            return bound, _merge_latest(log, segments, head, bound)
+            return bound, _merge_latest(log, segments, head, bound, known_at, entity)
         except SegmentError:
             if not _manifest_moved(log, segments):
                 raise
@@ -202,7 +227,8 @@ def latest_records(log: OfflineLog, view: str | None = None) -> tuple[int, list[
 
 
 def _merge_latest(log: OfflineLog, segments: list[Segment], head: list[LatestRecord],
-                  bound: int) -> list[LatestRecord]:
+                  bound: int, known_at: int | None = None,
+                  entity: str | None = None) -> list[LatestRecord]:
     from ..events import dumps_values
 
     best: dict[tuple[str, str], LatestRecord] = {(r[0], r[1]): r for r in head}
@@ -212,10 +238,13 @@ def _merge_latest(log: OfflineLog, segments: list[Segment], head: list[LatestRec
     for view, segs in by_view.items():
         lasts = []
         for s in segs:
-            t = read_segment(log.segments_dir / s.file, s.bytes)
+            t = read_segment(log.segments_dir / s.file, s.bytes,
+                             entities=None if entity is None else [entity])
             t = t.drop_columns(["event_id", "source", "position", "def_version"])
             if s.max_seq > bound:
                 t = t.filter(pc.less_equal(t.column("seq"), bound))
+            if known_at is not None and s.max_ingest_ts > known_at:
+                t = t.filter(pc.less_equal(t.column("ingest_ts"), known_at))
             lasts.append(last_per_entity(t))
         table = lasts[0] if len(lasts) == 1 else last_per_entity(
             pa.concat_tables(lasts, promote_options="default").sort_by(SORT_KEYS))
@@ -232,3 +261,22 @@ def _merge_latest(log: OfflineLog, segments: list[Segment], head: list[LatestRec
                 text = dumps_values({n: c[i] for n, c in zip(names, cols, strict=True)})
                 best[(view, ent)] = (view, ent, ets[i], seqs[i], its[i], text)
     return list(best.values())
+
+
+def sealed_row(log: OfflineLog, view: str, entity: str, seq: int) -> LatestRecord | None:
+    """Row ``seq`` of (view, entity) if it is in a sealed segment, as a record."""
+    from ..events import dumps_values
+
+    if not has_manifest(log.conn):
+        return None
+    for s in list_segments(log.conn, view):
+        if not s.min_seq <= seq <= s.max_seq:
+            continue
+        t = read_segment(log.segments_dir / s.file, s.bytes, entities=[entity])
+        t = t.filter(pc.equal(t.column("seq"), seq))
+        if t.num_rows:
+            r = t.drop_columns(["event_id", "source", "position", "def_version"]).to_pylist()[0]
+            values = {k[len("feature:"):] if k.startswith("feature:") else k: v
+                      for k, v in r.items() if k not in BASE_COLUMNS}
+            return (view, entity, r["event_timestamp"], seq, r["ingest_ts"], dumps_values(values))
+    return None

@@ -15,6 +15,7 @@ Forking needs no threads in the parent: the progress bars redraw without one.
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -22,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from ..definitions import Definitions
+from ..events import dumps_values
 from ..offline.log import OfflineLog, open_log
+from ..offline.manifest import list_segments
 from .matches import JoinMode, ViewMatches, tune_reader
 from .sqlite_join import choose_rows, decode_rows, distinct_rows, fetch_texts
 
@@ -59,10 +62,28 @@ def part_here(log: OfflineLog, defs: Definitions, view: str, keys: Sequence[str]
               times: Sequence[int], mode: JoinMode, upto: int,
               among: Sequence[int] | None = None,
               progress: Callable[[int], None] | None = None) -> Part:
-    """:func:`join_part` on a log already open."""
+    """:func:`join_part` on a log already open.
+
+    A log with sealed segments of ``view`` (e.g. a partition shard that was compacted)
+    is joined over both tiers by the kernel, its chosen rows sent back as the same JSON.
+    """
+    if log.has_tiers() and list_segments(log.conn, view, upto):
+        return _tiered_part(log, defs, view, keys, times, mode, upto, among, progress)
     chosen = choose_rows(log, defs, view, keys, times, mode, upto_seq=upto, progress=progress,
                          among=among)
     return chosen, list(fetch_texts(log, distinct_rows(chosen)))
+
+
+def _tiered_part(log: OfflineLog, defs: Definitions, view: str, keys: Sequence[str],
+                 times: Sequence[int], mode: JoinMode, upto: int, among: Sequence[int] | None,
+                 progress: Callable[[int], None] | None) -> Part:
+    from .join import kernel_view
+
+    if among is not None:
+        keys, times = [keys[i] for i in among], [times[i] for i in among]
+    m = kernel_view(log, defs, view, keys, times, mode, upto_seq=upto, progress=progress)
+    rows = [[seq, m.times_by_seq[seq], dumps_values(values)] for seq, values in m.by_seq.items()]
+    return m.seqs, [json.dumps(rows, allow_nan=True)] if rows else []
 
 
 class Gathered:

@@ -19,7 +19,8 @@ from ..offline.log import open_log
 from ..offline.retention import RetentionRun
 from ..offline.shards import is_sharded, shard_dir
 from ..transforms.training import input_pairs
-from .join import tune_reader
+from .columnar import ColumnarResult, columnar_csv
+from .join import JoinMode, tune_reader
 from .labels import Labels, labels_from_any
 from .parallel_join import auto_jobs
 from .sidecar import Sidecar, describe, file_digest, retained_since, write_sidecar
@@ -61,18 +62,32 @@ def make_training_set(config: Config, defs: Definitions, labels_path: str, refs:
     views = len({v for v, _ in input_pairs(defs, defs.resolve_refs(refs))})
     # the digest of what is read next, not of what is there at the end
     digest = file_digest(labels_path) if os.path.isfile(labels_path) else None
-    labels = labels_from_any(labels_path, defs, timestamp_column=timestamp_column)
     options = {"strict": strict, "as_known_at": as_known_at,
                "full_feature_names": full_feature_names}
-    if jobs is None:
-        jobs = auto_jobs(len(labels))
-    with progress_bar(len(labels) * views, "joining") as advance:
-        ts = join_labels(config, defs, labels, refs, progress=advance, upto_seq=upto_seq,
-                         shard_marks=shard_marks, jobs=jobs, **options)
-    with progress_bar(len(ts), "writing") as advance:
-        rows = ts.write(out, progress=advance)
+    fast: ColumnarResult | None = None
+    if not is_sharded(config) and config.offline_path.exists():
+        with open_log(config.offline_path, readonly=True) as log, \
+                progress_bar(0, "joining") as advance:
+            _check_mark(config, log.max_seq(), upto_seq)
+            fast = columnar_csv(log, defs, labels_path, refs, out,
+                                timestamp_column=timestamp_column,
+                                mode=JoinMode(strict, as_known_at),
+                                full_feature_names=full_feature_names, upto_seq=upto_seq,
+                                progress=advance)
+    ts: TrainingSet | ColumnarResult
+    if fast is not None:
+        ts, rows = fast, fast.rows
+    else:
+        labels = labels_from_any(labels_path, defs, timestamp_column=timestamp_column)
+        if jobs is None:
+            jobs = auto_jobs(len(labels))
+        with progress_bar(len(labels) * views, "joining") as advance:
+            ts = join_labels(config, defs, labels, refs, progress=advance, upto_seq=upto_seq,
+                             shard_marks=shard_marks, jobs=jobs, **options)
+        with progress_bar(len(ts), "writing") as advance:
+            rows = ts.write(out, progress=advance)
     write_sidecar(out, describe(
-        defs, out=out, labels_path=labels_path, label_rows=len(ts),
+        defs, out=out, labels_path=labels_path, label_rows=rows,
         timestamp_column=timestamp_column, refs=refs, pairs=ts.pairs, columns=ts.columns,
         high_water_seq=ts.high_water_seq, shard_high_water=ts.shard_high_water,
         labels_digest=digest, **options))
@@ -96,12 +111,16 @@ def join_labels(config: Config, defs: Definitions, labels: Labels, refs: Sequenc
         return build_sharded_training_set(config, defs, labels, refs, progress=progress,
                                           jobs=jobs, marks=shard_marks, **options)
     with open_log(config.offline_path, readonly=True) as log:
-        if upto_seq is not None and log.max_seq() < upto_seq:
-            raise ValueError(f"{config.offline_path}: the log ends at seq {log.max_seq()},"
-                             f" below the recorded high-water mark {upto_seq}: is it the same log?")
+        _check_mark(config, log.max_seq(), upto_seq)
         tune_reader(log.conn)
         return build_training_set(log, defs, labels, refs, progress=progress,
                                   upto_seq=upto_seq, jobs=jobs, **options)
+
+
+def _check_mark(config: Config, max_seq: int, upto_seq: int | None) -> None:
+    if upto_seq is not None and max_seq < upto_seq:
+        raise ValueError(f"{config.offline_path}: the log ends at seq {max_seq},"
+                         f" below the recorded high-water mark {upto_seq}: is it the same log?")
 
 
 def retention_runs_since(config: Config, spec: Sidecar) -> list[RetentionRun]:

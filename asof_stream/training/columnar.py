@@ -1,0 +1,272 @@
+"""The columnar fast path of ``training-set``: CSV labels to a CSV training set in Arrow.
+
+The same result as :func:`~.training_set.build_training_set` followed by
+:meth:`~.training_set.TrainingSet.write` (byte for byte: tests/test_columnar.py compares
+the two on random data), without a Python object per label or per cell:
+
+- the label file is read once as bytes; each data line is kept verbatim (an Arrow slice of
+  the file) and its cells are parsed by ``pyarrow.csv`` as strings;
+- per view, the kernel (:mod:`asof_stream.kernels.asof_kernel`) finds each label's row in
+  every tier of :func:`~asof_stream.offline.scan.scan_view` and keeps the latest;
+- each chosen row's features are rendered as CSV cells once (Arrow compute; floats with
+  Python's ``repr``, the one rendering Arrow does not share), gathered per label with
+  ``take``, and every output line is joined in Arrow and written as one buffer.
+
+What it covers (:func:`columnar_csv` returns None otherwise, and the general path runs):
+one log (not partition shards); a ``.csv`` label file with neither quotes nor carriage
+returns outside CRLF line ends (its lines are copied as they are; a quoted file is
+re-rendered by ``csv.writer``) and at least one data row; a ``.csv`` output; every
+referenced view a plain view with at least one sealed segment (a head-only view is faster
+by SQLite probes) whose entity has one ``string`` join key with no empty cell. Anything
+unusual (a bad timestamp, a short row, a duplicate column) also takes the general path,
+which names the problem.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from ..definitions import Definitions, output_names
+from ..kernels.asof_kernel import asof_indices, encode_entities, pick_latest
+from ..kernels.buffers import bool_array, int64_array, int_numpy
+from ..offline.log import OfflineLog
+from ..offline.manifest import list_segments
+from ..offline.scan import scan_view
+from ..offline.segments import column_name, text_array
+from ..timestamps import MAX_US, MIN_US, TimestampError
+from .labels import cells_to_micros
+from .matches import JoinMode
+
+_BOM = b"\xef\xbb\xbf"
+_NEEDS_QUOTES = '[,"\r\n]'
+
+
+@dataclass
+class ColumnarLabels:
+    """A plain CSV label file: its header line, each data line verbatim, cells as text."""
+
+    header: str
+    columns: list[str]
+    lines: pa.Array  # per data row: "\n" + the line (so the lines are one contiguous buffer)
+    cells: pa.Table  # every column as strings
+    times: np.ndarray  # int64 UTC microseconds per row
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+
+@dataclass
+class ColumnarResult:
+    """What the sidecar needs to know of a training set written by the fast path."""
+
+    rows: int
+    columns: list[str]
+    pairs: list[tuple[str, str]]
+    high_water_seq: int
+    shard_high_water: dict[str, int] | None = None
+
+
+def read_plain_csv(path: Path, timestamp_column: str) -> ColumnarLabels | None:
+    """The label file in columns, or None when it is not one the fast path copies as is."""
+    data = path.read_bytes()
+    if data.startswith(_BOM):
+        data = data[len(_BOM):]
+    if b"\r" in data and b'"' not in data:  # as the general reader: CRLF lines are LF lines
+        data = data.replace(b"\r\n", b"\n")
+    if b'"' in data or b"\r" in data or not data:
+        return None
+    if not data.endswith(b"\n"):
+        data += b"\n"
+    buf = np.frombuffer(data, dtype=np.uint8)
+    newlines = np.flatnonzero(buf == 10).astype(np.int32 if len(data) < 2**31 else np.int64)
+    try:
+        header = data[:newlines[0]].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    columns = header.split(",")
+    if len(set(columns)) != len(columns) or timestamp_column not in columns:
+        return None
+    # element i spans the newline before line i+1 up to (not including) its own newline
+    kind = pa.string() if newlines.dtype == np.int32 else pa.large_string()
+    elems = pa.Array.from_buffers(kind, len(newlines) - 1,
+                                  [None, pa.py_buffer(newlines), pa.py_buffer(data)])
+    lines = elems.filter(bool_array(np.diff(newlines) > 1))  # blank lines are skipped
+    try:
+        lines.validate(full=True)  # UTF-8
+        cells = pacsv.read_csv(
+            pa.py_buffer(data[newlines[0] + 1:]),
+            read_options=pacsv.ReadOptions(column_names=columns, use_threads=True),
+            parse_options=pacsv.ParseOptions(quote_char=False, newlines_in_values=False),
+            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(columns, pa.string()),
+                                                 strings_can_be_null=False))
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    if cells.num_rows != len(lines) or not len(lines):
+        return None
+    column = cells.column(timestamp_column).combine_chunks()
+    times = rfc3339_micros(column)
+    if times is None:
+        try:
+            times = np.asarray(cells_to_micros(column.to_pylist()), dtype=np.int64)
+        except (TimestampError, TypeError, ValueError):
+            return None
+    return ColumnarLabels(header, columns, lines, cells, times)
+
+
+# RFC 3339 with a zone, years 0001-9999 and offsets below a day: where Arrow's parser and
+# cell_to_micros agree (tests/test_columnar.py); anything else takes cell_to_micros.
+_RFC3339 = (r"^([1-9]\d{3}|0[1-9]\d\d|00[1-9]\d|000[1-9])-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?"
+            r"(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$")
+
+
+def rfc3339_micros(column: pa.Array) -> np.ndarray | None:
+    """UTC microseconds of a column of plain RFC 3339 cells, parsed by Arrow; None when a
+    cell has another shape or is not a valid instant (the general parser says why)."""
+    if not pc.all(pc.match_substring_regex(column, _RFC3339)).as_py():
+        return None
+    try:
+        parsed = pc.cast(column, pa.timestamp("us", "UTC"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    out = int_numpy(parsed.cast(pa.int64())).astype(np.int64)
+    if len(out) and (out.min() < MIN_US or out.max() > MAX_US):
+        return None
+    return out
+
+
+_WORDS = text_array(["", "true", "false", '"', ","])
+_EMPTY, _TRUE, _FALSE, _QUOTE, _COMMA = (_WORDS[i] for i in range(5))
+
+
+def csv_cells(column: pa.ChunkedArray | pa.Array, dtype: str) -> pa.Array:
+    """A typed feature column as CSV cells, exactly as :func:`~.writers.csv_cell`."""
+    col = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if dtype == "float64":  # Python's repr: the shortest text that reads back the same
+        text = text_array(["" if v is None else repr(v) for v in col.to_pylist()])
+    elif dtype == "bool":
+        text = pc.if_else(col, _TRUE, _FALSE)
+    elif dtype == "string":
+        quoted = pc.binary_join_element_wise(_QUOTE, pc.replace_substring(col, '"', '""'),
+                                             _QUOTE, _EMPTY)
+        text = pc.if_else(pc.match_substring_regex(col, _NEEDS_QUOTES), quoted, col)
+    else:
+        text = pc.cast(col, pa.string())
+    return pc.fill_null(text, _EMPTY) if text.null_count else text
+
+
+def view_cells(log: OfflineLog, defs: Definitions, view: str, features: Sequence[str],
+               keys: pa.Array, times: np.ndarray, mode: JoinMode, upto_seq: int
+               ) -> dict[str, pa.Array]:
+    """Per feature of ``view``, the CSV cell of each label's chosen row ("" for none)."""
+    spec = defs.views[view]
+    wanted = pc.unique(keys).sort()
+    tiers = [t.table for t in scan_view(log, defs, view, max_seq=upto_seq, columns=features,
+                                        entities=wanted, exact=False)]
+    tiers = [t for t in tiers if t.num_rows] or tiers[-1:]
+    found = []
+    for table in tiers:
+        row_codes, label_codes = encode_entities(table.column("entity"), keys)
+        ets, seq = int_numpy(table.column("event_timestamp")), int_numpy(table.column("seq"))
+        idx = asof_indices(row_codes, ets, seq, label_codes, times,
+                           strict=mode.strict, ttl_us=spec.ttl,
+                           row_ingest=int_numpy(table.column("ingest_ts")),
+                           as_known_at=mode.as_known_at)
+        found.append((idx, ets, seq))
+    tier_of, index = pick_latest(found)
+    parts: dict[str, list[pa.Array]] = {f: [] for f in features}
+    where = np.full(len(times), -1, dtype=np.int64)
+    offset = 0
+    for k, table in enumerate(tiers):
+        mine = np.flatnonzero(tier_of == k)
+        if not len(mine):
+            continue
+        rows = np.unique(index[mine])  # each chosen row rendered once
+        where[mine] = offset + np.searchsorted(rows, index[mine])
+        offset += len(rows)
+        picked = table.take(int64_array(rows))
+        for f in features:
+            parts[f].append(csv_cells(picked.column(column_name(f)), spec.feature(f).dtype))
+    where[where < 0] = offset  # the empty cell, last
+    at = int64_array(where)
+    empty = text_array([""])
+    return {f: pc.take(pa.concat_arrays([*parts[f], empty]), at) for f in features}
+
+
+def _single_string_key(defs: Definitions, view: str) -> str | None:
+    entity = defs.entity_of(view)
+    if len(entity.join_keys) != 1:
+        return None
+    name, dtype = next(iter(entity.join_keys.items()))
+    return name if dtype == "string" else None
+
+
+def columnar_csv(log: OfflineLog, defs: Definitions, labels_path: str | os.PathLike[str],
+                 refs: Sequence[str], out: str | os.PathLike[str], *, timestamp_column: str,
+                 mode: JoinMode, full_feature_names: bool, upto_seq: int | None = None,
+                 progress: Callable[[int], None] | None = None) -> ColumnarResult | None:
+    """Build and write the training set by the fast path, or None where it does not apply
+    (nothing is written then). The output is written to a temporary file and renamed."""
+    source, target = Path(labels_path), Path(out)
+    if source.suffix.lower() != ".csv" or target.suffix.lower() != ".csv" or not source.is_file():
+        return None
+    pairs = defs.resolve_refs(list(refs))
+    views = list(dict.fromkeys(v for v, _ in pairs))
+    key_of: dict[str, str] = {}
+    for v in views:
+        key = _single_string_key(defs, v) if v in defs.views else None
+        if key is None:
+            return None
+        key_of[v] = key
+    if not log.has_tiers():
+        return None
+    bound = log.max_seq() if upto_seq is None else upto_seq
+    if any(not list_segments(log.conn, v, bound) for v in views):
+        return None
+    labels = read_plain_csv(source, timestamp_column)
+    if labels is None:
+        return None
+    names = output_names(pairs, full_feature_names)
+    if set(names) & set(labels.columns) or any(k not in labels.columns for k in key_of.values()):
+        return None  # the general path says what is wrong
+    for key in set(key_of.values()):
+        if (int_numpy(pc.binary_length(labels.cells.column(key))) == 0).any():
+            return None
+    cells: dict[tuple[str, str], pa.Array] = {}
+    for v in views:
+        feats = [f for vv, f in pairs if vv == v]
+        keys = labels.cells.column(key_of[v]).combine_chunks()
+        for f, arr in view_cells(log, defs, v, feats, keys, labels.times, mode, bound).items():
+            cells[(v, f)] = arr
+        if progress is not None:
+            progress(len(labels) * len(feats))
+    _write(target, labels, names, [cells[p] for p in pairs])
+    return ColumnarResult(len(labels), labels.columns + names, pairs, bound)
+
+
+def _write(target: Path, labels: ColumnarLabels, names: list[str], cells: list[pa.Array]) -> None:
+    from .writers import csv_cell
+
+    head = labels.header + "," + ",".join(map(csv_cell, names))
+    body = pc.binary_join_element_wise(labels.lines, *cells, _COMMA)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as fh:
+            fh.write(head.encode("utf-8"))
+            for chunk in (body.chunks if isinstance(body, pa.ChunkedArray) else [body]):
+                offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32 if chunk.type ==
+                                        pa.string() else np.int64)[chunk.offset:]
+                data = chunk.buffers()[2]
+                fh.write(memoryview(data)[offsets[0]:offsets[len(chunk)]])
+            fh.write(b"\n")
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
