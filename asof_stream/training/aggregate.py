@@ -67,7 +67,7 @@ class AggMatches:
     def csv_fragments(self, features: Sequence[str]) -> list[str]:
         """Per label, these features as the end of a CSV line, ``,v1,v2...`` (the cells
         rendered as a view's features are)."""
-        from .training_set import csv_column
+        from .writers import csv_column
 
         columns = [csv_column(self.column(f)) for f in features]
         return list(map(",".join, zip(itertools.repeat("", len(columns[0]) if columns else 0),
