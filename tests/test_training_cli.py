@@ -89,14 +89,22 @@ def test_other_formats_agree_with_csv(project: Path, ext: str) -> None:
     if ext == ".jsonl":
         records = [json.loads(line) for line in (project / "out.jsonl").read_text().splitlines()]
     else:
-        pq = pytest.importorskip("pyarrow.parquet")
+        import pyarrow.parquet as pq
+
         records = pq.read_table(project / "out.parquet").to_pylist()
     header, *rows = read_csv(project / "out.csv")
     assert list(records[0]) == header == ["customer_id", "merchant_id", "event_timestamp", "label",
                                           "customer_stats__spend_7d", "customer_stats__tier",
                                           "merchant_risk__risk", "merchant_risk__flagged"]
-    assert records[1] == {"customer_id": "c1", "merchant_id": "7",
-                          "event_timestamp": "2026-01-05T00:00:00Z", "label": "0",
+    # label columns keep their types (CSV typed from its cells: training/label_types.py);
+    # JSONL keeps the time's text, Parquet makes it a UTC timestamp
+    when: object = "2026-01-05T00:00:00Z"
+    if ext == ".parquet":
+        import datetime as dt
+
+        when = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
+    assert records[1] == {"customer_id": "c1", "merchant_id": 7,
+                          "event_timestamp": when, "label": 0,
                           "customer_stats__spend_7d": 3.25, "customer_stats__tier": None,
                           "merchant_risk__risk": 0.5, "merchant_risk__flagged": True}
     assert len(records) == len(rows) == 4

@@ -24,6 +24,7 @@ from ..transforms.training import input_pairs, transform_matches
 from .aggregate import AggMatches, aggregate_all
 from .asof import asof_join
 from .join import JoinMode, ViewMatches, gc_paused
+from .label_types import typed_label_columns
 from .labels import Labels
 from .sidecar import sidecar_path
 from .writers import (
@@ -153,17 +154,22 @@ class TrainingSet:
         return self.to_pandas()
 
     def to_arrow(self) -> Any:
-        """A pyarrow Table: a Parquet input keeps its column types, CSV cells are strings."""
+        """A pyarrow Table: a Parquet input keeps its column types; a CSV one is typed from
+        its cells (:mod:`.label_types`)."""
         import pyarrow as pa
 
+        arrow_types = {"int64": pa.int64(), "float64": pa.float64(), "string": pa.string(),
+                       "bool": pa.bool_(), "timestamp": pa.timestamp("us", tz="UTC")}
         if self.labels.arrow is not None:
             table = self.labels.arrow
+        elif self.labels.from_text:  # CSV: each column typed from its cells (label_types)
+            typed = typed_label_columns(self.labels)
+            arrays = [pa.array(values, type=arrow_types[kind]) for kind, values in typed]
+            table = pa.table(arrays, names=self.labels.columns) if arrays else pa.table({})
         else:
             arrays = [_arrow_column([r[j] for r in self.labels.rows])
                       for j in range(len(self.labels.columns))]
             table = pa.table(arrays, names=self.labels.columns) if arrays else pa.table({})
-        arrow_types = {"int64": pa.int64(), "float64": pa.float64(), "string": pa.string(),
-                       "bool": pa.bool_()}
         for name, dtype, values in zip(self.names, self.dtypes, self.features, strict=True):
             table = table.append_column(name, pa.array(values, type=arrow_types[dtype]))
         return table

@@ -143,9 +143,17 @@ def _write_jsonl(ts: TrainingSet, path: Path, progress: Callable[[int], None]) -
                 return json.dumps(row, ensure_ascii=False, default=str).encode()
         return encoder.encode(row)
 
+    rows = ts.rows()
+    if ts.labels.from_text:  # CSV labels: typed from their cells; the time keeps its text
+        from .label_types import typed_label_columns
+
+        typed = [values if kind != "timestamp" else [r[j] for r in ts.labels.rows]
+                 for j, (kind, values) in enumerate(typed_label_columns(ts.labels))]
+        rows = ([*label, *f] for label, f in zip(zip(*typed, strict=True), ts.feature_rows(),
+                                                 strict=True)) if typed else rows
     with path.open("wb") as fh:
         done = 0
-        for row in ts.rows():
+        for row in rows:
             fh.write(encode(dict(zip(cols, row, strict=True))))
             fh.write(b"\n")
             done += 1
