@@ -146,16 +146,20 @@ class Prepared:
     def square_tree(self) -> SumTree:
         return SumTree(*self.squares)
 
+    def with_identity(self, op: np.ufunc) -> tuple[np.ndarray, float | int]:
+        """The values with nulls set to ``op``'s identity (min: the largest value), and it."""
+        data, kind = self._numeric
+        if kind == "i":
+            info = np.iinfo(np.int64)
+            ident: float | int = int(info.max) if op is np.minimum else int(info.min)
+        else:
+            ident = np.inf if op is np.minimum else -np.inf
+        return (data if self.arr.null_count == 0 else np.where(self.valid, data, ident)), ident
+
     def extreme_tree(self, op: np.ufunc) -> ExtremeTree:
         tree = self._extreme.get(op.__name__)
         if tree is None:
-            data, kind = self._numeric
-            if kind == "i":
-                info = np.iinfo(np.int64)
-                ident: float | int = int(info.max) if op is np.minimum else int(info.min)
-            else:
-                ident = np.inf if op is np.minimum else -np.inf
-            vals = data if self.arr.null_count == 0 else np.where(self.valid, data, ident)
+            vals, ident = self.with_identity(op)
             tree = self._extreme[op.__name__] = ExtremeTree(vals, op, ident)
         return tree
 
@@ -273,13 +277,8 @@ def _extremes(prep: Prepared, lo: np.ndarray, hi: np.ndarray, op: np.ufunc) -> n
     """Window min/max: short windows row by row (vectorized across windows, no tree to
     build over every row), long ones through the cached :class:`ExtremeTree`. Nulls hold
     the identity; a window of only nulls is masked by the caller."""
-    data, kind = prep._numeric
-    if kind == "i":
-        info = np.iinfo(np.int64)
-        ident: float | int = int(info.max) if op is np.minimum else int(info.min)
-    else:
-        ident = np.inf if op is np.minimum else -np.inf
-    vals = data if prep.arr.null_count == 0 else np.where(prep.valid, data, ident)
+    vals, ident = prep.with_identity(op)
+    data = vals
     length = hi - lo
     long_ = np.flatnonzero(length > SHORT)
     acc = np.full(len(lo), ident, dtype=data.dtype)

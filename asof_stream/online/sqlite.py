@@ -10,27 +10,21 @@ from ..offline.sqlite import connect
 from .aggstate import AggBatch, AggPlan, fingerprint
 from .base import OnlineRow
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS {s}online (
+#: The columns of a stored row: the latest row per key, and the aggregations' raw rows.
+ROW_COLUMNS = """
     view TEXT NOT NULL,
     entity TEXT NOT NULL,
     event_timestamp INTEGER NOT NULL,
     seq INTEGER NOT NULL,
     ingest_ts INTEGER NOT NULL,
-    features TEXT NOT NULL,
-    PRIMARY KEY (view, entity)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS {s}online_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS {s}online_agg_rows (
-    view TEXT NOT NULL,
-    entity TEXT NOT NULL,
-    event_timestamp INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
-    ingest_ts INTEGER NOT NULL,
-    features TEXT NOT NULL,
-    PRIMARY KEY (view, entity, event_timestamp, seq)
-) WITHOUT ROWID;
-"""
+    features TEXT NOT NULL,"""
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS {s}online (" + ROW_COLUMNS
+    + "\n    PRIMARY KEY (view, entity)\n) WITHOUT ROWID;\n"
+    "CREATE TABLE IF NOT EXISTS {s}online_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);\n"
+    "CREATE TABLE IF NOT EXISTS {s}online_agg_rows (" + ROW_COLUMNS
+    + "\n    PRIMARY KEY (view, entity, event_timestamp, seq)\n) WITHOUT ROWID;\n"
+)
 # Aggregation state (see .aggstate): raw rows of source views, idempotent by key.
 INSERT_AGG = """
 INSERT OR IGNORE INTO {s}online_agg_rows (view, entity, event_timestamp, seq, ingest_ts,
