@@ -148,8 +148,8 @@ def test_several_join_keys_use_the_canonical_key() -> None:
 
 
 def test_parquet_times_naive_is_utc(tmp_path: Path, config: Config) -> None:
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
     naive = datetime(2026, 1, 5, 10, 0, 0)
     table = pa.table({
         "customer_id": ["c1", "c2"],
@@ -171,7 +171,7 @@ def test_parquet_times_naive_is_utc(tmp_path: Path, config: Config) -> None:
 
 
 def test_pandas_frames(config: Config) -> None:
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
     naive = pd.DataFrame({"customer_id": ["c1"], "event_timestamp": [pd.Timestamp(
         "2026-01-05 10:00:00")]})
     assert labels_from_any(naive, config.defs).times == [T0]

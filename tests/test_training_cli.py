@@ -199,7 +199,7 @@ def test_missing_log(config: Config) -> None:
 
 
 def test_python_api(project: Path, config: Config) -> None:
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
     frame = pd.DataFrame({"customer_id": ["c1", "c1"], "event_timestamp": pd.to_datetime(
         ["2026-01-02", "2026-01-05"]), "y": [1, 0]})
     with FeatureStore(config) as store:
