@@ -32,6 +32,7 @@ description = "A paying customer."
 [views.customer_stats]
 entity = "customer"
 ttl = "14d"
+freshness = "1d"
 description = "Rolling spend and order counts."
 owner = "growth-team"
 tags = ["billing"]
