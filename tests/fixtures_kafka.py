@@ -45,6 +45,8 @@ from typing import Any
 
 import pytest
 
+from tests.toml_parts import CUSTOMER_STATS, PRELUDE
+
 
 @dataclass(frozen=True)
 class Broker:
@@ -170,18 +172,7 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
 
 # -- helpers shared by the daemon tests -------------------------------------------------
 
-DAEMON_TOML = """
-[store]
-offline = "data/offline.sqlite"
-online = "sqlite:///data/online.sqlite"
-
-[entities.customer]
-join_keys = { customer_id = "string" }
-
-[views.customer_stats]
-entity = "customer"
-features = { spend_7d = "float64", orders_7d = "int64", tier = "string" }
-
+DAEMON_TOML = PRELUDE + CUSTOMER_STATS + """
 [ingest]
 batch_size = %(batch_size)d
 batch_timeout_ms = %(batch_timeout_ms)d
