@@ -80,15 +80,17 @@ def positions(folder: Path, source: str) -> dict[str, int]:
         conn.close()
 
 
-def kafka_source(broker: Broker, topic: str, group: str = "") -> str:
-    """The TOML of one Kafka source ``events`` reading ``topic`` (``group`` "": none)."""
+def kafka_source(broker: Broker | str, topic: str, group: str = "", extra: str = "") -> str:
+    """The TOML of one Kafka source ``events`` reading ``topic`` from ``broker`` (a broker or
+    its bootstrap address; ``group`` "": none), then the ``extra`` lines of that source."""
+    bootstrap = broker if isinstance(broker, str) else broker.bootstrap
     return f"""
 [sources.events]
 kind = "kafka"
-bootstrap = "{broker.bootstrap}"
+bootstrap = "{bootstrap}"
 topics = ["{topic}"]
 group = "{group}"
-"""
+{extra}"""
 
 
 def new_group() -> str:

@@ -162,12 +162,7 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
         wait_for_broker(f"127.0.0.1:{port}", time.monotonic() + 30, proc)
         yield Broker(f"127.0.0.1:{port}")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 # -- helpers shared by the daemon tests -------------------------------------------------

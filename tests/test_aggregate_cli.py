@@ -14,16 +14,9 @@ import pytest
 from asof_stream import FeatureStore
 from asof_stream.config import Config
 from tests.cli_helpers import push_project, read_csv, run
+from tests.toml_parts import CUSTOMER_SPEND
 
-AGG = """
-[views.purchases]
-entity = "customer"
-features = { amount = "float64", qty = "int64", category = "string" }
-
-[aggregations.customer_spend]
-source = "purchases"
-
-[aggregations.customer_spend.features]
+AGG = CUSTOMER_SPEND + """
 spend_2d = { fn = "sum", of = "amount", window = "2d" }
 qty_2d = { fn = "sum", of = "qty", window = "2d" }
 orders_2d = { fn = "count", window = "2d" }

@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.daemon_checks import assert_exactly_once, logged_orders, positions
+from tests.daemon_checks import assert_exactly_once, kafka_source, logged_orders, positions
 from tests.fixtures_kafka import (
     Broker,
     _create_topic,
@@ -29,13 +29,7 @@ from tests.fixtures_kafka import (
 
 
 def kafka(broker: Broker, topic: str) -> str:
-    return f"""
-[sources.events]
-kind = "kafka"
-bootstrap = "{broker.bootstrap}"
-topics = ["{topic}"]
-group = ""
-"""
+    return kafka_source(broker, topic)
 
 
 def test_sigterm_commits_the_batch_in_hand_and_exits_0(kafka_broker: Broker,
