@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import csv
 import random
+import shutil
+import sys
 from pathlib import Path
 
 #: The stores (relative to the config's folder) and the string-keyed customer entity.
@@ -34,3 +36,11 @@ def write_labels(path: Path, customers: int, m: int, seed: int) -> None:
             c = rng.randrange(int(customers * 1.02) + 1)
             t = YEAR_START + rng.randrange(YEAR_US + 10 * 86_400 * 1_000_000)
             w.writerow([f"c{c:07d}", to_iso(t - t % 1_000_000), rng.randrange(2)])
+
+
+def training_set_command(features: str) -> list[str]:
+    """The ``asof-stream training-set`` run over ``labels.csv`` in the work folder (the
+    console script beside this Python, else the one on PATH), writing ``out_asof.csv``."""
+    exe = shutil.which("asof-stream", path=str(Path(sys.executable).parent)) or "asof-stream"
+    return [exe, "training-set", "--config", "asof.toml", "--labels", "labels.csv",
+            "--features", features, "--out", "out_asof.csv"]

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from _common import PRELUDE, YEAR_START, YEAR_US, write_labels  # noqa: E402
+from _common import PRELUDE, YEAR_START, YEAR_US, training_set_command, write_labels  # noqa: E402
 from bench_join import measure  # noqa: E402
 
 from asof_stream.config import load_config  # noqa: E402
@@ -190,11 +190,8 @@ def main() -> None:
             print(f"generating, ingesting and sealing {n:,} events, {m:,} labels in {work}",
                   file=sys.stderr)
             prep = prepare(work, n, m, args.seed)
-        exe = shutil.which("asof-stream", path=str(Path(sys.executable).parent)) or "asof-stream"
         contenders = {
-            "asof-stream training-set": [exe, "training-set", "--config", "asof.toml",
-                                         "--labels", "labels.csv", "--features", "spend",
-                                         "--out", "out_asof.csv"],
+            "asof-stream training-set": training_set_command("spend"),
             "DuckDB LEFT JOIN + GROUP BY": [sys.executable, "-c", DUCKDB, "labels.csv",
                                             "features.parquet", "out_duckdb.csv"],
         }

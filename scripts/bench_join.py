@@ -45,7 +45,7 @@ import msgspec
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _common import PRELUDE, YEAR_START, YEAR_US, write_labels  # noqa: E402
+from _common import PRELUDE, YEAR_START, YEAR_US, training_set_command, write_labels  # noqa: E402
 
 from asof_stream.config import load_config  # noqa: E402
 from asof_stream.ingest.commit import Record  # noqa: E402
@@ -226,11 +226,8 @@ def main() -> None:
             print(f"generating and ingesting {n:,} feature rows, {m:,} labels in {work}",
                   file=sys.stderr)
             ingest = prepare(work, n, m, args.seed)
-        exe = shutil.which("asof-stream", path=str(Path(sys.executable).parent)) or "asof-stream"
         contenders = {
-            "asof-stream training-set": [exe, "training-set", "--config", "asof.toml",
-                                         "--labels", "labels.csv", "--features", "stats",
-                                         "--out", "out_asof.csv"],
+            "asof-stream training-set": training_set_command("stats"),
             "pandas merge_asof": [sys.executable, "-c", PANDAS, "labels.csv", "features.parquet",
                                   "out_pandas.csv"],
             "DuckDB ASOF LEFT JOIN": [sys.executable, "-c", DUCKDB, "labels.csv",

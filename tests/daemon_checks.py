@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tests.fixtures_kafka import Broker, cli, write_config
 
@@ -146,6 +146,21 @@ def kill_all(daemons: list[subprocess.Popen[bytes]]) -> None:
         if d.poll() is None:
             d.kill()
             d.wait()
+
+
+P = TypeVar("P", bound="subprocess.Popen[Any]")
+
+
+@contextmanager
+def reaped(proc: P) -> Iterator[P]:
+    """``proc`` for the block; SIGKILLed at its end if still running (a test that failed
+    before stopping it)."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 @contextmanager

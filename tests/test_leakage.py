@@ -13,16 +13,8 @@ from asof_stream.ingest.commit import Committer
 from asof_stream.offline.log import OfflineLog
 from asof_stream.training.labels import labels_from_any
 from asof_stream.training.leakage import from_future, leakage_report
-from tests.join_helpers import (
-    BASE,
-    S,
-    commit,
-    commit_spends_around_jan5,
-    event,
-    join_config,
-    label_rows,
-    memory_log,
-)
+from tests.join_helpers import BASE, S, commit, event, join_config, label_rows, memory_log
+from tests.leakage_helpers import commit_spends_around_jan5
 
 CFG = join_config()
 

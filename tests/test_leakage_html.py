@@ -20,16 +20,8 @@ from asof_stream.training.join import JoinMode
 from asof_stream.training.labels import labels_from_any
 from asof_stream.training.leakage import leakage_report
 from asof_stream.training.timeline import EventRow, cap_rows, choose, read_events
-from tests.join_helpers import (
-    BASE,
-    S,
-    commit,
-    commit_spends_around_jan5,
-    event,
-    join_config,
-    label_rows,
-    memory_log,
-)
+from tests.join_helpers import BASE, S, commit, event, join_config, label_rows, memory_log
+from tests.leakage_helpers import commit_spends_around_jan5
 
 CFG = join_config()
 EVIL = '<script>alert("x")</script>'
