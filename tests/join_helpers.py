@@ -71,4 +71,3 @@ def label_rows(rows: Sequence[tuple[str, int, int]]) -> list[dict[str, Any]]:
     """(customer_id, merchant_id, t in microseconds) -> label dicts with ISO times."""
     return [{"customer_id": c, "merchant_id": m, "event_timestamp": to_iso(t), "row": i}
             for i, (c, m, t) in enumerate(rows)]
-
