@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from _common import PRELUDE, YEAR_START, YEAR_US, training_set_command, write_labels  # noqa: E402
 from bench_join import measure  # noqa: E402
 
 from asof_stream.config import load_config  # noqa: E402
@@ -50,14 +51,7 @@ from asof_stream.offline.seal import compact  # noqa: E402
 from asof_stream.stores import open_stores  # noqa: E402
 from asof_stream.timestamps import to_iso  # noqa: E402
 
-CONFIG = """\
-[store]
-offline = "data/offline.sqlite"
-online = "sqlite:///data/online.sqlite"
-
-[entities.customer]
-join_keys = { customer_id = "string" }
-
+CONFIG = PRELUDE + """
 [views.purchases]
 entity = "customer"
 features = { amount = "float64", qty = "int64" }
@@ -71,8 +65,6 @@ sum_7d = { fn = "sum", of = "amount", window = "7d" }
 mean_7d = { fn = "mean", of = "amount", window = "7d" }
 max_7d = { fn = "max", of = "amount", window = "7d" }
 """
-YEAR_START = 1_735_689_600_000_000  # 2025-01-01T00:00:00Z
-YEAR_US = 365 * 86_400 * 1_000_000
 BATCH = 20_000
 SIZES = {"1m": (1_000_000, 200_000), "10m": (10_000_000, 1_000_000),
          "100k": (100_000, 20_000)}
@@ -133,14 +125,7 @@ def prepare(work: Path, n: int, m: int, seed: int) -> dict[str, float]:
         "customer_id": table.column("entity"),
         "event_timestamp": table.column("event_timestamp").cast(pa.timestamp("us", tz="UTC")),
         "amount": table.column("amount")}), work / "features.parquet")
-    rng = random.Random(seed + 1)
-    with (work / "labels.csv").open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["customer_id", "event_timestamp", "churned"])
-        for _ in range(m):
-            c = rng.randrange(int(customers * 1.02) + 1)
-            t = YEAR_START + rng.randrange(YEAR_US + 10 * 86_400 * 1_000_000)
-            w.writerow([f"c{c:07d}", to_iso(t - t % 1_000_000), rng.randrange(2)])
+    write_labels(work / "labels.csv", customers, m, seed + 1)
     return {"ingest_s": ingest_s, "seal_s": seal_s}
 
 
@@ -205,11 +190,8 @@ def main() -> None:
             print(f"generating, ingesting and sealing {n:,} events, {m:,} labels in {work}",
                   file=sys.stderr)
             prep = prepare(work, n, m, args.seed)
-        exe = shutil.which("asof-stream", path=str(Path(sys.executable).parent)) or "asof-stream"
         contenders = {
-            "asof-stream training-set": [exe, "training-set", "--config", "asof.toml",
-                                         "--labels", "labels.csv", "--features", "spend",
-                                         "--out", "out_asof.csv"],
+            "asof-stream training-set": training_set_command("spend"),
             "DuckDB LEFT JOIN + GROUP BY": [sys.executable, "-c", DUCKDB, "labels.csv",
                                             "features.parquet", "out_duckdb.csv"],
         }

@@ -297,19 +297,11 @@ def main() -> None:
     bootstrap = args.bootstrap
     if bootstrap is None:
         broker, bootstrap = start_tansu()
-    if args.shards:
+    other = sharded if args.shards else with_aggregations if args.aggregations else None
+    if other is not None:
         try:
             asyncio.run(wait_broker(bootstrap))
-            sharded(args, bootstrap)
-        finally:
-            if broker is not None:
-                broker.terminate()
-                broker.wait()
-        return
-    if args.aggregations:
-        try:
-            asyncio.run(wait_broker(bootstrap))
-            with_aggregations(args, bootstrap)
+            other(args, bootstrap)
         finally:
             if broker is not None:
                 broker.terminate()

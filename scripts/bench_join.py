@@ -45,25 +45,18 @@ import msgspec
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _common import PRELUDE, YEAR_START, YEAR_US, training_set_command, write_labels  # noqa: E402
+
 from asof_stream.config import load_config  # noqa: E402
 from asof_stream.ingest.commit import Record  # noqa: E402
 from asof_stream.stores import open_stores  # noqa: E402
 from asof_stream.timestamps import to_iso  # noqa: E402
 
-CONFIG = """\
-[store]
-offline = "data/offline.sqlite"
-online = "sqlite:///data/online.sqlite"
-
-[entities.customer]
-join_keys = { customer_id = "string" }
-
+CONFIG = PRELUDE + """
 [views.stats]
 entity = "customer"
 features = { spend = "float64", orders = "int64", tier = "string" }
 """
-YEAR_START = 1_735_689_600_000_000  # 2025-01-01T00:00:00Z
-YEAR_US = 365 * 86_400 * 1_000_000
 TIERS = ["bronze", "silver", "gold", "platinum"]
 BATCH = 10_000
 
@@ -107,15 +100,7 @@ def prepare(work: Path, n: int, m: int, seed: int) -> dict[str, float]:
     started = time.perf_counter()
     export_parquet(config.offline_path, work / "features.parquet")
     export_s = time.perf_counter() - started
-    rng = random.Random(seed + 1)
-    customers = max(1, n // 50)
-    with (work / "labels.csv").open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["customer_id", "event_timestamp", "churned"])
-        for _ in range(m):
-            c = rng.randrange(int(customers * 1.02) + 1)
-            t = YEAR_START + rng.randrange(YEAR_US + 10 * 86_400 * 1_000_000)
-            w.writerow([f"c{c:07d}", to_iso(t - t % 1_000_000), rng.randrange(2)])
+    write_labels(work / "labels.csv", max(1, n // 50), m, seed + 1)
     return {"commit_s": commit_s, "total_s": total_s, "export_s": export_s}
 
 
@@ -241,11 +226,8 @@ def main() -> None:
             print(f"generating and ingesting {n:,} feature rows, {m:,} labels in {work}",
                   file=sys.stderr)
             ingest = prepare(work, n, m, args.seed)
-        exe = shutil.which("asof-stream", path=str(Path(sys.executable).parent)) or "asof-stream"
         contenders = {
-            "asof-stream training-set": [exe, "training-set", "--config", "asof.toml",
-                                         "--labels", "labels.csv", "--features", "stats",
-                                         "--out", "out_asof.csv"],
+            "asof-stream training-set": training_set_command("stats"),
             "pandas merge_asof": [sys.executable, "-c", PANDAS, "labels.csv", "features.parquet",
                                   "out_pandas.csv"],
             "DuckDB ASOF LEFT JOIN": [sys.executable, "-c", DUCKDB, "labels.csv",

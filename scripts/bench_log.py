@@ -25,14 +25,9 @@ import time
 import zlib
 from pathlib import Path
 
-TOML = """
-[store]
-offline = "data/offline.sqlite"
-online = "sqlite:///data/online.sqlite"
+from _common import PRELUDE
 
-[entities.customer]
-join_keys = { customer_id = "string" }
-
+TOML = PRELUDE + """
 [views.customer_stats]
 entity = "customer"
 features = { spend_7d = "float64", orders_7d = "int64", tier = "string" }

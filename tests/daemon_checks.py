@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tests.fixtures_kafka import Broker, cli, write_config
 
@@ -80,15 +80,17 @@ def positions(folder: Path, source: str) -> dict[str, int]:
         conn.close()
 
 
-def kafka_source(broker: Broker, topic: str, group: str = "") -> str:
-    """The TOML of one Kafka source ``events`` reading ``topic`` (``group`` "": none)."""
+def kafka_source(broker: Broker | str, topic: str, group: str = "", extra: str = "") -> str:
+    """The TOML of one Kafka source ``events`` reading ``topic`` from ``broker`` (a broker or
+    its bootstrap address; ``group`` "": none), then the ``extra`` lines of that source."""
+    bootstrap = broker if isinstance(broker, str) else broker.bootstrap
     return f"""
 [sources.events]
 kind = "kafka"
-bootstrap = "{broker.bootstrap}"
+bootstrap = "{bootstrap}"
 topics = ["{topic}"]
 group = "{group}"
-"""
+{extra}"""
 
 
 def new_group() -> str:
@@ -144,6 +146,21 @@ def kill_all(daemons: list[subprocess.Popen[bytes]]) -> None:
         if d.poll() is None:
             d.kill()
             d.wait()
+
+
+P = TypeVar("P", bound="subprocess.Popen[Any]")
+
+
+@contextmanager
+def reaped(proc: P) -> Iterator[P]:
+    """``proc`` for the block; SIGKILLed at its end if still running (a test that failed
+    before stopping it)."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 @contextmanager

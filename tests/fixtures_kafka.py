@@ -45,6 +45,8 @@ from typing import Any
 
 import pytest
 
+from tests.toml_parts import CUSTOMER_STATS, PRELUDE
+
 
 @dataclass(frozen=True)
 class Broker:
@@ -160,28 +162,12 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
         wait_for_broker(f"127.0.0.1:{port}", time.monotonic() + 30, proc)
         yield Broker(f"127.0.0.1:{port}")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 # -- helpers shared by the daemon tests -------------------------------------------------
 
-DAEMON_TOML = """
-[store]
-offline = "data/offline.sqlite"
-online = "sqlite:///data/online.sqlite"
-
-[entities.customer]
-join_keys = { customer_id = "string" }
-
-[views.customer_stats]
-entity = "customer"
-features = { spend_7d = "float64", orders_7d = "int64", tier = "string" }
-
+DAEMON_TOML = PRELUDE + CUSTOMER_STATS + """
 [ingest]
 batch_size = %(batch_size)d
 batch_timeout_ms = %(batch_timeout_ms)d

@@ -9,41 +9,28 @@ from asof_stream import FeatureStore
 from asof_stream.config import Config
 from asof_stream.monitoring.drift import build_report, default_report_dir, write_report
 from asof_stream.timestamps import now_micros, to_iso
-from tests.toml_parts import MERCHANT, PRELUDE
+from tests.toml_parts import MERCHANT, PRELUDE, described_customer_stats
 
 EVIL = '<script>alert("owned")</script>'
 
-PAGE_TOML = PRELUDE + MERCHANT + f"""
-[views.customer_stats]
-entity = "customer"
-ttl = "14d"
-freshness = "1h"
-description = "Spend and orders per customer"
-owner = "growth"
-tags = ["pii-free", "churn"]
-
-[views.customer_stats.features]
-spend_7d = {{ dtype = "float64", description = 'Spend over 7 days {EVIL}' }}
-orders_7d = "int64"
-tier = "string"
-
+PAGE_TOML = PRELUDE + MERCHANT + described_customer_stats(f"Spend over 7 days {EVIL}") + """
 [views.customer_clicks]
 entity = "customer"
 freshness = "1h"
 owner = "web"
 tags = ["churn"]
-features = {{ clicks_1h = "int64" }}
+features = { clicks_1h = "int64" }
 
 [views.merchant_risk]
 entity = "merchant"
 freshness = "1d"
 owner = "risk"
 tags = ["fraud"]
-features = {{ risk = "float64", flagged = "bool" }}
+features = { risk = "float64", flagged = "bool" }
 
 [views.merchant_info]
 entity = "merchant"
-features = {{ country = "string" }}
+features = { country = "string" }
 
 [services.churn]
 features = ["customer_stats:spend_7d", "customer_stats:tier", "customer_clicks"]

@@ -4,28 +4,19 @@ the ``features`` registry."""
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner, Result
 
 from asof_stream import FeatureStore
-from asof_stream.cli import main
 from asof_stream.config import Config
+from tests.cli_helpers import push_project, read_csv, run
+from tests.toml_parts import CUSTOMER_SPEND
 
-AGG = """
-[views.purchases]
-entity = "customer"
-features = { amount = "float64", qty = "int64", category = "string" }
-
-[aggregations.customer_spend]
-source = "purchases"
-
-[aggregations.customer_spend.features]
+AGG = CUSTOMER_SPEND + """
 spend_2d = { fn = "sum", of = "amount", window = "2d" }
 qty_2d = { fn = "sum", of = "qty", window = "2d" }
 orders_2d = { fn = "count", window = "2d" }
@@ -65,20 +56,7 @@ WANT = [  # per label row, as CSV cells
 
 @pytest.fixture
 def project(make_config: Callable[..., Config]) -> Path:
-    config = make_config(AGG)
-    with FeatureStore(config) as store:
-        assert store.push(EVENTS).stored == len(EVENTS)
-    (config.root / "labels.csv").write_text(LABELS)
-    return config.root
-
-
-def run(project: Path, *args: str) -> Result:
-    return CliRunner().invoke(main, [args[0], "--config", str(project / "asof.toml"), *args[1:]])
-
-
-def read_csv(path: Path) -> list[list[str]]:
-    with path.open(newline="") as fh:
-        return list(csv.reader(fh))
+    return push_project(make_config(AGG), EVENTS, LABELS)
 
 
 def training_set(project: Path, out: str, *extra: str) -> Path:

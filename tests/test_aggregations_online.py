@@ -24,22 +24,12 @@ from asof_stream.timestamps import now_micros
 from tests.aggregation_oracle import all_rows, oracle, same
 from tests.fixtures_kafka import cli, run_cli
 from tests.fixtures_redis import PrivateRedis
+from tests.toml_parts import PRELUDE_ONLINE, PURCHASES
 
 HOUR = 3_600_000_000
 DAY = 24 * HOUR
 
-TOML = """
-[store]
-offline = "data/offline.sqlite"
-online = "%(online)s"
-
-[entities.customer]
-join_keys = { customer_id = "string" }
-
-[views.purchases]
-entity = "customer"
-features = { amount = "float64", qty = "int64", category = "string" }
-
+TOML = PRELUDE_ONLINE + PURCHASES + """
 [views.visits]
 entity = "customer"
 features = { pages = "int64", device = "string" }

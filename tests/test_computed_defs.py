@@ -7,16 +7,9 @@ from collections.abc import Callable
 import pytest
 
 from asof_stream.config import Config, ConfigError
+from tests.toml_parts import CUSTOMER_SPEND
 
-COMPUTED = """
-[views.purchases]
-entity = "customer"
-features = { amount = "float64", qty = "int64", category = "string" }
-
-[aggregations.customer_spend]
-source = "purchases"
-
-[aggregations.customer_spend.features]
+COMPUTED = CUSTOMER_SPEND + """
 spend_7d = { fn = "sum", of = "amount", window = "7d" }
 orders_30d = { fn = "count", window = "30d" }
 qty_max_1d = { fn = "max", of = "qty", window = "1d" }

@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 import random
 import signal
+import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.daemon_checks import assert_exactly_once, kafka_project, logged_orders
@@ -31,6 +33,17 @@ def kill_repeatedly(config: Path, rng: random.Random, log_file: Path,
     return kills
 
 
+def crash_while(feed: Callable[[], None], feeding: threading.Event, config: Path,
+                rng: random.Random, log_file: Path) -> tuple[int, subprocess.CompletedProcess[str]]:
+    """Run ``feed`` in a thread while killing the daemon (until ``feeding`` is clear), then
+    one daemon run until caught up: (the number of kills, that last run)."""
+    t = threading.Thread(target=feed)
+    t.start()
+    kills = kill_repeatedly(config, rng, log_file, feeding)
+    t.join()
+    return kills, run_cli("run", "--config", str(config), "--until-caught-up")
+
+
 def test_kafka_source_survives_sigkill(kafka_broker: Broker, tmp_path: Path) -> None:
     seed = int(os.environ.get("ASOF_TEST_SEED", time.time()))
     rng = random.Random(seed)
@@ -46,11 +59,7 @@ def test_kafka_source_survives_sigkill(kafka_broker: Broker, tmp_path: Path) -> 
             time.sleep(0.12)
         producing.clear()
 
-    t = threading.Thread(target=producer)
-    t.start()
-    kills = kill_repeatedly(config, rng, tmp_path / "daemon.log", producing)
-    t.join()
-    done = run_cli("run", "--config", str(config), "--until-caught-up")
+    kills, done = crash_while(producer, producing, config, rng, tmp_path / "daemon.log")
     assert done.returncode == 0, done.stderr
     assert kills >= KILLS
     assert_exactly_once(tmp_path, set(range(n)), f"(seed {seed})")
@@ -97,11 +106,7 @@ poll_interval = 0.05
         fh.close()
         writing.clear()
 
-    t = threading.Thread(target=writer)
-    t.start()
-    kills = kill_repeatedly(config, rng, tmp_path / "daemon.log", writing)
-    t.join()
-    done = run_cli("run", "--config", str(config), "--until-caught-up")
+    kills, done = crash_while(writer, writing, config, rng, tmp_path / "daemon.log")
     assert done.returncode == 0, done.stderr
     assert kills >= KILLS
     assert sum(logged_orders(tmp_path).values()) == n, f"seed {seed}"

@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.daemon_checks import assert_exactly_once, logged_orders, positions
+from tests.daemon_checks import assert_exactly_once, kafka_source, logged_orders, positions, reaped
 from tests.fixtures_kafka import (
     Broker,
     _create_topic,
@@ -29,13 +29,7 @@ from tests.fixtures_kafka import (
 
 
 def kafka(broker: Broker, topic: str) -> str:
-    return f"""
-[sources.events]
-kind = "kafka"
-bootstrap = "{broker.bootstrap}"
-topics = ["{topic}"]
-group = ""
-"""
+    return kafka_source(broker, topic)
 
 
 def test_sigterm_commits_the_batch_in_hand_and_exits_0(kafka_broker: Broker,
@@ -175,12 +169,8 @@ def test_broker_down_at_start_and_mid_run(tmp_path: Path) -> None:
 def test_sigterm_while_the_broker_is_unreachable_exits_0(tmp_path: Path) -> None:
     config = write_config(tmp_path, kafka(Broker(f"127.0.0.1:{_free_port()}"), "nowhere"))
     daemon = cli("run", "--config", str(config))
-    try:
+    with reaped(daemon):
         time.sleep(1.5)
         assert daemon.poll() is None
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(15) == 0
-    finally:
-        if daemon.poll() is None:
-            daemon.kill()
-            daemon.wait()

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.daemon_checks import assert_exactly_once, logged_orders
+from tests.daemon_checks import assert_exactly_once, logged_orders, reaped
 from tests.fixtures_kafka import Broker, cli, event, run_cli, write_config
 
 
@@ -86,7 +86,7 @@ group = ""
     kafka_broker.produce(topic, stream, partitions=1)
     daemon = cli("--log-level", "INFO", "run", "--config", str(config),
                  log_file=tmp_path / "daemon.log")
-    try:
+    with reaped(daemon):
         n_valid = 2 * len(bad)
         wait_for(lambda: len(logged_orders(tmp_path)) == n_valid, daemon)
         # It keeps running: later valid events land too.
@@ -95,10 +95,6 @@ group = ""
         assert daemon.poll() is None
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(30) == 0
-    finally:
-        if daemon.poll() is None:
-            daemon.kill()
-            daemon.wait()
     assert_exactly_once(tmp_path, set(range(n_valid + 20)))
     letters = dead_letters(tmp_path)
     assert sorted(r for r, *_ in letters) == sorted(bad.values())  # exactly one per bad record

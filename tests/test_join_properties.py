@@ -13,8 +13,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from asof_stream.offline.log import OfflineLog
 from asof_stream.training.join import JoinMode, asof_view
-from asof_stream.training.labels import labels_from_any
+from asof_stream.training.labels import Labels, labels_from_any
 from asof_stream.training.naive import naive_view
 from asof_stream.training.training_set import build_training_set
 from tests.join_helpers import BASE, S, commit, event, join_config, label_rows, memory_log
@@ -53,14 +54,20 @@ labels = st.lists(st.tuples(st.sampled_from(CUSTOMERS + ["nobody"]),
 modes = st.builds(JoinMode, st.booleans(), st.booleans())
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(histories, labels, modes)
-def test_join_equals_oracle(history: Any, rows: Any, mode: JoinMode) -> None:
+def log_and_labels(history: Any, rows: Any) -> tuple[OfflineLog, Labels]:
+    """An in-memory log holding ``history`` (batches committed at their ``available_at``)
+    and the labels of ``rows``."""
     log, committer = memory_log(CONFIG)
     for available_at, batch in history:
         if batch:
             commit(committer, batch, available_at)
-    lab = labels_from_any(label_rows(rows), CONFIG.defs)
+    return log, labels_from_any(label_rows(rows), CONFIG.defs)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(histories, labels, modes)
+def test_join_equals_oracle(history: Any, rows: Any, mode: JoinMode) -> None:
+    log, lab = log_and_labels(history, rows)
     for view in ("cs", "cm", "mr", "pr"):
         keys = lab.entity_keys(view)
         got = asof_view(log, CONFIG.defs, view, keys, lab.times, mode)
@@ -77,11 +84,7 @@ def test_join_equals_oracle(history: Any, rows: Any, mode: JoinMode) -> None:
 @given(histories, labels, modes)
 def test_training_set_columns_follow_the_oracle(history: Any, rows: Any, mode: JoinMode) -> None:
     """Several views, refs interleaved across views: each output cell is the oracle's."""
-    log, committer = memory_log(CONFIG)
-    for available_at, batch in history:
-        if batch:
-            commit(committer, batch, available_at)
-    lab = labels_from_any(label_rows(rows), CONFIG.defs)
+    log, lab = log_and_labels(history, rows)
     refs = ["cs:x", "mr:f", "pr", "cm:x", "cs:s", "mr:r"]
     ts = build_training_set(log, CONFIG.defs, lab, refs, strict=mode.strict,
                             as_known_at=mode.as_known_at, full_feature_names=True)

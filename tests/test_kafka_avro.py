@@ -15,7 +15,7 @@ import pytest
 
 from asof_stream.config import ConfigError, load_config
 from asof_stream.daemon import run_daemon
-from tests.daemon_checks import assert_exactly_once
+from tests.daemon_checks import assert_exactly_once, kafka_source
 from tests.fixtures_kafka import Broker, write_config
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
@@ -56,15 +56,7 @@ def write_schemas(folder: Path, **schemas: dict[str, Any]) -> None:
 
 
 def source(broker: Broker, topic: str, avro_keys: str) -> str:
-    return f"""
-[sources.events]
-kind = "kafka"
-bootstrap = "{broker.bootstrap}"
-topics = ["{topic}"]
-group = ""
-value_format = "avro"
-{avro_keys}
-"""
+    return kafka_source(broker, topic, extra=f'value_format = "avro"\n{avro_keys}\n')
 
 
 def stored(folder: Path) -> dict[int, tuple[int, str]]:

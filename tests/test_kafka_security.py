@@ -14,24 +14,18 @@ import pytest
 from asof_stream.config import ConfigError, load_config
 from asof_stream.daemon import run_daemon
 from asof_stream.ingest.sources.kafka import KafkaSource
-from tests.daemon_checks import assert_exactly_once
+from tests.daemon_checks import assert_exactly_once, kafka_source
 from tests.fixtures_kafka import TlsBroker, event, run_cli, write_config
 
 SECRET = "s3cr3t-Pa55word-never-shown"
 
 
 def tls_source(bootstrap: str, topic: str, certs: str = "certs") -> str:
-    return f"""
-[sources.events]
-kind = "kafka"
-bootstrap = "{bootstrap}"
-topics = ["{topic}"]
-group = ""
-security_protocol = "SSL"
+    return kafka_source(bootstrap, topic, extra=f"""security_protocol = "SSL"
 ssl_cafile = "{certs}/ca.pem"
 ssl_certfile = "{certs}/client.pem"
 ssl_keyfile = "{certs}/client.key"
-"""
+""")
 
 
 def copy_certs(tls: TlsBroker, folder: Path) -> None:
@@ -73,17 +67,11 @@ def test_tls_files_are_checked_at_config_load(tmp_path: Path) -> None:
 
 
 def sasl_source(bootstrap: str, topic: str, extra: str = "") -> str:
-    return f"""
-[sources.events]
-kind = "kafka"
-bootstrap = "{bootstrap}"
-topics = ["{topic}"]
-group = ""
-security_protocol = "SASL_PLAINTEXT"
+    return kafka_source(bootstrap, topic, extra=f"""security_protocol = "SASL_PLAINTEXT"
 sasl_mechanism = "SCRAM-SHA-256"
 sasl_username = "ingest"
 sasl_password_env = "ASOF_TEST_KAFKA_PASSWORD"
-{extra}"""
+{extra}""")
 
 
 def test_a_literal_password_is_refused_without_showing_it(tmp_path: Path) -> None:

@@ -22,19 +22,13 @@ from asof_stream.daemon import run_daemon
 from asof_stream.definitions import KafkaSourceConfig
 from asof_stream.ingest.sources.kafka import KafkaSource
 from asof_stream.offline.log import Position
-from tests.daemon_checks import assert_exactly_once
+from tests.daemon_checks import assert_exactly_once, kafka_source
 from tests.fixtures_kafka import Broker, event, write_config
 
 
 def source_toml(broker: Broker, topic: str, isolation: str | None = None) -> str:
     line = f'isolation_level = "{isolation}"\n' if isolation else ""
-    return f"""
-[sources.events]
-kind = "kafka"
-bootstrap = "{broker.bootstrap}"
-topics = ["{topic}"]
-group = ""
-{line}"""
+    return kafka_source(broker, topic, extra=line)
 
 
 async def abort_then_commit(bootstrap: str, topic: str) -> str:

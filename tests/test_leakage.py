@@ -11,10 +11,10 @@ from asof_stream.cli import main
 from asof_stream.config import Config
 from asof_stream.ingest.commit import Committer
 from asof_stream.offline.log import OfflineLog
-from asof_stream.stores import open_stores
 from asof_stream.training.labels import labels_from_any
 from asof_stream.training.leakage import from_future, leakage_report
 from tests.join_helpers import BASE, S, commit, event, join_config, label_rows, memory_log
+from tests.leakage_helpers import commit_spends_around_jan5
 
 CFG = join_config()
 
@@ -63,12 +63,7 @@ def test_from_future_rules() -> None:
 
 
 def test_leakage_cli_text_and_json(config: Config, tmp_path: Path) -> None:
-    with open_stores(config) as stores:
-        commit(stores.committer(), [
-            {"view": "customer_stats", "customer_id": "c1", "event_timestamp": "2026-01-01",
-             "spend_7d": 1.0},
-            {"view": "customer_stats", "customer_id": "c1", "event_timestamp": "2026-01-09",
-             "spend_7d": 9.0}])
+    commit_spends_around_jan5(config)
     (tmp_path / "labels.csv").write_text("customer_id,event_timestamp\nc1,2026-01-05\n"
                                          "c1,2026-01-10\n")
     args = ["leakage", "--config", str(config.path), "--labels", str(tmp_path / "labels.csv"),

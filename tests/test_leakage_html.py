@@ -15,13 +15,13 @@ from asof_stream.config import Config
 from asof_stream.monitoring.leakage_html import leakage_pictures, render_leakage_html
 from asof_stream.monitoring.timeline_svg import frame_for, timeline_svg
 from asof_stream.offline.log import OfflineLog
-from asof_stream.stores import open_stores
 from asof_stream.training.asof import asof_join
 from asof_stream.training.join import JoinMode
 from asof_stream.training.labels import labels_from_any
 from asof_stream.training.leakage import leakage_report
 from asof_stream.training.timeline import EventRow, cap_rows, choose, read_events
 from tests.join_helpers import BASE, S, commit, event, join_config, label_rows, memory_log
+from tests.leakage_helpers import commit_spends_around_jan5
 
 CFG = join_config()
 EVIL = '<script>alert("x")</script>'
@@ -108,12 +108,7 @@ def test_svg_escapes_view_and_entity_text() -> None:
 
 
 def test_cli_writes_the_html_beside_the_labels(config: Config, tmp_path: Path) -> None:
-    with open_stores(config) as stores:
-        commit(stores.committer(), [
-            {"view": "customer_stats", "customer_id": "c1", "event_timestamp": "2026-01-01",
-             "spend_7d": 1.0},
-            {"view": "customer_stats", "customer_id": "c1", "event_timestamp": "2026-01-09",
-             "spend_7d": 9.0}])
+    commit_spends_around_jan5(config)
     labels = tmp_path / "labels.csv"
     labels.write_text("customer_id,event_timestamp\nc1,2026-01-05\nc1,2026-01-10\n")
     args = ["leakage", "--config", str(config.path), "--labels", str(labels),

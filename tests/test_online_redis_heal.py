@@ -24,19 +24,9 @@ from asof_stream.stores import open_stores
 from tests.daemon_checks import wait_for
 from tests.fixtures_redis import PrivateRedis, free_port
 from tests.server_helpers import running_server
+from tests.toml_parts import CUSTOMER_STATS, PRELUDE_ONLINE
 
-TOML = """
-[store]
-offline = "data/offline.sqlite"
-online = "%(online)s"
-
-[entities.customer]
-join_keys = { customer_id = "string" }
-
-[views.customer_stats]
-entity = "customer"
-features = { spend_7d = "float64", orders_7d = "int64", tier = "string" }
-
+TOML = PRELUDE_ONLINE + CUSTOMER_STATS + """
 [ingest]
 batch_size = 200
 batch_timeout_ms = 50

@@ -18,23 +18,13 @@ from asof_stream.config import load_config
 from asof_stream.redaction import redact_url
 from tests.fixtures_redis import PrivateRedis
 from tests.server_helpers import running_server
+from tests.toml_parts import CUSTOMER_STATS, PRELUDE_ONLINE
 
 PASSWORD = "pw-S3cret"
 USER, USER_PASSWORD = "alice", "alice-Pw9"
 SECRETS = (PASSWORD, USER_PASSWORD)
 
-TOML = """
-[store]
-offline = "data/offline.sqlite"
-online = "%(online)s"
-
-[entities.customer]
-join_keys = { customer_id = "string" }
-
-[views.customer_stats]
-entity = "customer"
-features = { spend_7d = "float64", orders_7d = "int64", tier = "string" }
-
+TOML = PRELUDE_ONLINE + CUSTOMER_STATS + """
 [sources.tail]
 kind = "file"
 path = "events/*.jsonl"

@@ -14,22 +14,9 @@ from asof_stream.ingest.sources.base import Record
 from asof_stream.monitoring.registry import format_seconds, list_features
 from asof_stream.stores import open_stores
 from asof_stream.versions import view_version
-from tests.toml_parts import MERCHANT, PRELUDE
+from tests.toml_parts import MERCHANT, PRELUDE, described_customer_stats
 
-META_TOML = PRELUDE + MERCHANT + """
-[views.customer_stats]
-entity = "customer"
-ttl = "14d"
-freshness = "1h"
-description = "Spend and orders per customer"
-owner = "growth"
-tags = ["pii-free", "churn"]
-
-[views.customer_stats.features]
-spend_7d = { dtype = "float64", description = "Spend over 7 days" }
-orders_7d = "int64"
-tier = "string"
-
+META_TOML = PRELUDE + MERCHANT + described_customer_stats("Spend over 7 days") + """
 [views.merchant_risk]
 entity = "merchant"
 owner = "risk"

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from asof_stream.config import Config
 from asof_stream.ingest.sources.base import Record
-from asof_stream.offline.manifest import list_segments
+from asof_stream.offline.manifest import Segment, list_segments
 from asof_stream.offline.scan import latest_per_entity, scan_view
 from asof_stream.offline.seal import compact, verify_segments
 from asof_stream.offline.segments import SegmentError
-from asof_stream.stores import open_stores
+from asof_stream.stores import Stores, open_stores
 
 VIEW = "customer_stats"
 
@@ -124,12 +125,17 @@ def test_latest_per_entity_across_tiers(config: Config) -> None:
         assert got == [best[e] for e in sorted(best)]
 
 
+def one_sealed_segment(s: Stores, config: Config) -> tuple[Segment, Path]:
+    """Commit 30 events and seal them: the first segment of the view and its file."""
+    s.committer().commit("src", [rec(i) for i in range(30)])
+    compact(s.log, config.defs)
+    seg = list_segments(s.log.conn, VIEW)[0]
+    return seg, s.log.segments_dir / seg.file
+
+
 def test_a_damaged_segment_is_an_error_naming_the_file(config: Config) -> None:
     with open_stores(config) as s:
-        s.committer().commit("src", [rec(i) for i in range(30)])
-        compact(s.log, config.defs)
-        seg = list_segments(s.log.conn, VIEW)[0]
-        path = s.log.segments_dir / seg.file
+        seg, path = one_sealed_segment(s, config)
         data = path.read_bytes()
         path.write_bytes(data[:-10])
         with pytest.raises(SegmentError, match=seg.file.split("/")[-1]):
@@ -146,10 +152,7 @@ def test_a_damaged_segment_is_an_error_naming_the_file(config: Config) -> None:
 
 def test_unregistered_files_are_removed_and_never_read(config: Config) -> None:
     with open_stores(config) as s:
-        s.committer().commit("src", [rec(i) for i in range(30)])
-        compact(s.log, config.defs)
-        seg = list_segments(s.log.conn, VIEW)[0]
-        path = s.log.segments_dir / seg.file
+        seg, path = one_sealed_segment(s, config)
         stray = path.with_name("L0-stray.parquet")
         stray.write_bytes(path.read_bytes())
         assert len(all_rows(s.log, config)) == 30

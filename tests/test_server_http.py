@@ -21,6 +21,7 @@ from asof_stream.daemon import DaemonError, run_daemon
 from asof_stream.offline.log import open_log
 from asof_stream.server import serve
 from asof_stream.timestamps import now_micros, to_iso
+from tests.daemon_checks import reaped
 
 from .conftest import BASIC_TOML
 from .fixtures_kafka import run_cli
@@ -384,7 +385,7 @@ def test_open_push_when_asked(make_config: Callable[..., Config]) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "asof_stream", "serve", "--config",
                              str(cfg.path), "--port", "0", "--allow-open-push"],
                             stderr=subprocess.PIPE, text=True)
-    try:
+    with reaped(proc):
         assert proc.stderr is not None
         lines = []
         for line in proc.stderr:
@@ -394,7 +395,3 @@ def test_open_push_when_asked(make_config: Callable[..., Config]) -> None:
         assert "listening on http://0.0.0.0:" in lines[-1], lines
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()

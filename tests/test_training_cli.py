@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 from hypothesis import given
 from hypothesis import strategies as st
 
 from asof_stream import FeatureStore
-from asof_stream.cli import main
 from asof_stream.config import Config
+from tests.cli_helpers import push_project, read_csv, run
 
 EVENTS = [
     {"view": "customer_stats", "customer_id": "c1", "event_timestamp": "2026-01-01T00:00:00Z",
@@ -33,19 +32,7 @@ LABELS = ("customer_id,merchant_id,event_timestamp,label\n"
 
 @pytest.fixture
 def project(config: Config) -> Path:
-    with FeatureStore(config) as store:
-        assert store.push(EVENTS).stored == 3
-    (config.root / "labels.csv").write_text(LABELS)
-    return config.root
-
-
-def run(project: Path, *args: str) -> Result:
-    return CliRunner().invoke(main, [args[0], "--config", str(project / "asof.toml"), *args[1:]])
-
-
-def read_csv(path: Path) -> list[list[str]]:
-    with path.open(newline="") as fh:
-        return list(csv.reader(fh))
+    return push_project(config, EVENTS, LABELS)
 
 
 def leftovers(project: Path) -> list[str]:

@@ -15,19 +15,13 @@ from asof_stream import FeatureStore
 from asof_stream.cli import main
 from asof_stream.config import Config
 from asof_stream.training.labels import LabelError, read_labels
+from tests.cli_helpers import push_project, run
 from tests.test_training_cli import EVENTS, LABELS
 
 
 @pytest.fixture
 def project(config: Config) -> Path:
-    with FeatureStore(config) as store:
-        assert store.push(EVENTS).stored == 3
-    (config.root / "labels.csv").write_text(LABELS)
-    return config.root
-
-
-def run(project: Path, *args: str) -> Result:
-    return CliRunner().invoke(main, [args[0], "--config", str(project / "asof.toml"), *args[1:]])
+    return push_project(config, EVENTS, LABELS)
 
 
 def training_set(project: Path, labels: Path, out: Path) -> Result:
