@@ -16,10 +16,16 @@ from click.testing import CliRunner
 from asof_stream.cli import main
 from asof_stream.config import Config
 from asof_stream.offline.log import open_log
-from asof_stream.offline.shards import Router, existing_shards, partition_of, shard_name
+from asof_stream.offline.shards import (
+    Router,
+    existing_shards,
+    partition_count,
+    partition_of,
+    shard_name,
+)
 from asof_stream.timestamps import to_iso
 from tests.daemon_checks import wait_for
-from tests.fixtures_kafka import event
+from tests.fixtures_kafka import Broker, event
 from tests.shard_builders import commit_both, routed, twin_projects
 
 
@@ -193,3 +199,28 @@ def test_replay_file_over_shards_killed_midway_is_exactly_once(tmp_path: Path,
     assert log_rows(sharded) == log_rows(flat)
     assert dead_letter_raws(sharded) == dead_letter_raws(flat)
     assert_routed(sharded)
+
+
+def test_replay_kafka_over_shards_routes_by_the_live_partition_count(
+        kafka_broker: Broker, tmp_path: Path, redis_url: str) -> None:
+    live = kafka_broker.create_topic(3, "live")
+    backfill = kafka_broker.create_topic(2, "backfill")  # split unlike the live topic
+    source = (f'\n[sources.live]\nkind = "kafka"\nbootstrap = "{kafka_broker.bootstrap}"\n'
+              f'topics = ["{live}"]\ngroup = ""\n')
+    sharded, flat = twin_projects(tmp_path, redis_url)
+    sharded.path.write_text(sharded.path.read_text() + source)
+    events = [b"not json" if i % 40 == 7 else event(i, keys=31) for i in range(300)]
+    kafka_broker.produce(backfill, events, partitions=2)  # round-robin: not by key
+    args = ["replay", "--kafka", backfill, "--from-offset", "0", "--batch-size", "17",
+            "--bootstrap", kafka_broker.bootstrap]
+    cli(sharded, *args)
+    cli(flat, *args)
+    assert partition_count(sharded) == 3 and len(existing_shards(sharded)) == 3
+    assert log_rows(sharded) == log_rows(flat) and len(log_rows(flat)) == 300 - 8
+    assert dead_letter_raws(sharded) == dead_letter_raws(flat)
+    assert_routed(sharded)
+    assert "stored 0" in cli(sharded, *args).replace(",", "")  # positions per shard
+    kafka_broker.produce(backfill, [event(i, keys=31) for i in range(300, 340)], partitions=2)
+    cli(sharded, *args)
+    cli(flat, *args)
+    assert log_rows(sharded) == log_rows(flat) and len(log_rows(flat)) == 300 - 8 + 40
