@@ -43,8 +43,8 @@ class Config:
             raise ConfigError(
                 f"{self.path}: store.shards = 'partition' keeps one log per Kafka partition"
                 f" under {self.resolve(self.defs.store.offline).with_suffix('.shards')}; this"
-                " command reads a single log (over shards: run, status, training-set, rebuild,"
-                " online, materialize, serve)")
+                " command reads a single log (over shards: run, status, training-set, rebuild, replay,"
+                " retention, dead-letters, online, materialize, serve)")
         return self.resolve(self.defs.store.offline)
 
     @property

@@ -8,8 +8,7 @@ from pathlib import Path
 import click
 
 from ..config import Config
-from ..ingest.replay_file import replay_file
-from ..stores import open_stores
+from ..ingest.replay_file import replay_files
 from ..timestamps import TimestampError, cell_to_micros
 from .common import CliError, config_option, handle_errors, main
 from .progress import byte_progress
@@ -66,13 +65,7 @@ def replay(config: Config, files: tuple[str, ...], view: str | None, available_a
         for p in paths:
             if not p.is_file():
                 raise CliError(f"{p}: no such file")
-        with open_stores(config) as stores:
-            from ..ingest.commit import BatchResult
-
-            total = BatchResult()
-            with byte_progress(sum(p.stat().st_size for p in paths), "replay") as advance:
-                for p in paths:
-                    total.add(replay_file(stores, p, view=view, available_at=at,
-                                          batch_size=size, from_start=from_start,
-                                          progress=advance))
+        with byte_progress(sum(p.stat().st_size for p in paths), "replay") as advance:
+            total = replay_files(config, paths, view=view, available_at=at, batch_size=size,
+                                 from_start=from_start, progress=advance)
     click.echo(ingest_summary(total, time.monotonic() - started))

@@ -5,8 +5,7 @@ from __future__ import annotations
 import click
 
 from ..config import Config
-from ..offline.log import open_log
-from ..offline.retention import apply_retention
+from ..offline.retention import apply_retention_config
 from ..timestamps import TimestampError, cell_to_micros, now_micros, parse_duration
 from .common import CliError, config_option, handle_errors, main
 from .progress import Timer, step_progress
@@ -45,13 +44,15 @@ def retention(config: Config, before: str | None, older_than: str | None, views:
     timer = Timer()
     todo = views or tuple(config.defs.views)
     verb = "would delete" if dry_run else "deleted"
-    with open_log(config.offline_path) as log, step_progress("retention", len(todo)) as advance:
+    now = now_micros()
+    with step_progress("retention", len(todo)) as advance:
         for view in todo:
-            r = apply_retention(log, view, cutoff, keep_latest=not drop_latest, dry_run=dry_run)
+            r = apply_retention_config(config, view, cutoff, keep_latest=not drop_latest,
+                                       dry_run=dry_run, now=now)
             click.echo(f"{view}: {verb} {count(r.deleted, 'row')}, {r.kept:,} remain")
             deleted += r.deleted
             advance(view)
     if deleted and not dry_run:
-        click.echo("recorded in the log's retention_runs: `asof-stream rebuild` of a training"
+        click.echo("recorded in the log's (each shard's) retention_runs: `asof-stream rebuild` of a training"
                    " set built before now refuses if it saw deleted rows (--allow-partial)")
     timer.summary(f"retention: {verb} {count(deleted, 'row')} in {count(len(todo), 'view')}")

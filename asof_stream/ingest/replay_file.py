@@ -5,6 +5,10 @@ so an interrupted replay resumes where it stopped and never stores a line twice.
 is recognised by its content (:mod:`.sources.file_identity`), not its inode: a restored or
 copied file resumes too, and so does a file replayed from a copy of the project (the
 position of another ``replay:`` path with the same content is taken).
+
+Over partition shards (:func:`replay_files`) each line's event goes to the shard of its
+entity and every shard records how far the replay reached for it
+(:mod:`.routed_commit`).
 """
 
 from __future__ import annotations
@@ -12,12 +16,18 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from ..config import Config
 from ..offline.log import Position
-from ..stores import Stores
+from ..offline.shards import is_sharded
+from ..stores import Stores, open_stores
 from .commit import BatchResult
 from .sources.base import Record
 from .sources.file_identity import HEAD_BYTES, FileIdentity, Stored, continues, detail, tail_before
+
+if TYPE_CHECKING:
+    from .routed_commit import RoutedCommitter
 
 
 def _resume_at(stores: Stores, source: str, path: Path) -> int:
@@ -88,3 +98,46 @@ def replay_file(stores: Stores, path: Path, *, view: str | None = None,
             start = offset
     return total
 
+
+
+def replay_files(config: Config, paths: list[Path], *, view: str | None = None,
+                 available_at: int | None = None, batch_size: int = 5000,
+                 from_start: bool = False,
+                 progress: Callable[[int], None] | None = None) -> BatchResult:
+    """Replay JSONL files into a config's log: the one file, or routed over its shards."""
+    total = BatchResult()
+    if not is_sharded(config):
+        with open_stores(config) as stores:
+            for p in paths:
+                total.add(replay_file(stores, p, view=view, available_at=available_at,
+                                      batch_size=batch_size, from_start=from_start,
+                                      progress=progress))
+        return total
+    from .routed_commit import RoutedCommitter, file_key_offset, shard_partitions
+
+    rc = RoutedCommitter(config, view, shard_partitions(config), file_key_offset)
+    try:
+        for p in paths:
+            total.add(_replay_routed(rc, p, available_at, batch_size, from_start, progress))
+    finally:
+        rc.close()
+    return total
+
+
+def _replay_routed(rc: RoutedCommitter, path: Path, available_at: int | None, batch_size: int,
+                   from_start: bool, progress: Callable[[int], None] | None) -> BatchResult:
+    path = path.resolve()
+    source = f"replay:{path}"
+    rc.start(source, {p: {"file": 0 if from_start else _resume_at(stores, source, path)}
+                      for p, stores in rc.shards.items()})
+    start = rc.resume().get("file", 0)
+    total = BatchResult()
+    for records, offset in read_lines(path, start, batch_size):
+        result = rc.commit(source, records, [Position("file", offset, _detail(path, offset))],
+                           available_at=available_at)
+        total.add(result)
+        total.rejects.extend(result.rejects[: max(0, 20 - len(total.rejects))])
+        if progress is not None:
+            progress(offset - start)
+            start = offset
+    return total

@@ -10,6 +10,10 @@ with their positions under the source ``replay-kafka:TOPIC`` (key ``topic/partit
 fenced like the daemon's, so two replays of the same range cannot both store it.
 Re-running a replay of the same range stores nothing twice: it resumes from the
 stored positions when they are inside the range.
+
+Over partition shards the replayed events are routed to the shards of their entities
+(:mod:`.routed_commit`), whatever partition of the replayed topic they were read from,
+each shard keeping the replay's positions for itself.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ from aiokafka.errors import KafkaError
 from ..config import Config
 from ..definitions import KafkaSourceConfig
 from ..offline.log import Position
+from ..offline.shards import ShardError, is_sharded, partition_count
 from ..stores import open_stores
 from .commit import BatchResult
+from .sources.base import PositionReader
 from .sources.kafka import KafkaSource, OffsetRange
 
 CONNECT_TIMEOUT = 30.0
@@ -68,6 +74,8 @@ async def _replay(config: Config, source_name: str, cfg: KafkaSourceConfig,
                          max_poll_records=batch_size, offsets=offsets)
     topic = cfg.topics[0]
     name = f"replay-kafka:{topic}"
+    if is_sharded(config):
+        return await _replay_routed(config, source, name, view, available_at, batch_size)
     total = BatchResult()
     stores = open_stores(config)
     try:
@@ -93,5 +101,66 @@ async def _replay(config: Config, source_name: str, cfg: KafkaSourceConfig,
             total.rejects.extend(result.rejects[: max(0, 20 - len(total.rejects))])
     finally:
         stores.close()
+        await source.close()
+    return total
+
+
+async def _start(source: KafkaSource, stored: PositionReader) -> None:
+    async def no_flush() -> None:  # no group: partitions are never revoked
+        return None
+
+    try:
+        await asyncio.wait_for(source.start(stored, no_flush), CONNECT_TIMEOUT)
+    except (KafkaError, TimeoutError) as exc:
+        raise OSError(f"cannot reach Kafka at {source.cfg.bootstrap}: {exc or 'timed out'}"
+                      ) from None
+
+
+async def _live_partitions(config: Config, source: KafkaSource) -> int | None:
+    """The partition count of the config's Kafka topics (they must agree), as the
+    replay's broker knows them; None if the config has none there."""
+    await source.consumer.topics()  # fetch the metadata of every topic
+    counts = {t: len(source.consumer.partitions_for_topic(t) or ())
+              for s in config.defs.sources.values() if isinstance(s, KafkaSourceConfig)
+              for t in s.topics}
+    found = {n for n in counts.values() if n}
+    if len(found) > 1:
+        raise ShardError("shards = 'partition' needs every topic to have the same partition"
+                         f" count; found {dict(sorted(counts.items()))}")
+    return next(iter(found), None)
+
+
+async def _replay_routed(config: Config, source: KafkaSource, name: str, view: str | None,
+                         available_at: int | None, batch_size: int) -> BatchResult:
+    """The replay over partition shards: each event to the shard of its entity."""
+    from .routed_commit import RoutedCommitter, kafka_key_offset, shard_partitions
+
+    total = BatchResult()
+    rc: RoutedCommitter | None = None
+
+    async def stored(keys: Collection[str] | None = None) -> dict[str, Position]:
+        nonlocal rc
+        if rc is None:  # the consumer is up: with no shard yet, ask how the topics are split
+            known = partition_count(config)
+            if known is None:
+                known = await _live_partitions(config, source)
+            rc = RoutedCommitter(config, view, shard_partitions(config, known), kafka_key_offset)
+            rc.start(name)
+        return {k: Position(k, n) for k, n in rc.resume(keys).items()}
+
+    try:
+        await _start(source, stored)
+        assert rc is not None, "the source asked for no positions"
+        while not source.finished():
+            chunk = await source.read(batch_size, 0.5)
+            if not chunk.records:
+                continue
+            result = rc.commit(name, chunk.records, list(chunk.ends.values()),
+                               available_at=available_at, fence=True)
+            total.add(result)
+            total.rejects.extend(result.rejects[: max(0, 20 - len(total.rejects))])
+    finally:
+        if rc is not None:
+            rc.close()
         await source.close()
     return total

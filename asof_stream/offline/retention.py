@@ -15,6 +15,10 @@ Every run is recorded in the log's ``retention_runs`` table, in each deleting
 transaction: when, the cutoff, and per view how many rows went and the range of their
 seqs. ``rebuild`` reads it to refuse a rebuild that could no longer see rows the
 original training set saw.
+
+Over partition shards (:func:`apply_retention_config`) each shard runs its own
+transactions and records its share in its own ``retention_runs``; an entity's rows are
+all in one shard, so "keep each entity's newest row" is exact per shard.
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..config import Config
 from ..timestamps import now_micros, to_iso
-from .log import BUMP_HIGH_SEQ, OfflineLog
+from .log import BUMP_HIGH_SEQ, OfflineLog, open_log
 from .manifest import Segment, build_bloom, list_segments, register
 from .scan import latest_records
 from .seal import _ids, _new_name, _stats, segments_lock, step
@@ -70,6 +75,24 @@ def apply_retention(log: OfflineLog, view: str, before: int, *, keep_latest: boo
         kept = int(log.conn.execute("SELECT count(*) FROM log WHERE view = ?",
                                     (view,)).fetchone()[0]) + log.sealed_rows(view)
     return RetentionResult(view, deleted, kept - (deleted if dry_run else 0))
+
+
+def apply_retention_config(config: Config, view: str, before: int, *, keep_latest: bool = True,
+                           dry_run: bool = False, now: int | None = None) -> RetentionResult:
+    """:func:`apply_retention` on a config's log: the one file, or every partition shard in
+    turn (its own transactions, recorded in its own ``retention_runs``), results added up."""
+    from .shards import existing_shards, is_sharded
+
+    paths = list(existing_shards(config).values()) if is_sharded(config) else [config.offline_path]
+    now = now_micros() if now is None else now
+    deleted = kept = 0
+    for path in paths:
+        with open_log(path) as log:
+            r = apply_retention(log, view, before, keep_latest=keep_latest, dry_run=dry_run,
+                                now=now)
+        deleted += r.deleted
+        kept += r.kept
+    return RetentionResult(view, deleted, kept)
 
 
 @dataclass(frozen=True)
