@@ -14,14 +14,35 @@ import math
 import operator
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import msgspec
 
-if TYPE_CHECKING:
-    from .training_set import TrainingSet
+from .labels import Labels
+
+
+class TrainingSet(Protocol):
+    """What the writers read of a training set (:class:`.training_set.TrainingSet`)."""
+
+    labels: Labels
+    names: list[str]
+    dtypes: list[str]
+
+    @property
+    def columns(self) -> list[str]: ...
+
+    def __len__(self) -> int: ...
+
+    def rows(self) -> Iterator[list[Any]]: ...
+
+    def feature_rows(self, convert: Callable[[Any], Any] | None = None
+                     ) -> list[tuple[Any, ...]]: ...
+
+    def csv_fragments(self) -> list[str]: ...
+
+    def to_arrow(self) -> Any: ...
 
 OUTPUT_FORMATS = (".csv", ".jsonl", ".parquet")
 
