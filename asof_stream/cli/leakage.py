@@ -11,9 +11,11 @@ from ..config import Config
 from ..definitions import split_refs
 from ..monitoring.leakage_html import leakage_pictures, render_leakage_html
 from ..offline.log import open_log
+from ..offline.shards import is_sharded
 from ..training.join import tune_reader
 from ..training.labels import labels_from_any
 from ..training.leakage import leakage_report
+from ..training.sharded_leakage import sharded_leakage_report
 from .common import CliError, config_option, handle_errors, main
 from .progress import Timer, step_progress
 from .render import count
@@ -45,13 +47,22 @@ def leakage(config: Config, labels_path: str, features: tuple[str, ...], timesta
     with step_progress(f"leakage: reading {labels_path}") as advance:
         labels = labels_from_any(labels_path, config.defs, timestamp_column=timestamp_column)
         advance(f"joining {count(len(labels), 'label row')} both ways")
-        with open_log(config.offline_path, readonly=True) as log:
-            tune_reader(log.conn)
-            report = leakage_report(log, config.defs, labels, refs, strict=strict,
-                                    as_known_at=as_known_at, examples=examples)
-            pictures = [] if out is None else leakage_pictures(
-                log, config.defs, labels, refs, report, strict=strict,
-                as_known_at=as_known_at)
+        if is_sharded(config):  # each label in its entity's shard; no timeline picture
+            try:
+                report = sharded_leakage_report(config, config.defs, labels, refs,
+                                                strict=strict, as_known_at=as_known_at,
+                                                examples=examples)
+            except ValueError as exc:
+                raise CliError(str(exc)) from None
+            pictures = []
+        else:
+            with open_log(config.offline_path, readonly=True) as log:
+                tune_reader(log.conn)
+                report = leakage_report(log, config.defs, labels, refs, strict=strict,
+                                        as_known_at=as_known_at, examples=examples)
+                pictures = [] if out is None else leakage_pictures(
+                    log, config.defs, labels, refs, report, strict=strict,
+                    as_known_at=as_known_at)
     if out is not None:
         tmp = out.with_name(out.name + ".tmp")
         try:
