@@ -183,13 +183,15 @@ def _known_row(log: OfflineLog, view: str, entity: str,
 
 
 def audit(log: OfflineLog, online: OnlineStore, views: list[str], now: int, *,
-          clock: Callable[[], int] | None = None) -> SkewReport:
+          clock: Callable[[], int] | None = None,
+          keep: Callable[[str], bool] | None = None) -> SkewReport:
     """Compare every online row of ``views`` with the log as known at ``now``.
 
     The daemon may commit while the audit reads the two stores, so with a ``clock``
     each difference found is checked again, key by key, against fresh reads of both
     stores as known at ``clock()`` (taken after the first pass); only differences that
     remain are reported (a batch that landed between the two reads is not tampering).
+    ``keep``: audit only the online rows of the entities it accepts (those of one shard).
     """
     differences: list[Difference] = []
     checked: dict[str, int] = {}
@@ -199,6 +201,8 @@ def audit(log: OfflineLog, online: OnlineStore, views: list[str], now: int, *,
         seen: set[str] = set()
         found: list[Difference] = []
         for on in online.entries(view):
+            if keep is not None and not keep(on.entity):
+                continue
             seen.add(on.entity)
             diff = _compare(log, view, on.entity, on, expected.get(on.entity), now, sealed_upto)
             if diff is not None:
