@@ -44,7 +44,7 @@ class Config:
                 f"{self.path}: store.shards = 'partition' keeps one log per Kafka partition"
                 f" under {self.resolve(self.defs.store.offline).with_suffix('.shards')}; this"
                 " command reads a single log (over shards: run, status, training-set, rebuild, replay,"
-                " retention, dead-letters, leakage, skew, online, materialize, serve)")
+                " retention, dead-letters, leakage, skew, drift, online, materialize, serve)")
         return self.resolve(self.defs.store.offline)
 
     @property

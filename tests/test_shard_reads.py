@@ -81,3 +81,24 @@ def test_skew_over_shards_matches_one_log(tmp_path: Path, redis_url: str) -> Non
     assert found[0] == found[1]
     assert found[0][2] == [("customer_stats", "c2", "different_row"),
                            ("customer_stats", "ghost", "missing_in_log")]
+
+
+def test_drift_window_over_shards_matches_one_log(tmp_path: Path, redis_url: str) -> None:
+    sharded, flat = twin_projects(tmp_path, redis_url)
+    commit_both(sharded, flat, [event(i, keys=20) for i in range(300)])
+    ref = tmp_path / "reference.csv"
+    ref.write_text("spend_7d,orders_7d,tier\n" + "".join(
+        f"{i / 3},{i * 2},{'gold' if i % 3 else 'silver'}\n" for i in range(80)), encoding="utf-8")
+    window = "window:" + to_iso((1_767_600_000 + 1000) * 1_000_000) + ".." + \
+        to_iso((1_767_600_000 + 4000) * 1_000_000)
+    reports = []
+    for config in (sharded, flat):
+        code, out = run(config, "drift", "--reference", str(ref), "--current", window,
+                        "--features", "customer_stats", "--out", str(config.root / "drift"),
+                        "--json")
+        assert code == 0, out
+        reports.append(json.loads(out))
+    assert reports[0]["features"] == reports[1]["features"]
+    assert reports[0]["flagged"] == reports[1]["flagged"]
+    counts = {r["feature"]: r["current_count"] for r in reports[0]["features"]}
+    assert 0 < counts["customer_stats:orders_7d"] < 300

@@ -7,6 +7,7 @@ import math
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..config import Config
@@ -15,6 +16,7 @@ from ..events import loads_values
 from ..offline.log import OfflineLog, open_log
 from ..offline.scan import scan_view
 from ..offline.segments import column_name
+from ..offline.shards import existing_shards, is_sharded, shard_name
 from ..online import open_online
 from ..timestamps import TimestampError, cell_to_micros
 from ..training.tables import Table, TableError
@@ -157,31 +159,39 @@ def parse_window(text: str) -> tuple[int | None, int | None]:
     return start, end
 
 
+def _log_paths(config: Config) -> dict[str, Path]:
+    """The log files to read, by how an error names a row's log: the one log, or every
+    partition shard (each entity's rows all in one shard, so pooled they are the log)."""
+    if is_sharded(config):
+        return {f"shard {shard_name(p)} ": path for p, path in sorted(existing_shards(config).items())}
+    return {"": config.offline_path} if config.offline_path.exists() else {}
+
+
 def window_samples(config: Config, pairs: Sequence[tuple[str, str]], start: int | None,
                    end: int | None) -> dict[tuple[str, str], Sample]:
-    """Every log row with ``start <= event_timestamp < end``, per feature."""
+    """Every log row with ``start <= event_timestamp < end``, per feature (over partition
+    shards: every shard's rows, pooled)."""
     _views_only(config.defs, pairs, "window:START..END")
     out = {pair: Sample() for pair in pairs}
-    if not config.offline_path.exists():
-        return out
     by_view: dict[str, list[str]] = {}
     for v, f in pairs:
         by_view.setdefault(v, []).append(f)
-    log = open_log(config.offline_path, readonly=True)
-    try:
-        for v, feats in by_view.items():
-            dtypes = {f: config.defs.views[v].feature(f).dtype for f in feats}
-            try:
-                rows = _window_rows(log, config.defs, v, feats, start, end)
-            except sqlite3.OperationalError as exc:
-                if "no such table" not in str(exc):
-                    raise
-                continue
-            for seq, values in rows:
-                for f, value in zip(feats, values, strict=True):
-                    _add(out[(v, f)], dtypes[f], value, f"log seq {seq}")
-    finally:
-        log.close()
+    for where, path in _log_paths(config).items():
+        log = open_log(path, readonly=True)
+        try:
+            for v, feats in by_view.items():
+                dtypes = {f: config.defs.views[v].feature(f).dtype for f in feats}
+                try:
+                    rows = _window_rows(log, config.defs, v, feats, start, end)
+                except sqlite3.OperationalError as exc:
+                    if "no such table" not in str(exc):
+                        raise
+                    continue
+                for seq, values in rows:
+                    for f, value in zip(feats, values, strict=True):
+                        _add(out[(v, f)], dtypes[f], value, f"{where}log seq {seq}")
+        finally:
+            log.close()
     return out
 
 
