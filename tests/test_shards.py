@@ -69,7 +69,7 @@ def test_sharded_config_needs_redis_and_kafka(tmp_path: Path) -> None:
                      + '[sources.f]\nkind = "file"\npath = "e/*.jsonl"\n', path)
     # A command that reads one log says so instead of creating a stray file.
     path.write_text(SHARDED % "redis://127.0.0.1:6379/0")
-    r = CliRunner().invoke(main, ["skew", "--config", str(path)])
+    r = CliRunner().invoke(main, ["compact", "--config", str(path)])
     assert r.exit_code != 0
     assert "store.shards = 'partition' keeps one log per Kafka partition" in r.output
     assert not (tmp_path / "data" / "offline.sqlite").exists()
