@@ -86,18 +86,24 @@ def replay_file(stores: Stores, path: Path, *, view: str | None = None,
     path = path.resolve()
     source = f"replay:{path}"
     start = 0 if from_start else _resume_at(stores, source, path)
-    committer = stores.committer(view)
+    return _feed(stores.committer(view).commit, path, source, start, batch_size, available_at,
+                 progress)
+
+
+def _feed(commit: Callable[..., BatchResult], path: Path, source: str, start: int,
+          batch_size: int, available_at: int | None,
+          progress: Callable[[int], None] | None) -> BatchResult:
+    """The file's lines from byte ``start``, a batch per commit with the offset reached."""
     total = BatchResult()
     for records, offset in read_lines(path, start, batch_size):
-        result = committer.commit(source, records, [Position("file", offset, _detail(path, offset))],
-                                  available_at=available_at)
+        result = commit(source, records, [Position("file", offset, _detail(path, offset))],
+                        available_at=available_at)
         total.add(result)
         total.rejects.extend(result.rejects[: max(0, 20 - len(total.rejects))])
         if progress is not None:
             progress(offset - start)
             start = offset
     return total
-
 
 
 def replay_files(config: Config, paths: list[Path], *, view: str | None = None,
@@ -130,14 +136,5 @@ def _replay_routed(rc: RoutedCommitter, path: Path, available_at: int | None, ba
     source = f"replay:{path}"
     rc.start(source, {p: {"file": 0 if from_start else _resume_at(stores, source, path)}
                       for p, stores in rc.shards.items()})
-    start = rc.resume().get("file", 0)
-    total = BatchResult()
-    for records, offset in read_lines(path, start, batch_size):
-        result = rc.commit(source, records, [Position("file", offset, _detail(path, offset))],
-                           available_at=available_at)
-        total.add(result)
-        total.rejects.extend(result.rejects[: max(0, 20 - len(total.rejects))])
-        if progress is not None:
-            progress(offset - start)
-            start = offset
-    return total
+    return _feed(rc.commit, path, source, rc.resume().get("file", 0), batch_size, available_at,
+                 progress)

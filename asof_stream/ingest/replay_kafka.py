@@ -19,7 +19,7 @@ each shard keeping the replay's positions for itself.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from aiokafka.errors import KafkaError
 
@@ -29,7 +29,7 @@ from ..offline.log import Position
 from ..offline.shards import ShardError, is_sharded, partition_count
 from ..stores import open_stores
 from .commit import BatchResult
-from .sources.base import PositionReader
+from .sources.base import Chunk, PositionReader
 from .sources.kafka import KafkaSource, OffsetRange
 
 CONNECT_TIMEOUT = 30.0
@@ -76,32 +76,33 @@ async def _replay(config: Config, source_name: str, cfg: KafkaSourceConfig,
     name = f"replay-kafka:{topic}"
     if is_sharded(config):
         return await _replay_routed(config, source, name, view, available_at, batch_size)
-    total = BatchResult()
     stores = open_stores(config)
     try:
         async def stored(keys: Collection[str] | None = None) -> dict[str, Position]:
             return stores.log.positions(name).get(name, {})
 
-        async def no_flush() -> None:  # no group: partitions are never revoked
-            return None
-
-        try:
-            await asyncio.wait_for(source.start(stored, no_flush), CONNECT_TIMEOUT)
-        except (KafkaError, TimeoutError) as exc:
-            raise OSError(f"cannot reach Kafka at {source.cfg.bootstrap}: {exc or 'timed out'}"
-                          ) from None
+        await _start(source, stored)
         committer = stores.committer(view)
-        while not source.finished():
-            chunk = await source.read(batch_size, 0.5)
-            if not chunk.records:
-                continue
-            result = committer.commit(name, chunk.records, list(chunk.ends.values()),
-                                      available_at=available_at, expect=chunk.starts)
-            total.add(result)
-            total.rejects.extend(result.rejects[: max(0, 20 - len(total.rejects))])
+        total = await _drain(source, batch_size, lambda chunk: committer.commit(
+            name, chunk.records, list(chunk.ends.values()), available_at=available_at,
+            expect=chunk.starts))
     finally:
         stores.close()
         await source.close()
+    return total
+
+
+async def _drain(source: KafkaSource, batch_size: int,
+                 commit: Callable[[Chunk], BatchResult]) -> BatchResult:
+    """Read the source to its end (the range asked for), one commit per chunk; the totals."""
+    total = BatchResult()
+    while not source.finished():
+        chunk = await source.read(batch_size, 0.5)
+        if not chunk.records:
+            continue
+        result = commit(chunk)
+        total.add(result)
+        total.rejects.extend(result.rejects[: max(0, 20 - len(total.rejects))])
     return total
 
 
@@ -135,7 +136,6 @@ async def _replay_routed(config: Config, source: KafkaSource, name: str, view: s
     """The replay over partition shards: each event to the shard of its entity."""
     from .routed_commit import RoutedCommitter, kafka_key_offset, shard_partitions
 
-    total = BatchResult()
     rc: RoutedCommitter | None = None
 
     async def stored(keys: Collection[str] | None = None) -> dict[str, Position]:
@@ -151,14 +151,10 @@ async def _replay_routed(config: Config, source: KafkaSource, name: str, view: s
     try:
         await _start(source, stored)
         assert rc is not None, "the source asked for no positions"
-        while not source.finished():
-            chunk = await source.read(batch_size, 0.5)
-            if not chunk.records:
-                continue
-            result = rc.commit(name, chunk.records, list(chunk.ends.values()),
-                               available_at=available_at, fence=True)
-            total.add(result)
-            total.rejects.extend(result.rejects[: max(0, 20 - len(total.rejects))])
+        routed = rc
+        total = await _drain(source, batch_size, lambda chunk: routed.commit(
+            name, chunk.records, list(chunk.ends.values()), available_at=available_at,
+            fence=True))
     finally:
         if rc is not None:
             rc.close()
