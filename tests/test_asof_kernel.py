@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from asof_stream.kernels.asof_kernel import asof_indices, encode_entities, pick_latest
+from asof_stream.kernels.sortkeys import sorted_unique
 from tests.oracles import Row, asof_oracle
 
 I64_MIN, I64_MAX = -(2**63), 2**63 - 1
@@ -123,3 +124,10 @@ def test_encode_entities_chunked_and_large_string() -> None:
     rc, lc = encode_entities(rows, pa.chunked_array([pa.array(["z", "q", None, "x"])]))
     assert rc.tolist() == [0, 0, 1, 2]
     assert lc.tolist() == [2, -1, -1, 0]
+
+
+@given(st.lists(st.integers(-(2**63), 2**63 - 1) | st.integers(-3, 3), max_size=40))
+def test_sorted_unique_is_np_unique(values: list[int]) -> None:
+    arr = np.array(values, dtype=np.int64)
+    got = sorted_unique(arr)
+    assert got.dtype == np.int64 and got.tolist() == np.unique(arr).tolist()

@@ -223,3 +223,28 @@ def test_arrow_reads_rfc3339_as_cell_to_micros(t: int, style: str) -> None:
     for bad in ("2025-02-30T00:00:00Z", "0000-01-01T00:00:00Z", "2025-01-01T24:00:00Z",
                 "2025-01-01T00:00:00+24:00", "0001-01-01T00:00:00+01:00"):
         assert rfc3339_micros(pa.array([bad], pa.string())) is None, bad
+
+
+EDGES = [0.0, -0.0, 1e-4, 1.0000001e-4, 9.999999e-5, 1e9, 999999999.9999999, 1e17,
+         9.999999999999998e16, 1e-11, 9.99999999999e-12, 1e-10, 1e-7, 1e-5, 1e10, 1e15,
+         123456789012345.6, 5e-324, 2.2250738585072014e-308, 1.7976931348623157e308,
+         float("nan"), float("inf"), float("-inf"), 3.0, 150000000.0, 2.0**53]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.none() | st.floats() | st.sampled_from(EDGES) |
+                st.sampled_from(EDGES).map(lambda v: -v), max_size=30))
+def test_float_cells_are_python_repr(values: list[float | None]) -> None:
+    """Floats rendered by Arrow where its text is Python's are exactly ``repr``, nulls
+    stay null; random bit patterns (every exponent) too."""
+    import numpy as np
+    import pyarrow as pa
+
+    from asof_stream.training.columnar import float_cells
+
+    rng = np.random.default_rng(len(values))
+    noise = np.frombuffer(rng.bytes(8 * 2000), dtype=np.float64).tolist()
+    scaled = (rng.standard_normal(2000) * 10.0 ** rng.integers(-14, 20, 2000)).tolist()
+    for case in (values, noise, scaled, EDGES):
+        got = float_cells(pa.array(case, pa.float64())).to_pylist()
+        assert got == [None if v is None else repr(v) for v in case]

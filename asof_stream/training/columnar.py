@@ -36,7 +36,8 @@ import pyarrow.csv as pacsv
 
 from ..definitions import Definitions, output_names
 from ..kernels.asof_kernel import asof_indices, encode_entities, pick_latest
-from ..kernels.buffers import bool_array, int64_array, int_numpy
+from ..kernels.buffers import bool_array, int64_array, int_numpy, valid_numpy
+from ..kernels.sortkeys import sorted_unique
 from ..offline.log import OfflineLog
 from ..offline.manifest import list_segments
 from ..offline.scan import scan_view
@@ -142,15 +143,15 @@ def rfc3339_micros(column: pa.Array) -> np.ndarray | None:
     return out
 
 
-_WORDS = text_array(["", "true", "false", '"', ","])
-_EMPTY, _TRUE, _FALSE, _QUOTE, _COMMA = (_WORDS[i] for i in range(5))
+_WORDS = text_array(["", "true", "false", '"', ",", ".0"])
+_EMPTY, _TRUE, _FALSE, _QUOTE, _COMMA, _DOT_ZERO = (_WORDS[i] for i in range(6))
 
 
 def csv_cells(column: pa.ChunkedArray | pa.Array, dtype: str) -> pa.Array:
     """A typed feature column as CSV cells, exactly as :func:`~.writers.csv_cell`."""
     col = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     if dtype == "float64":  # Python's repr: the shortest text that reads back the same
-        text = text_array(["" if v is None else repr(v) for v in col.to_pylist()])
+        text = float_cells(col)
     elif dtype == "bool":
         text = pc.if_else(col, _TRUE, _FALSE)
     elif dtype == "string":
@@ -160,6 +161,36 @@ def csv_cells(column: pa.ChunkedArray | pa.Array, dtype: str) -> pa.Array:
     else:
         text = pc.cast(col, pa.string())
     return pc.fill_null(text, _EMPTY) if text.null_count else text
+
+
+def float_cells(col: pa.Array) -> pa.Array:
+    """float64 values as Python's ``repr`` writes them (nulls stay null).
+
+    Arrow's cast writes the same shortest round-trip digits, laid out differently: it
+    drops ``.0`` from whole numbers, and where Python writes positionally (decimal
+    exponent -4 to 15) Arrow writes an exponent from 10 on, and positionally down to -6
+    (Python's exponent has at least two digits: ``1e-07``, Arrow's ``1e-7``). So Arrow's
+    text is kept where both write positionally (|v| in [1e-4, 1e9) and zeros, ``.0``
+    appended to whole numbers) or both an exponent of two digits or more (|v| >= 1e17, or < 1e-11),
+    each with a margin at its edges; the rest (and NaN, infinities) take ``repr``.
+    tests/test_columnar.py checks this against ``repr`` on random bit patterns.
+    """
+    values = int_numpy(col)
+    size = np.abs(values)
+    with np.errstate(invalid="ignore"):
+        positional = ((size >= 1.0000001e-4) & (size < 1e9)) | (size == 0)
+        safe = positional | (np.isfinite(values) & (size >= 1e17)) | (size < 1e-11)
+    text = pc.cast(col, pa.string())
+    whole = pc.and_(bool_array(positional),
+                    pc.invert(pc.match_substring_regex(text, r"[.e]")))
+    text = pc.if_else(whole, pc.binary_join_element_wise(text, _DOT_ZERO, _EMPTY), text)
+    if col.null_count:
+        safe |= ~valid_numpy(col)
+    odd = np.flatnonzero(~safe)
+    if len(odd):
+        text = pc.replace_with_mask(text, bool_array(~safe),
+                                    text_array([repr(v) for v in values[odd].tolist()]))
+    return text
 
 
 def view_cells(log: OfflineLog, defs: Definitions, view: str, features: Sequence[str],
@@ -188,7 +219,7 @@ def view_cells(log: OfflineLog, defs: Definitions, view: str, features: Sequence
         mine = np.flatnonzero(tier_of == k)
         if not len(mine):
             continue
-        rows = np.unique(index[mine])  # each chosen row rendered once
+        rows = sorted_unique(index[mine])  # each chosen row rendered once
         where[mine] = offset + np.searchsorted(rows, index[mine])
         offset += len(rows)
         picked = table.take(int64_array(rows))
