@@ -131,3 +131,32 @@ def test_sorted_unique_is_np_unique(values: list[int]) -> None:
     arr = np.array(values, dtype=np.int64)
     got = sorted_unique(arr)
     assert got.dtype == np.int64 and got.tolist() == np.unique(arr).tolist()
+
+
+@given(st.lists(st.sampled_from(["a", "b", "c", "é", ""]), max_size=30), st.data())
+def test_encode_entities_dictionary_chunks(values: list[str], data: st.DataObject) -> None:
+    """Rows as dictionary chunks (each its own dictionary, in any order, with unused
+    entries, as a segment's row groups read) get the codes the plain strings get."""
+    rows = sorted(values)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(rows)), max_size=4)))
+    chunks = []
+    for lo, hi in zip([0, *cuts], [*cuts, len(rows)], strict=True):
+        part = rows[lo:hi]
+        dictionary = data.draw(st.permutations(sorted({*part, *data.draw(
+            st.lists(st.sampled_from(["a", "q", "é"]), max_size=2))})))
+        indices = pa.array([dictionary.index(v) for v in part], pa.int32())
+        chunks.append(pa.DictionaryArray.from_arrays(indices, pa.array(dictionary, pa.string())))
+    labels = pa.array(data.draw(st.lists(st.sampled_from(["a", "b", "é", "zz", "", None]),
+                                         max_size=10)), pa.string())
+    dict_rows = pa.chunked_array(chunks, pa.dictionary(pa.int32(), pa.string()))
+    want = encode_entities(pa.array(rows, pa.string()), labels)
+    got = encode_entities(dict_rows, labels)
+    assert got[0].tolist() == want[0].tolist() and got[1].tolist() == want[1].tolist()
+
+
+def test_encode_entities_dictionary_not_grouped() -> None:
+    rows = pa.array(["a", "b", "a"]).dictionary_encode()
+    with pytest.raises(ValueError, match="not grouped"):
+        encode_entities(rows, pa.array(["a"]))
+    with pytest.raises(ValueError, match="not be null"):
+        encode_entities(pa.array(["a", None]).dictionary_encode(), pa.array(["a"]))

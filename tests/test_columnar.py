@@ -180,7 +180,8 @@ def test_what_the_fast_path_leaves_to_the_general_one(tmp_path: Path) -> None:
 def test_read_segment_prunes_row_groups_exactly(entities: list[str], wanted: list[str],
                                                 group: int) -> None:
     """Reading some entities of a segment of many row groups (pruned by their statistics,
-    then filtered) gives the rows a filter of the whole file gives, in order."""
+    then filtered) gives the rows a filter of the whole file gives, in order; with the
+    entity column left dictionary-encoded too."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -197,6 +198,9 @@ def test_read_segment_prunes_row_groups_exactly(entities: list[str], wanted: lis
             want = table.filter(pc.is_in(table.column("entity"),
                                          value_set=pa.array(wanted, pa.string())))
             assert got.to_pylist() == want.to_pylist()
+            coded = read_segment(path, size, entities=values, entity_dictionary=True)
+            assert pa.types.is_dictionary(coded.schema.field("entity").type)
+            assert coded.to_pylist() == want.to_pylist()
 
 
 @settings(max_examples=300, deadline=None)

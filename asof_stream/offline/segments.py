@@ -116,7 +116,8 @@ def open_checked(path: Path, size: int, checksum: str | None = None,
 
 def read_segment(path: Path, size: int, *, checksum: str | None = None,
                  columns: list[str] | None = None,
-                 entities: list[str] | pa.Array | None = None, exact: bool = True) -> pa.Table:
+                 entities: list[str] | pa.Array | None = None, exact: bool = True,
+                 entity_dictionary: bool = False) -> pa.Table:
     """The rows of one segment (optionally some columns, some entities), still sorted.
 
     ``exact=False`` skips the row filter: rows of other entities in the row groups read
@@ -129,19 +130,23 @@ def read_segment(path: Path, size: int, *, checksum: str | None = None,
 
     The entity column is read as a dictionary (its runs are dictionary-encoded in the file)
     and decoded after: 40% faster than decoding every value (10M rows: 1.0 s vs 1.7 s); a
-    filter that keeps every row is skipped.
+    filter that keeps every row is skipped. ``entity_dictionary=True`` leaves it a
+    ``dictionary<int32, string>`` column, one chunk per row group, each chunk's dictionary
+    the distinct entities of its rows (the kernel's ``encode_entities`` maps those few
+    values, not every row's text: 10M rows need no 10M strings then).
     """
     pf = open_checked(path, size, checksum, read_dictionary=["entity"])
+    decoded = _kept if entity_dictionary else _decoded
     try:
         if entities is None:
-            return _decoded(pf.read(columns=columns))
+            return decoded(pf.read(columns=columns))
         if not isinstance(entities, pa.Array):
             entities = text_array(list(entities))
         groups = _row_groups_with(pf, entities)
         if not groups:
             empty = pf.schema_arrow.empty_table()
-            return _decoded(empty if columns is None else empty.select(columns))
-        table = _decoded(pf.read_row_groups(groups, columns=columns))
+            return decoded(empty if columns is None else empty.select(columns))
+        table = decoded(pf.read_row_groups(groups, columns=columns))
         if not exact:
             return table
         keep = pc.is_in(table.column("entity"), value_set=entities)
@@ -157,6 +162,10 @@ def _decoded(table: pa.Table) -> pa.Table:
     if "entity" in table.column_names:
         at = table.column_names.index("entity")
         table = table.set_column(at, "entity", table.column(at).cast(pa.string()))
+    return table
+
+
+def _kept(table: pa.Table) -> pa.Table:
     return table
 
 

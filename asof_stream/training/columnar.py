@@ -200,7 +200,8 @@ def view_cells(log: OfflineLog, defs: Definitions, view: str, features: Sequence
     spec = defs.views[view]
     wanted = pc.unique(keys).sort()
     tiers = [t.table for t in scan_view(log, defs, view, max_seq=upto_seq, columns=features,
-                                        entities=wanted, exact=False)]
+                                        entities=wanted, exact=False, entity_dictionary=True,
+                                        ingest_ts=mode.as_known_at)]
     tiers = [t for t in tiers if t.num_rows] or tiers[-1:]
     found = []
     for table in tiers:
@@ -208,7 +209,8 @@ def view_cells(log: OfflineLog, defs: Definitions, view: str, features: Sequence
         ets, seq = int_numpy(table.column("event_timestamp")), int_numpy(table.column("seq"))
         idx = asof_indices(row_codes, ets, seq, label_codes, times,
                            strict=mode.strict, ttl_us=spec.ttl,
-                           row_ingest=int_numpy(table.column("ingest_ts")),
+                           row_ingest=int_numpy(table.column("ingest_ts"))
+                           if mode.as_known_at else None,
                            as_known_at=mode.as_known_at)
         found.append((idx, ets, seq))
     tier_of, index = pick_latest(found)
