@@ -79,13 +79,17 @@ def _encode_dictionary(sorted_entities: ArrowLike,
     n = sum(len(c) for c in chunks)
     if n == 0:
         return np.zeros(0, np.int64), np.full(len(labels), -1, np.int64)
-    values = pc.unique(pa.concat_arrays([c.dictionary for c in chunks]))
+    # one hash pass over every chunk's dictionary (an index_in per chunk would build a
+    # table of all the values for each: 40 row groups of 10M rows took 2.5 s)
+    coded = pa.concat_arrays([c.dictionary for c in chunks]).dictionary_encode()
+    values, of_entry = coded.dictionary, int_numpy(coded.indices)
     ids = np.empty(n, dtype=np.int64)  # per row, its value's position in ``values``
-    at = 0
+    at = entry = 0
     for c in chunks:
-        local = int_numpy(pc.index_in(c.dictionary, value_set=values))
+        local = of_entry[entry:entry + len(c.dictionary)]
         ids[at:at + len(c)] = local[int_numpy(c.indices)]
         at += len(c)
+        entry += len(c.dictionary)
     starts = np.ones(n, dtype=bool)
     np.not_equal(ids[1:], ids[:-1], out=starts[1:])
     row_codes = np.cumsum(starts, dtype=np.int64) - 1

@@ -224,13 +224,29 @@ def view_cells(log: OfflineLog, defs: Definitions, view: str, features: Sequence
         rows = sorted_unique(index[mine])  # each chosen row rendered once
         where[mine] = offset + np.searchsorted(rows, index[mine])
         offset += len(rows)
-        picked = table.take(int64_array(rows))
         for f in features:
-            parts[f].append(csv_cells(picked.column(column_name(f)), spec.feature(f).dtype))
+            picked = take_sorted(table.column(column_name(f)), rows)
+            parts[f].append(csv_cells(picked, spec.feature(f).dtype))
     where[where < 0] = offset  # the empty cell, last
     at = int64_array(where)
     empty = text_array([""])
     return {f: pc.take(pa.concat_arrays([*parts[f], empty]), at) for f in features}
+
+
+def take_sorted(column: pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
+    """``column.take(rows)`` for ascending ``rows``, chunk by chunk: a take over a chunked
+    column concatenates its chunks first (picking 1M rows of a 10M-row segment copied all
+    of them: 0.5 s)."""
+    ends = np.cumsum([len(c) for c in column.chunks], dtype=np.int64)
+    cuts = np.searchsorted(rows, ends)
+    parts, lo, start = [], 0, 0
+    for chunk, end, cut in zip(column.chunks, ends.tolist(), cuts.tolist(), strict=True):
+        if cut > lo:
+            parts.append(chunk.take(int64_array(rows[lo:cut] - start)))
+        lo, start = cut, end
+    if not parts:
+        return column.slice(0, 0).combine_chunks()
+    return parts[0] if len(parts) == 1 else pa.concat_arrays(parts)
 
 
 def _single_string_key(defs: Definitions, view: str) -> str | None:
