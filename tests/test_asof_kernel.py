@@ -126,6 +126,7 @@ def test_encode_entities_chunked_and_large_string() -> None:
     assert lc.tolist() == [2, -1, -1, 0]
 
 
+@settings(deadline=None)
 @given(st.lists(st.integers(-(2**63), 2**63 - 1) | st.integers(-3, 3), max_size=40))
 def test_sorted_unique_is_np_unique(values: list[int]) -> None:
     arr = np.array(values, dtype=np.int64)
@@ -133,6 +134,7 @@ def test_sorted_unique_is_np_unique(values: list[int]) -> None:
     assert got.dtype == np.int64 and got.tolist() == np.unique(arr).tolist()
 
 
+@settings(deadline=None)
 @given(st.lists(st.sampled_from(["a", "b", "c", "é", ""]), max_size=30), st.data())
 def test_encode_entities_dictionary_chunks(values: list[str], data: st.DataObject) -> None:
     """Rows as dictionary chunks (each its own dictionary, in any order, with unused

@@ -252,3 +252,20 @@ def test_float_cells_are_python_repr(values: list[float | None]) -> None:
     for case in (values, noise, scaled, EDGES):
         got = float_cells(pa.array(case, pa.float64())).to_pylist()
         assert got == [None if v is None else repr(v) for v in case]
+
+
+@settings(deadline=None)
+@given(st.lists(st.lists(st.none() | st.integers(-5, 5), max_size=6), min_size=1, max_size=5),
+       st.data())
+def test_take_sorted_is_take(chunks: list[list[int | None]], data: st.DataObject) -> None:
+    """Ascending rows taken chunk by chunk are ``take``'s rows (empty chunks, none taken)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from asof_stream.training.columnar import take_sorted
+
+    column = pa.chunked_array([pa.array(c, pa.int64()) for c in chunks], pa.int64())
+    n = len(column)
+    rows = sorted(data.draw(st.lists(st.integers(0, max(n - 1, 0)), max_size=8))) if n else []
+    got = take_sorted(column, np.array(rows, dtype=np.int64))
+    assert got.to_pylist() == [column[i].as_py() for i in rows]
