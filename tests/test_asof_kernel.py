@@ -138,7 +138,8 @@ def test_sorted_unique_is_np_unique(values: list[int]) -> None:
 @given(st.lists(st.sampled_from(["a", "b", "c", "é", ""]), max_size=30), st.data())
 def test_encode_entities_dictionary_chunks(values: list[str], data: st.DataObject) -> None:
     """Rows as dictionary chunks (each its own dictionary, in any order, with unused
-    entries, as a segment's row groups read) get the codes the plain strings get."""
+    entries, as a segment's row groups read) get the codes the plain strings get; labels
+    dictionary-encoded too."""
     rows = sorted(values)
     cuts = sorted(data.draw(st.lists(st.integers(0, len(rows)), max_size=4)))
     chunks = []
@@ -152,8 +153,10 @@ def test_encode_entities_dictionary_chunks(values: list[str], data: st.DataObjec
                                          max_size=10)), pa.string())
     dict_rows = pa.chunked_array(chunks, pa.dictionary(pa.int32(), pa.string()))
     want = encode_entities(pa.array(rows, pa.string()), labels)
-    got = encode_entities(dict_rows, labels)
-    assert got[0].tolist() == want[0].tolist() and got[1].tolist() == want[1].tolist()
+    for got in (encode_entities(dict_rows, labels),
+                encode_entities(dict_rows, labels.dictionary_encode()),
+                encode_entities(pa.array(rows, pa.string()), labels.dictionary_encode())):
+        assert got[0].tolist() == want[0].tolist() and got[1].tolist() == want[1].tolist()
 
 
 def test_encode_entities_dictionary_not_grouped() -> None:

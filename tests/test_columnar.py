@@ -172,6 +172,7 @@ def test_what_the_fast_path_leaves_to_the_general_one(tmp_path: Path) -> None:
                  "customer_id,when\nc1,2026-01-01T00:00:00Z\n"):
         (tmp_path / "l.csv").write_text(text, newline="")
         assert read_plain_csv(tmp_path / "l.csv", "event_timestamp") is None, text
+        assert read_plain_csv(tmp_path / "l.csv", "event_timestamp", ["customer_id"]) is None
 
 
 @settings(max_examples=60, deadline=None)
@@ -269,3 +270,24 @@ def test_take_sorted_is_take(chunks: list[list[int | None]], data: st.DataObject
     rows = sorted(data.draw(st.lists(st.integers(0, max(n - 1, 0)), max_size=8))) if n else []
     got = take_sorted(column, np.array(rows, dtype=np.int64))
     assert got.to_pylist() == [column[i].as_py() for i in rows]
+
+
+@settings(deadline=None)
+@given(st.lists(st.text("0123456789-T:Zz+. ", min_size=19, max_size=21) |
+                st.integers(-62135596800, 253402300799).map(lambda s: to_iso(s * S)),
+                min_size=1, max_size=5))
+def test_plain_utc_shape_is_a_case_of_the_regex(cells: list[str]) -> None:
+    """The byte check that spares the regex accepts only cells the regex accepts, and
+    every whole-second UTC time."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from asof_stream.training.columnar import _RFC3339, _plain_utc
+
+    column = pa.array(cells, pa.string())
+    regex = pc.all(pc.match_substring_regex(column, _RFC3339)).as_py()
+    assert not _plain_utc(column) or regex
+    if all(len(c) == 20 and c.endswith("Z") and not c.startswith("0000") and c[10] == "T"
+           and c.count("-") == 2 and c.count(":") == 2 for c in cells) and regex:
+        assert _plain_utc(column)
+    assert _plain_utc(column.slice(1)) == (len(cells) > 1 and _plain_utc(pa.array(cells[1:])))

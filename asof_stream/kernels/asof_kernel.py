@@ -38,12 +38,19 @@ def encode_entities(sorted_entities: ArrowLike, label_entities: ArrowLike) -> tu
     ``sorted_entities`` must be grouped (equal keys adjacent; sorted implies grouped) and
     non-null, so the row codes come out non-decreasing. It may be dictionary-encoded (a
     segment read with ``entity_dictionary=True``): then only the chunks' dictionaries are
-    compared as text, the rows by their indices.
+    compared as text, the rows by their indices. Labels may be dictionary-encoded too
+    (each distinct key is then looked up once).
     """
+    labels = _contiguous(label_entities)
+    if pa.types.is_dictionary(labels.type):  # each distinct label key looked up once
+        row_codes, codes = encode_entities(sorted_entities, labels.dictionary)
+        found = valid_numpy(labels.indices)
+        picked = codes[np.where(found, int_numpy(labels.indices), 0)] if len(codes) else \
+            np.full(len(labels), -1, np.int64)
+        return row_codes, np.where(found, picked, -1)
     if pa.types.is_dictionary(sorted_entities.type):
         return _encode_dictionary(sorted_entities, label_entities)
     rows = _contiguous(sorted_entities)
-    labels = _contiguous(label_entities)
     if rows.null_count:
         raise ValueError("row entity keys must not be null")
     n = len(rows)
@@ -53,7 +60,8 @@ def encode_entities(sorted_entities: ArrowLike, label_entities: ArrowLike) -> tu
     if n > 1:
         neq = pc.not_equal(rows.slice(1), rows.slice(0, n - 1))
         starts[1:] = bool_numpy(neq)
-    row_codes = np.cumsum(starts, dtype=np.int64) - 1
+    row_codes = np.cumsum(starts, dtype=np.int64)
+    row_codes -= 1
     uniq = rows.filter(bool_array(starts))
     if len(pc.unique(uniq)) != len(uniq):
         raise ValueError("row entity keys are not grouped (rows must be sorted by entity)")
@@ -92,7 +100,8 @@ def _encode_dictionary(sorted_entities: ArrowLike,
         entry += len(c.dictionary)
     starts = np.ones(n, dtype=bool)
     np.not_equal(ids[1:], ids[:-1], out=starts[1:])
-    row_codes = np.cumsum(starts, dtype=np.int64) - 1
+    row_codes = np.cumsum(starts, dtype=np.int64)
+    row_codes -= 1
     firsts = ids[starts]
     if len(sorted_unique(firsts)) != len(firsts):
         raise ValueError("row entity keys are not grouped (rows must be sorted by entity)")

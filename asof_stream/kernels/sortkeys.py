@@ -49,7 +49,9 @@ def composite_keys(
     if code_bits + span.bit_length() <= 64:
         b = span.bit_length()
         ulo = np.uint64(lo - I64_MIN)
-        row_off = ordered_u64(row_vals) - ulo + np.uint64(1)
+        row_off = ordered_u64(row_vals)  # a new array: shifted in place (no temporaries
+        row_off -= ulo                    # of 10M values, each costing fresh pages)
+        row_off += np.uint64(1)
         below = probe_thr < lo
         clipped = np.minimum(probe_thr, hi)
         thr_off = ordered_u64(clipped) - ulo + np.uint64(1)
@@ -62,8 +64,12 @@ def composite_keys(
     if probe_neg_inf is not None:
         thr_off[probe_neg_inf] = 0
     shift = np.uint64(b)
-    row_keys = (np.asarray(row_codes).astype(np.uint64) << shift) | row_off
-    probe_keys = (np.asarray(probe_codes).astype(np.uint64) << shift) | thr_off
+    row_keys = np.asarray(row_codes).astype(np.uint64)
+    row_keys <<= shift
+    row_keys |= row_off
+    probe_keys = np.asarray(probe_codes).astype(np.uint64)
+    probe_keys <<= shift
+    probe_keys |= thr_off
     return row_keys, probe_keys
 
 

@@ -75,8 +75,11 @@ class ColumnarResult:
     shard_high_water: dict[str, int] | None = None
 
 
-def read_plain_csv(path: Path, timestamp_column: str) -> ColumnarLabels | None:
-    """The label file in columns, or None when it is not one the fast path copies as is."""
+def read_plain_csv(path: Path, timestamp_column: str,
+                   needed: Sequence[str] | None = None) -> ColumnarLabels | None:
+    """The label file in columns, or None when it is not one the fast path copies as is.
+    ``needed``: the columns whose cells are kept besides the time (None: all; every row's
+    cells are counted either way)."""
     data = path.read_bytes()
     if data.startswith(_BOM):
         data = data[len(_BOM):]
@@ -93,8 +96,10 @@ def read_plain_csv(path: Path, timestamp_column: str) -> ColumnarLabels | None:
     except UnicodeDecodeError:
         return None
     columns = header.split(",")
-    if len(set(columns)) != len(columns) or timestamp_column not in columns:
+    if len(set(columns)) != len(columns) or timestamp_column not in columns or \
+            not set(needed or ()) <= set(columns):
         return None
+    keep = columns if needed is None else list(dict.fromkeys([*needed, timestamp_column]))
     # element i spans the newline before line i+1 up to (not including) its own newline
     kind = pa.string() if newlines.dtype == np.int32 else pa.large_string()
     elems = pa.Array.from_buffers(kind, len(newlines) - 1,
@@ -106,8 +111,9 @@ def read_plain_csv(path: Path, timestamp_column: str) -> ColumnarLabels | None:
             pa.py_buffer(data[newlines[0] + 1:]),
             read_options=pacsv.ReadOptions(column_names=columns, use_threads=True),
             parse_options=pacsv.ParseOptions(quote_char=False, newlines_in_values=False),
-            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(columns, pa.string()),
-                                                 strings_can_be_null=False))
+            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(keep, pa.string()),
+                                                 strings_can_be_null=False,
+                                                 include_columns=keep))
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return None
     if cells.num_rows != len(lines) or not len(lines):
@@ -128,10 +134,35 @@ _RFC3339 = (r"^([1-9]\d{3}|0[1-9]\d\d|00[1-9]\d|000[1-9])-\d\d-\d\dT\d\d:\d\d:\d
             r"(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$")
 
 
+_DIGITS_AT = np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18])
+_MARKS_AT = np.array([4, 7, 10, 13, 16, 19])
+_MARKS = np.frombuffer(b"--T::Z", dtype=np.uint8)
+
+
+def _plain_utc(column: pa.Array) -> bool:
+    """Whether every cell is ``YYYY-MM-DDTHH:MM:SSZ`` (year not 0000), a shape
+    :data:`_RFC3339` matches: checked on the bytes as a 20-column matrix (the regex over
+    1M cells took 0.14 s)."""
+    n = len(column)
+    if not n or column.null_count or column.type != pa.string():
+        return False
+    offsets = np.frombuffer(column.buffers()[1], dtype=np.int32)[column.offset:
+                                                                  column.offset + n + 1]
+    if not (np.diff(offsets) == 20).all():
+        return False
+    cells = np.frombuffer(column.buffers()[2], dtype=np.uint8)[
+        offsets[0]:offsets[-1]].reshape(n, 20)
+    digits = cells[:, _DIGITS_AT]
+    return bool(((digits >= 48) & (digits <= 57)).all()
+                and (cells[:, _MARKS_AT] == _MARKS).all()
+                and not (cells[:, :4] == 48).all(axis=1).any())
+
+
 def rfc3339_micros(column: pa.Array) -> np.ndarray | None:
     """UTC microseconds of a column of plain RFC 3339 cells, parsed by Arrow; None when a
     cell has another shape or is not a valid instant (the general parser says why)."""
-    if not pc.all(pc.match_substring_regex(column, _RFC3339)).as_py():
+    if not _plain_utc(column) and not pc.all(pc.match_substring_regex(column,
+                                                                      _RFC3339)).as_py():
         return None
     try:
         parsed = pc.cast(column, pa.timestamp("us", "UTC"))
@@ -198,7 +229,7 @@ def view_cells(log: OfflineLog, defs: Definitions, view: str, features: Sequence
                ) -> dict[str, pa.Array]:
     """Per feature of ``view``, the CSV cell of each label's chosen row ("" for none)."""
     spec = defs.views[view]
-    wanted = pc.unique(keys).sort()
+    wanted = keys.dictionary if pa.types.is_dictionary(keys.type) else pc.unique(keys)
     tiers = [t.table for t in scan_view(log, defs, view, max_seq=upto_seq, columns=features,
                                         entities=wanted, exact=False, entity_dictionary=True,
                                         ingest_ts=mode.as_known_at)]
@@ -279,7 +310,7 @@ def columnar_csv(log: OfflineLog, defs: Definitions, labels_path: str | os.PathL
     bound = log.max_seq() if upto_seq is None else upto_seq
     if any(not list_segments(log.conn, v, bound) for v in views):
         return None
-    labels = read_plain_csv(source, timestamp_column)
+    labels = read_plain_csv(source, timestamp_column, sorted(set(key_of.values())))
     if labels is None:
         return None
     names = output_names(pairs, full_feature_names)
@@ -291,7 +322,7 @@ def columnar_csv(log: OfflineLog, defs: Definitions, labels_path: str | os.PathL
     cells: dict[tuple[str, str], pa.Array] = {}
     for v in views:
         feats = [f for vv, f in pairs if vv == v]
-        keys = labels.cells.column(key_of[v]).combine_chunks()
+        keys = labels.cells.column(key_of[v]).combine_chunks().dictionary_encode()
         for f, arr in view_cells(log, defs, v, feats, keys, labels.times, mode, bound).items():
             cells[(v, f)] = arr
         if progress is not None:
