@@ -8,6 +8,7 @@ import json
 import tempfile
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -16,6 +17,7 @@ from asof_stream.config import parse_config
 from asof_stream.events import EventDecoder
 from asof_stream.ingest.commit import Committer
 from asof_stream.ingest.sources.base import Record
+from asof_stream.offline import segments
 from asof_stream.offline.log import OfflineLog
 from asof_stream.offline.seal import seal_view, segments_lock
 from asof_stream.timestamps import to_iso
@@ -121,12 +123,16 @@ def write_labels(path: Path, rows: Any, bom: bool, trailing: bool, crlf: bool = 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(histories, label_lists, modes, refs, st.booleans(), st.booleans(), st.booleans(),
-       st.booleans(), time_styles)
+       st.booleans(), time_styles, st.sampled_from([None, 1, 2, 3]))
 def test_fast_path_writes_the_same_bytes(history: Any, rows: Any, mode: JoinMode,
                                          features: list[str], full: bool, bom: bool,
-                                         trailing: bool, crlf: bool, style: str) -> None:
+                                         trailing: bool, crlf: bool, style: str,
+                                         group_rows: int | None) -> None:
+    """... with segments of row groups of a few rows too (the fast path reads a row group
+    at a time; an entity's rows run on across groups)."""
     full = full or features == ["a", "t"]  # both have a feature s
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, \
+            mock.patch.object(segments, "ROW_GROUP_ROWS", group_rows or segments.ROW_GROUP_ROWS):
         root = Path(tmp)
         with build(root, history) as log:
             labels_path = root / "labels.csv"

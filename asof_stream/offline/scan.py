@@ -44,7 +44,14 @@ import pyarrow.compute as pc
 from ..definitions import Definitions
 from .log import HIGH_SEQ_SQL, OfflineLog
 from .manifest import Segment, has_manifest, list_segments
-from .segments import ARROW_TYPES, SORT_KEYS, SegmentError, column_name, read_segment
+from .segments import (
+    ARROW_TYPES,
+    SORT_KEYS,
+    SegmentError,
+    SegmentGroups,
+    column_name,
+    read_segment,
+)
 
 BASE_COLUMNS = ("seq", "entity", "event_timestamp", "ingest_ts")
 HEAD_SQL = ("SELECT seq, entity, event_timestamp, ingest_ts, features FROM log"
@@ -154,6 +161,51 @@ def scan_view(log: OfflineLog, defs: Definitions, view: str, *, max_seq: int | N
         head = head_table(rows, defs, view, features)
         tiers.append(Tier("head", head if ingest_ts else head.drop_columns(["ingest_ts"])))
         return tiers
+    raise SegmentError(f"{log.segments_dir}: the segments kept changing while being read")
+
+
+@dataclass(frozen=True, slots=True)
+class OpenTier:
+    """A sealed tier of :func:`open_view`: its segment, opened, read a row group at a
+    time (``groups.read(g)``, then ``within_bound``)."""
+
+    segment: Segment
+    groups: SegmentGroups
+    bound: int
+
+    def within_bound(self, table: pa.Table) -> pa.Table:
+        """A row group's rows with ``seq`` up to the snapshot's bound."""
+        if self.segment.max_seq <= self.bound:
+            return table
+        return table.filter(pc.less_equal(table.column("seq"), self.bound))
+
+
+def open_view(log: OfflineLog, defs: Definitions, view: str, *, max_seq: int | None = None,
+              columns: Sequence[str] | None = None,
+              entities: Sequence[str] | pa.Array | None = None,
+              ingest_ts: bool = True) -> tuple[list[OpenTier], Tier]:
+    """:func:`scan_view`'s snapshot with its segments opened, not read (for a reader that
+    goes a row group at a time, entity columns dictionary-encoded, row groups holding
+    none of ``entities`` skipped), and its head tier read."""
+    spec = defs.views[view]
+    features = list(columns) if columns is not None else spec.feature_names
+    for name in features:
+        spec.feature(name)
+    base = [c for c in BASE_COLUMNS if ingest_ts or c != "ingest_ts"]
+    wanted = [*base, *(column_name(f) for f in features)]
+    if entities is not None and not isinstance(entities, pa.Array):
+        entities = list(entities)
+    for _attempt in range(5):
+        bound, segments, rows = _snapshot(log, view, max_seq, entities)
+        try:
+            opened = [OpenTier(s, SegmentGroups(log.segments_dir / s.file, s.bytes, wanted,
+                                                entities), bound) for s in segments]
+        except SegmentError:
+            if not _manifest_moved(log, segments):
+                raise
+            continue
+        head = head_table(rows, defs, view, features)
+        return opened, Tier("head", head if ingest_ts else head.drop_columns(["ingest_ts"]))
     raise SegmentError(f"{log.segments_dir}: the segments kept changing while being read")
 
 

@@ -7,7 +7,8 @@ the two on random data), without a Python object per label or per cell:
 - the label file is read once as bytes; each data line is kept verbatim (an Arrow slice of
   the file) and its cells are parsed by ``pyarrow.csv`` as strings;
 - per view, the kernel (:mod:`asof_stream.kernels.asof_kernel`) finds each label's row in
-  every tier of :func:`~asof_stream.offline.scan.scan_view` and keeps the latest;
+  every tier of :func:`~asof_stream.offline.scan.open_view` (a segment a row group at a
+  time, :mod:`.columnar_tiers`) and keeps the latest;
 - each chosen row's features are rendered as CSV cells once (Arrow compute; floats with
   Python's ``repr``, the one rendering Arrow does not share), gathered per label with
   ``take``, and every output line is joined in Arrow and written as one buffer.
@@ -35,14 +36,15 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from ..definitions import Definitions, output_names
-from ..kernels.asof_kernel import asof_indices, encode_entities, pick_latest
+from ..kernels.asof_kernel import pick_latest
 from ..kernels.buffers import bool_array, int64_array, int_numpy, valid_numpy
 from ..kernels.sortkeys import sorted_unique
 from ..offline.log import OfflineLog
 from ..offline.manifest import list_segments
-from ..offline.scan import scan_view
+from ..offline.scan import open_view
 from ..offline.segments import column_name, text_array
 from ..timestamps import MAX_US, MIN_US, TimestampError
+from .columnar_tiers import LabelOrder, head_match, segment_match
 from .labels import cells_to_micros
 from .matches import JoinMode
 
@@ -227,28 +229,23 @@ def float_cells(col: pa.Array) -> pa.Array:
 def view_cells(log: OfflineLog, defs: Definitions, view: str, features: Sequence[str],
                keys: pa.Array, times: np.ndarray, mode: JoinMode, upto_seq: int
                ) -> dict[str, pa.Array]:
-    """Per feature of ``view``, the CSV cell of each label's chosen row ("" for none)."""
+    """Per feature of ``view``, the CSV cell of each label's chosen row ("" for none).
+    ``keys``: the labels' entity keys, dictionary-encoded (as ``dictionary_encode`` makes)."""
     spec = defs.views[view]
-    wanted = keys.dictionary if pa.types.is_dictionary(keys.type) else pc.unique(keys)
-    tiers = [t.table for t in scan_view(log, defs, view, max_seq=upto_seq, columns=features,
-                                        entities=wanted, exact=False, entity_dictionary=True,
-                                        ingest_ts=mode.as_known_at)]
-    tiers = [t for t in tiers if t.num_rows] or tiers[-1:]
-    found = []
-    for table in tiers:
-        row_codes, label_codes = encode_entities(table.column("entity"), keys)
-        ets, seq = int_numpy(table.column("event_timestamp")), int_numpy(table.column("seq"))
-        idx = asof_indices(row_codes, ets, seq, label_codes, times,
-                           strict=mode.strict, ttl_us=spec.ttl,
-                           row_ingest=int_numpy(table.column("ingest_ts"))
-                           if mode.as_known_at else None,
-                           as_known_at=mode.as_known_at)
-        found.append((idx, ets, seq))
-    tier_of, index = pick_latest(found)
+    if not pa.types.is_dictionary(keys.type):
+        keys = keys.dictionary_encode()
+    segments, head = open_view(log, defs, view, max_seq=upto_seq, columns=features,
+                               entities=keys.dictionary, ingest_ts=mode.as_known_at)
+    order = LabelOrder(keys) if segments else None
+    tiers = [segment_match(t, order, times, mode, spec.ttl, features)
+             for t in segments if order is not None]
+    if head.table.num_rows or not tiers:
+        tiers.append(head_match(head.table, keys, times, mode, spec.ttl, features))
+    tier_of, index = pick_latest([(t.index, t.ts, t.seq) for t in tiers])
     parts: dict[str, list[pa.Array]] = {f: [] for f in features}
     where = np.full(len(times), -1, dtype=np.int64)
     offset = 0
-    for k, table in enumerate(tiers):
+    for k, tier in enumerate(tiers):
         mine = np.flatnonzero(tier_of == k)
         if not len(mine):
             continue
@@ -256,7 +253,7 @@ def view_cells(log: OfflineLog, defs: Definitions, view: str, features: Sequence
         where[mine] = offset + np.searchsorted(rows, index[mine])
         offset += len(rows)
         for f in features:
-            picked = take_sorted(table.column(column_name(f)), rows)
+            picked = take_sorted(tier.features.column(column_name(f)), rows)
             parts[f].append(csv_cells(picked, spec.feature(f).dtype))
     where[where < 0] = offset  # the empty cell, last
     at = int64_array(where)
