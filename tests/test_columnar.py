@@ -297,3 +297,18 @@ def test_plain_utc_shape_is_a_case_of_the_regex(cells: list[str]) -> None:
            and c.count("-") == 2 and c.count(":") == 2 for c in cells) and regex:
         assert _plain_utc(column)
     assert _plain_utc(column.slice(1)) == (len(cells) > 1 and _plain_utc(pa.array(cells[1:])))
+
+
+@settings(deadline=None)
+@given(st.lists(st.none() | st.text(max_size=4), max_size=8), st.integers(0, 3))
+def test_special_bytes_check_is_the_regex(cells: list[str | None], cut: int) -> None:
+    """The one-pass byte check says a string column needs quoting exactly when a cell
+    matches the regex (slices included)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from asof_stream.training.columnar import _NEEDS_QUOTES, _has_special_bytes
+
+    column = pa.array(cells, pa.string()).slice(min(cut, len(cells)))
+    want = bool(pc.any(pc.match_substring_regex(column, _NEEDS_QUOTES)).as_py())
+    assert _has_special_bytes(column) == want or (not want and column.null_count)

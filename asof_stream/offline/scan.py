@@ -54,6 +54,7 @@ from .segments import (
 )
 
 BASE_COLUMNS = ("seq", "entity", "event_timestamp", "ingest_ts")
+HEAD_ANY_SQL = "SELECT 1 FROM log WHERE view = ? AND seq <= ? LIMIT 1"
 HEAD_SQL = ("SELECT seq, entity, event_timestamp, ingest_ts, features FROM log"
             " WHERE view = ? AND seq <= ?{extra} ORDER BY entity, event_timestamp, seq")
 
@@ -129,6 +130,8 @@ def _snapshot(log: OfflineLog, view: str, max_seq: int | None,
               entities: Sequence[str] | pa.Array | None) -> tuple[int, list[Segment], list[tuple]]:
     with _read_snapshot(log, view, max_seq) as (conn, bound, segments):
         extra, params = "", [view, bound]
+        if entities is not None and conn.execute(HEAD_ANY_SQL, params).fetchone() is None:
+            return bound, segments, []  # an empty head: no 200k keys as JSON for nothing
         if entities is not None:
             extra = " AND entity IN (SELECT value FROM json_each(?))"
             params.append(json.dumps(entities.to_pylist() if isinstance(entities, pa.Array)

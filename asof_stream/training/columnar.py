@@ -188,12 +188,32 @@ def csv_cells(column: pa.ChunkedArray | pa.Array, dtype: str) -> pa.Array:
     elif dtype == "bool":
         text = pc.if_else(col, _TRUE, _FALSE)
     elif dtype == "string":
-        quoted = pc.binary_join_element_wise(_QUOTE, pc.replace_substring(col, '"', '""'),
-                                             _QUOTE, _EMPTY)
-        text = pc.if_else(pc.match_substring_regex(col, _NEEDS_QUOTES), quoted, col)
+        if not _has_special_bytes(col):  # the common case: no cell needs quotes
+            text = col
+        else:
+            quoted = pc.binary_join_element_wise(_QUOTE, pc.replace_substring(col, '"', '""'),
+                                                 _QUOTE, _EMPTY)
+            text = pc.if_else(pc.match_substring_regex(col, _NEEDS_QUOTES), quoted, col)
     else:
         text = pc.cast(col, pa.string())
     return pc.fill_null(text, _EMPTY) if text.null_count else text
+
+
+_SPECIAL = np.zeros(256, dtype=bool)
+_SPECIAL[list(b',"\r\n')] = True
+
+
+def _has_special_bytes(col: pa.Array) -> bool:
+    """Whether the text of a string array holds a byte that makes a CSV cell need quotes
+    (one pass over its data buffer rather than a regex per cell)."""
+    if not len(col) or col.type != pa.string():
+        return bool(len(col))
+    offsets = np.frombuffer(col.buffers()[1], dtype=np.int32)
+    data = col.buffers()[2]
+    if data is None:
+        return False
+    lo, hi = int(offsets[col.offset]), int(offsets[col.offset + len(col)])
+    return bool(_SPECIAL[np.frombuffer(data, dtype=np.uint8)[lo:hi]].any())
 
 
 def float_cells(col: pa.Array) -> pa.Array:
@@ -241,10 +261,16 @@ def view_cells(log: OfflineLog, defs: Definitions, view: str, features: Sequence
              for t in segments if order is not None]
     if head.table.num_rows or not tiers:
         tiers.append(head_match(head.table, keys, times, mode, spec.ttl, features))
-    tier_of, index = pick_latest([(t.index, t.ts, t.seq) for t in tiers])
     parts: dict[str, list[pa.Array]] = {f: [] for f in features}
-    where = np.full(len(times), -1, dtype=np.int64)
-    offset = 0
+    if len(tiers) == 1:  # its candidates are distinct rows: each rendered once as it is
+        where, offset = tiers[0].index.copy(), len(tiers[0].ts)
+        for f in features:
+            parts[f].append(csv_cells(tiers[0].features.column(column_name(f)),
+                                      spec.feature(f).dtype))
+        tiers = []
+    else:
+        tier_of, index = pick_latest([(t.index, t.ts, t.seq) for t in tiers])
+        where, offset = np.full(len(times), -1, dtype=np.int64), 0
     for k, tier in enumerate(tiers):
         mine = np.flatnonzero(tier_of == k)
         if not len(mine):
