@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from asof_stream.kernels.asof_kernel import asof_indices, encode_entities, pick_latest
+from asof_stream.kernels.sortkeys import sorted_unique
 from tests.oracles import Row, asof_oracle
 
 I64_MIN, I64_MAX = -(2**63), 2**63 - 1
@@ -123,3 +124,44 @@ def test_encode_entities_chunked_and_large_string() -> None:
     rc, lc = encode_entities(rows, pa.chunked_array([pa.array(["z", "q", None, "x"])]))
     assert rc.tolist() == [0, 0, 1, 2]
     assert lc.tolist() == [2, -1, -1, 0]
+
+
+@settings(deadline=None)
+@given(st.lists(st.integers(-(2**63), 2**63 - 1) | st.integers(-3, 3), max_size=40))
+def test_sorted_unique_is_np_unique(values: list[int]) -> None:
+    arr = np.array(values, dtype=np.int64)
+    got = sorted_unique(arr)
+    assert got.dtype == np.int64 and got.tolist() == np.unique(arr).tolist()
+
+
+@settings(deadline=None)
+@given(st.lists(st.sampled_from(["a", "b", "c", "é", ""]), max_size=30), st.data())
+def test_encode_entities_dictionary_chunks(values: list[str], data: st.DataObject) -> None:
+    """Rows as dictionary chunks (each its own dictionary, in any order, with unused
+    entries, as a segment's row groups read) get the codes the plain strings get; labels
+    dictionary-encoded too."""
+    rows = sorted(values)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(rows)), max_size=4)))
+    chunks = []
+    for lo, hi in zip([0, *cuts], [*cuts, len(rows)], strict=True):
+        part = rows[lo:hi]
+        dictionary = data.draw(st.permutations(sorted({*part, *data.draw(
+            st.lists(st.sampled_from(["a", "q", "é"]), max_size=2))})))
+        indices = pa.array([dictionary.index(v) for v in part], pa.int32())
+        chunks.append(pa.DictionaryArray.from_arrays(indices, pa.array(dictionary, pa.string())))
+    labels = pa.array(data.draw(st.lists(st.sampled_from(["a", "b", "é", "zz", "", None]),
+                                         max_size=10)), pa.string())
+    dict_rows = pa.chunked_array(chunks, pa.dictionary(pa.int32(), pa.string()))
+    want = encode_entities(pa.array(rows, pa.string()), labels)
+    for got in (encode_entities(dict_rows, labels),
+                encode_entities(dict_rows, labels.dictionary_encode()),
+                encode_entities(pa.array(rows, pa.string()), labels.dictionary_encode())):
+        assert got[0].tolist() == want[0].tolist() and got[1].tolist() == want[1].tolist()
+
+
+def test_encode_entities_dictionary_not_grouped() -> None:
+    rows = pa.array(["a", "b", "a"]).dictionary_encode()
+    with pytest.raises(ValueError, match="not grouped"):
+        encode_entities(rows, pa.array(["a"]))
+    with pytest.raises(ValueError, match="not be null"):
+        encode_entities(pa.array(["a", None]).dictionary_encode(), pa.array(["a"]))

@@ -8,6 +8,7 @@ import json
 import tempfile
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -16,6 +17,7 @@ from asof_stream.config import parse_config
 from asof_stream.events import EventDecoder
 from asof_stream.ingest.commit import Committer
 from asof_stream.ingest.sources.base import Record
+from asof_stream.offline import segments
 from asof_stream.offline.log import OfflineLog
 from asof_stream.offline.seal import seal_view, segments_lock
 from asof_stream.timestamps import to_iso
@@ -121,12 +123,16 @@ def write_labels(path: Path, rows: Any, bom: bool, trailing: bool, crlf: bool = 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(histories, label_lists, modes, refs, st.booleans(), st.booleans(), st.booleans(),
-       st.booleans(), time_styles)
+       st.booleans(), time_styles, st.sampled_from([None, 1, 2, 3]))
 def test_fast_path_writes_the_same_bytes(history: Any, rows: Any, mode: JoinMode,
                                          features: list[str], full: bool, bom: bool,
-                                         trailing: bool, crlf: bool, style: str) -> None:
+                                         trailing: bool, crlf: bool, style: str,
+                                         group_rows: int | None) -> None:
+    """... with segments of row groups of a few rows too (the fast path reads a row group
+    at a time; an entity's rows run on across groups)."""
     full = full or features == ["a", "t"]  # both have a feature s
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, \
+            mock.patch.object(segments, "ROW_GROUP_ROWS", group_rows or segments.ROW_GROUP_ROWS):
         root = Path(tmp)
         with build(root, history) as log:
             labels_path = root / "labels.csv"
@@ -172,6 +178,7 @@ def test_what_the_fast_path_leaves_to_the_general_one(tmp_path: Path) -> None:
                  "customer_id,when\nc1,2026-01-01T00:00:00Z\n"):
         (tmp_path / "l.csv").write_text(text, newline="")
         assert read_plain_csv(tmp_path / "l.csv", "event_timestamp") is None, text
+        assert read_plain_csv(tmp_path / "l.csv", "event_timestamp", ["customer_id"]) is None
 
 
 @settings(max_examples=60, deadline=None)
@@ -180,7 +187,8 @@ def test_what_the_fast_path_leaves_to_the_general_one(tmp_path: Path) -> None:
 def test_read_segment_prunes_row_groups_exactly(entities: list[str], wanted: list[str],
                                                 group: int) -> None:
     """Reading some entities of a segment of many row groups (pruned by their statistics,
-    then filtered) gives the rows a filter of the whole file gives, in order."""
+    then filtered) gives the rows a filter of the whole file gives, in order; with the
+    entity column left dictionary-encoded too."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -197,6 +205,9 @@ def test_read_segment_prunes_row_groups_exactly(entities: list[str], wanted: lis
             want = table.filter(pc.is_in(table.column("entity"),
                                          value_set=pa.array(wanted, pa.string())))
             assert got.to_pylist() == want.to_pylist()
+            coded = read_segment(path, size, entities=values, entity_dictionary=True)
+            assert pa.types.is_dictionary(coded.schema.field("entity").type)
+            assert coded.to_pylist() == want.to_pylist()
 
 
 @settings(max_examples=300, deadline=None)
@@ -223,3 +234,81 @@ def test_arrow_reads_rfc3339_as_cell_to_micros(t: int, style: str) -> None:
     for bad in ("2025-02-30T00:00:00Z", "0000-01-01T00:00:00Z", "2025-01-01T24:00:00Z",
                 "2025-01-01T00:00:00+24:00", "0001-01-01T00:00:00+01:00"):
         assert rfc3339_micros(pa.array([bad], pa.string())) is None, bad
+
+
+EDGES = [0.0, -0.0, 1e-4, 1.0000001e-4, 9.999999e-5, 1e9, 999999999.9999999, 1e17,
+         9.999999999999998e16, 1e-11, 9.99999999999e-12, 1e-10, 1e-7, 1e-5, 1e10, 1e15,
+         123456789012345.6, 5e-324, 2.2250738585072014e-308, 1.7976931348623157e308,
+         float("nan"), float("inf"), float("-inf"), 3.0, 150000000.0, 2.0**53]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.none() | st.floats() | st.sampled_from(EDGES) |
+                st.sampled_from(EDGES).map(lambda v: -v), max_size=30))
+def test_float_cells_are_python_repr(values: list[float | None]) -> None:
+    """Floats rendered by Arrow where its text is Python's are exactly ``repr``, nulls
+    stay null; random bit patterns (every exponent) too."""
+    import numpy as np
+    import pyarrow as pa
+
+    from asof_stream.training.columnar import float_cells
+
+    rng = np.random.default_rng(len(values))
+    noise = np.frombuffer(rng.bytes(8 * 2000), dtype=np.float64).tolist()
+    scaled = (rng.standard_normal(2000) * 10.0 ** rng.integers(-14, 20, 2000)).tolist()
+    for case in (values, noise, scaled, EDGES):
+        got = float_cells(pa.array(case, pa.float64())).to_pylist()
+        assert got == [None if v is None else repr(v) for v in case]
+
+
+@settings(deadline=None)
+@given(st.lists(st.lists(st.none() | st.integers(-5, 5), max_size=6), min_size=1, max_size=5),
+       st.data())
+def test_take_sorted_is_take(chunks: list[list[int | None]], data: st.DataObject) -> None:
+    """Ascending rows taken chunk by chunk are ``take``'s rows (empty chunks, none taken)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from asof_stream.training.columnar import take_sorted
+
+    column = pa.chunked_array([pa.array(c, pa.int64()) for c in chunks], pa.int64())
+    n = len(column)
+    rows = sorted(data.draw(st.lists(st.integers(0, max(n - 1, 0)), max_size=8))) if n else []
+    got = take_sorted(column, np.array(rows, dtype=np.int64))
+    assert got.to_pylist() == [column[i].as_py() for i in rows]
+
+
+@settings(deadline=None)
+@given(st.lists(st.text("0123456789-T:Zz+. ", min_size=19, max_size=21) |
+                st.integers(-62135596800, 253402300799).map(lambda s: to_iso(s * S)),
+                min_size=1, max_size=5))
+def test_plain_utc_shape_is_a_case_of_the_regex(cells: list[str]) -> None:
+    """The byte check that spares the regex accepts only cells the regex accepts, and
+    every whole-second UTC time."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from asof_stream.training.columnar import _RFC3339, _plain_utc
+
+    column = pa.array(cells, pa.string())
+    regex = pc.all(pc.match_substring_regex(column, _RFC3339)).as_py()
+    assert not _plain_utc(column) or regex
+    if all(len(c) == 20 and c.endswith("Z") and not c.startswith("0000") and c[10] == "T"
+           and c.count("-") == 2 and c.count(":") == 2 for c in cells) and regex:
+        assert _plain_utc(column)
+    assert _plain_utc(column.slice(1)) == (len(cells) > 1 and _plain_utc(pa.array(cells[1:])))
+
+
+@settings(deadline=None)
+@given(st.lists(st.none() | st.text(max_size=4), max_size=8), st.integers(0, 3))
+def test_special_bytes_check_is_the_regex(cells: list[str | None], cut: int) -> None:
+    """The one-pass byte check says a string column needs quoting exactly when a cell
+    matches the regex (slices included)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from asof_stream.training.columnar import _NEEDS_QUOTES, _has_special_bytes
+
+    column = pa.array(cells, pa.string()).slice(min(cut, len(cells)))
+    want = bool(pc.any(pc.match_substring_regex(column, _NEEDS_QUOTES)).as_py())
+    assert _has_special_bytes(column) == want or (not want and column.null_count)

@@ -1,5 +1,6 @@
 """Progress bars for long work, on stderr, only when it is a terminal; and the summary
-line every long command ends with, whatever stderr is."""
+line every long command ends with, whatever stderr is. ``rich`` is imported only when a
+bar is drawn (its import is a tenth of a second a command without a terminal need not pay)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import click
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 
 def _enabled(total: int, threshold: int) -> bool:
@@ -32,6 +22,9 @@ def byte_progress(total: int, label: str, threshold: int = 1 << 20) -> Iterator[
     if not _enabled(total, threshold):
         yield lambda n: None
         return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
     with Progress(TextColumn(label), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
                   console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(label, total=total)
@@ -44,6 +37,15 @@ def row_progress(total: int, label: str, threshold: int = 50_000) -> Iterator[Ca
     if not _enabled(total, threshold):
         yield lambda n: None
         return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     # Redrawn on each advance, not by a thread: the join forks worker processes, and
     # forking while another thread may hold a lock can hang the child.
     with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -65,6 +67,15 @@ def step_progress(label: str, total: int | None = None) -> Iterator[Callable[[st
     if not sys.stderr.isatty():
         yield lambda text: None
         return
+    from rich.console import Console
+    from rich.progress import (
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=Console(stderr=True), transient=True,
                   auto_refresh=False) as bar:

@@ -17,8 +17,12 @@ picks features (None: all of the view's, in definition order); ``entities`` keep
 those entity keys (the log's entity text; with ``exact=False`` a segment's row groups that
 hold none of them are skipped, but rows of other entities in the others are kept, for
 a reader that matches entities itself, such as the kernel). Head rows are decoded from their JSON into
-the same typed columns. Tiers may be empty tables; the same entity may appear in several
-tiers (the greatest ``(event_timestamp, seq)`` across tiers wins in an as-of join).
+the same typed columns. For a reader that needs less (the training-set fast path):
+``entity_dictionary=True`` leaves a segment tier's entity column dictionary-encoded as
+read (:func:`~asof_stream.offline.segments.read_segment`; the head's stays plain
+strings) and ``ingest_ts=False`` leaves that column out of every tier. Tiers may be
+empty tables; the same entity may appear in several tiers (the greatest
+``(event_timestamp, seq)`` across tiers wins in an as-of join).
 
 A registered file that is missing or not the size the manifest says raises
 :class:`~asof_stream.offline.segments.SegmentError` naming it; a file removed by a
@@ -40,9 +44,17 @@ import pyarrow.compute as pc
 from ..definitions import Definitions
 from .log import HIGH_SEQ_SQL, OfflineLog
 from .manifest import Segment, has_manifest, list_segments
-from .segments import ARROW_TYPES, SORT_KEYS, SegmentError, column_name, read_segment
+from .segments import (
+    ARROW_TYPES,
+    SORT_KEYS,
+    SegmentError,
+    SegmentGroups,
+    column_name,
+    read_segment,
+)
 
 BASE_COLUMNS = ("seq", "entity", "event_timestamp", "ingest_ts")
+HEAD_ANY_SQL = "SELECT 1 FROM log WHERE view = ? AND seq <= ? LIMIT 1"
 HEAD_SQL = ("SELECT seq, entity, event_timestamp, ingest_ts, features FROM log"
             " WHERE view = ? AND seq <= ?{extra} ORDER BY entity, event_timestamp, seq")
 
@@ -118,6 +130,8 @@ def _snapshot(log: OfflineLog, view: str, max_seq: int | None,
               entities: Sequence[str] | pa.Array | None) -> tuple[int, list[Segment], list[tuple]]:
     with _read_snapshot(log, view, max_seq) as (conn, bound, segments):
         extra, params = "", [view, bound]
+        if entities is not None and conn.execute(HEAD_ANY_SQL, params).fetchone() is None:
+            return bound, segments, []  # an empty head: no 200k keys as JSON for nothing
         if entities is not None:
             extra = " AND entity IN (SELECT value FROM json_each(?))"
             params.append(json.dumps(entities.to_pylist() if isinstance(entities, pa.Array)
@@ -129,32 +143,82 @@ def _snapshot(log: OfflineLog, view: str, max_seq: int | None,
 def scan_view(log: OfflineLog, defs: Definitions, view: str, *, max_seq: int | None = None,
               columns: Sequence[str] | None = None,
               entities: Sequence[str] | pa.Array | None = None,
-              exact: bool = True) -> list[Tier]:
+              exact: bool = True, entity_dictionary: bool = False,
+              ingest_ts: bool = True) -> list[Tier]:
     """Every row of ``view`` up to ``max_seq``, as sorted typed tiers (see the module doc)."""
     spec = defs.views[view]
     features = list(columns) if columns is not None else spec.feature_names
     for name in features:
         spec.feature(name)  # a KeyError/ValueError naming the feature
-    wanted = [*BASE_COLUMNS, *(column_name(f) for f in features)]
+    base = [c for c in BASE_COLUMNS if ingest_ts or c != "ingest_ts"]
+    wanted = [*base, *(column_name(f) for f in features)]
     for _attempt in range(5):
         bound, segments, rows = _snapshot(log, view, max_seq, entities)
         try:
-            tiers = [_segment_tier(log, s, wanted, bound, entities, exact) for s in segments]
+            tiers = [_segment_tier(log, s, wanted, bound, entities, exact, entity_dictionary)
+                     for s in segments]
         except SegmentError:
             if not _manifest_moved(log, segments):
                 raise
             continue  # a compaction replaced files after the snapshot: read the new state
-        tiers.append(Tier("head", head_table(rows, defs, view, features)))
+        head = head_table(rows, defs, view, features)
+        tiers.append(Tier("head", head if ingest_ts else head.drop_columns(["ingest_ts"])))
         return tiers
     raise SegmentError(f"{log.segments_dir}: the segments kept changing while being read")
 
 
+@dataclass(frozen=True, slots=True)
+class OpenTier:
+    """A sealed tier of :func:`open_view`: its segment, opened, read a row group at a
+    time (``groups.read(g)``, then ``within_bound``)."""
+
+    segment: Segment
+    groups: SegmentGroups
+    bound: int
+
+    def within_bound(self, table: pa.Table) -> pa.Table:
+        """A row group's rows with ``seq`` up to the snapshot's bound."""
+        if self.segment.max_seq <= self.bound:
+            return table
+        return table.filter(pc.less_equal(table.column("seq"), self.bound))
+
+
+def open_view(log: OfflineLog, defs: Definitions, view: str, *, max_seq: int | None = None,
+              columns: Sequence[str] | None = None,
+              entities: Sequence[str] | pa.Array | None = None,
+              ingest_ts: bool = True) -> tuple[list[OpenTier], Tier]:
+    """:func:`scan_view`'s snapshot with its segments opened, not read (for a reader that
+    goes a row group at a time, entity columns dictionary-encoded, row groups holding
+    none of ``entities`` skipped), and its head tier read."""
+    spec = defs.views[view]
+    features = list(columns) if columns is not None else spec.feature_names
+    for name in features:
+        spec.feature(name)
+    base = [c for c in BASE_COLUMNS if ingest_ts or c != "ingest_ts"]
+    wanted = [*base, *(column_name(f) for f in features)]
+    if entities is not None and not isinstance(entities, pa.Array):
+        entities = list(entities)
+    for _attempt in range(5):
+        bound, segments, rows = _snapshot(log, view, max_seq, entities)
+        try:
+            opened = [OpenTier(s, SegmentGroups(log.segments_dir / s.file, s.bytes, wanted,
+                                                entities), bound) for s in segments]
+        except SegmentError:
+            if not _manifest_moved(log, segments):
+                raise
+            continue
+        head = head_table(rows, defs, view, features)
+        return opened, Tier("head", head if ingest_ts else head.drop_columns(["ingest_ts"]))
+    raise SegmentError(f"{log.segments_dir}: the segments kept changing while being read")
+
+
 def _segment_tier(log: OfflineLog, seg: Segment, wanted: list[str], bound: int,
-                  entities: Sequence[str] | pa.Array | None, exact: bool = True) -> Tier:
+                  entities: Sequence[str] | pa.Array | None, exact: bool = True,
+                  entity_dictionary: bool = False) -> Tier:
     if entities is not None and not isinstance(entities, pa.Array):
         entities = list(entities)
     table = read_segment(log.segments_dir / seg.file, seg.bytes, columns=wanted,
-                         entities=entities, exact=exact)
+                         entities=entities, exact=exact, entity_dictionary=entity_dictionary)
     if seg.max_seq > bound:
         table = table.filter(pc.less_equal(table.column("seq"), bound))
     return Tier(seg.file, table, seg)

@@ -7,7 +7,8 @@ the two on random data), without a Python object per label or per cell:
 - the label file is read once as bytes; each data line is kept verbatim (an Arrow slice of
   the file) and its cells are parsed by ``pyarrow.csv`` as strings;
 - per view, the kernel (:mod:`asof_stream.kernels.asof_kernel`) finds each label's row in
-  every tier of :func:`~asof_stream.offline.scan.scan_view` and keeps the latest;
+  every tier of :func:`~asof_stream.offline.scan.open_view` (a segment a row group at a
+  time, :mod:`.columnar_tiers`) and keeps the latest;
 - each chosen row's features are rendered as CSV cells once (Arrow compute; floats with
   Python's ``repr``, the one rendering Arrow does not share), gathered per label with
   ``take``, and every output line is joined in Arrow and written as one buffer.
@@ -35,13 +36,15 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from ..definitions import Definitions, output_names
-from ..kernels.asof_kernel import asof_indices, encode_entities, pick_latest
-from ..kernels.buffers import bool_array, int64_array, int_numpy
+from ..kernels.asof_kernel import pick_latest
+from ..kernels.buffers import bool_array, int64_array, int_numpy, valid_numpy
+from ..kernels.sortkeys import sorted_unique
 from ..offline.log import OfflineLog
 from ..offline.manifest import list_segments
-from ..offline.scan import scan_view
+from ..offline.scan import open_view
 from ..offline.segments import column_name, text_array
 from ..timestamps import MAX_US, MIN_US, TimestampError
+from .columnar_tiers import LabelOrder, head_match, segment_match
 from .labels import cells_to_micros
 from .matches import JoinMode
 
@@ -74,8 +77,11 @@ class ColumnarResult:
     shard_high_water: dict[str, int] | None = None
 
 
-def read_plain_csv(path: Path, timestamp_column: str) -> ColumnarLabels | None:
-    """The label file in columns, or None when it is not one the fast path copies as is."""
+def read_plain_csv(path: Path, timestamp_column: str,
+                   needed: Sequence[str] | None = None) -> ColumnarLabels | None:
+    """The label file in columns, or None when it is not one the fast path copies as is.
+    ``needed``: the columns whose cells are kept besides the time (None: all; every row's
+    cells are counted either way)."""
     data = path.read_bytes()
     if data.startswith(_BOM):
         data = data[len(_BOM):]
@@ -92,8 +98,10 @@ def read_plain_csv(path: Path, timestamp_column: str) -> ColumnarLabels | None:
     except UnicodeDecodeError:
         return None
     columns = header.split(",")
-    if len(set(columns)) != len(columns) or timestamp_column not in columns:
+    if len(set(columns)) != len(columns) or timestamp_column not in columns or \
+            not set(needed or ()) <= set(columns):
         return None
+    keep = columns if needed is None else list(dict.fromkeys([*needed, timestamp_column]))
     # element i spans the newline before line i+1 up to (not including) its own newline
     kind = pa.string() if newlines.dtype == np.int32 else pa.large_string()
     elems = pa.Array.from_buffers(kind, len(newlines) - 1,
@@ -105,8 +113,9 @@ def read_plain_csv(path: Path, timestamp_column: str) -> ColumnarLabels | None:
             pa.py_buffer(data[newlines[0] + 1:]),
             read_options=pacsv.ReadOptions(column_names=columns, use_threads=True),
             parse_options=pacsv.ParseOptions(quote_char=False, newlines_in_values=False),
-            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(columns, pa.string()),
-                                                 strings_can_be_null=False))
+            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(keep, pa.string()),
+                                                 strings_can_be_null=False,
+                                                 include_columns=keep))
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return None
     if cells.num_rows != len(lines) or not len(lines):
@@ -127,10 +136,35 @@ _RFC3339 = (r"^([1-9]\d{3}|0[1-9]\d\d|00[1-9]\d|000[1-9])-\d\d-\d\dT\d\d:\d\d:\d
             r"(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$")
 
 
+_DIGITS_AT = np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18])
+_MARKS_AT = np.array([4, 7, 10, 13, 16, 19])
+_MARKS = np.frombuffer(b"--T::Z", dtype=np.uint8)
+
+
+def _plain_utc(column: pa.Array) -> bool:
+    """Whether every cell is ``YYYY-MM-DDTHH:MM:SSZ`` (year not 0000), a shape
+    :data:`_RFC3339` matches: checked on the bytes as a 20-column matrix (the regex over
+    1M cells took 0.14 s)."""
+    n = len(column)
+    if not n or column.null_count or column.type != pa.string():
+        return False
+    offsets = np.frombuffer(column.buffers()[1], dtype=np.int32)[column.offset:
+                                                                  column.offset + n + 1]
+    if not (np.diff(offsets) == 20).all():
+        return False
+    cells = np.frombuffer(column.buffers()[2], dtype=np.uint8)[
+        offsets[0]:offsets[-1]].reshape(n, 20)
+    digits = cells[:, _DIGITS_AT]
+    return bool(((digits >= 48) & (digits <= 57)).all()
+                and (cells[:, _MARKS_AT] == _MARKS).all()
+                and not (cells[:, :4] == 48).all(axis=1).any())
+
+
 def rfc3339_micros(column: pa.Array) -> np.ndarray | None:
     """UTC microseconds of a column of plain RFC 3339 cells, parsed by Arrow; None when a
     cell has another shape or is not a valid instant (the general parser says why)."""
-    if not pc.all(pc.match_substring_regex(column, _RFC3339)).as_py():
+    if not _plain_utc(column) and not pc.all(pc.match_substring_regex(column,
+                                                                      _RFC3339)).as_py():
         return None
     try:
         parsed = pc.cast(column, pa.timestamp("us", "UTC"))
@@ -142,62 +176,131 @@ def rfc3339_micros(column: pa.Array) -> np.ndarray | None:
     return out
 
 
-_WORDS = text_array(["", "true", "false", '"', ","])
-_EMPTY, _TRUE, _FALSE, _QUOTE, _COMMA = (_WORDS[i] for i in range(5))
+_WORDS = text_array(["", "true", "false", '"', ",", ".0"])
+_EMPTY, _TRUE, _FALSE, _QUOTE, _COMMA, _DOT_ZERO = (_WORDS[i] for i in range(6))
 
 
 def csv_cells(column: pa.ChunkedArray | pa.Array, dtype: str) -> pa.Array:
     """A typed feature column as CSV cells, exactly as :func:`~.writers.csv_cell`."""
     col = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     if dtype == "float64":  # Python's repr: the shortest text that reads back the same
-        text = text_array(["" if v is None else repr(v) for v in col.to_pylist()])
+        text = float_cells(col)
     elif dtype == "bool":
         text = pc.if_else(col, _TRUE, _FALSE)
     elif dtype == "string":
-        quoted = pc.binary_join_element_wise(_QUOTE, pc.replace_substring(col, '"', '""'),
-                                             _QUOTE, _EMPTY)
-        text = pc.if_else(pc.match_substring_regex(col, _NEEDS_QUOTES), quoted, col)
+        if not _has_special_bytes(col):  # the common case: no cell needs quotes
+            text = col
+        else:
+            quoted = pc.binary_join_element_wise(_QUOTE, pc.replace_substring(col, '"', '""'),
+                                                 _QUOTE, _EMPTY)
+            text = pc.if_else(pc.match_substring_regex(col, _NEEDS_QUOTES), quoted, col)
     else:
         text = pc.cast(col, pa.string())
     return pc.fill_null(text, _EMPTY) if text.null_count else text
 
 
+_SPECIAL = np.zeros(256, dtype=bool)
+_SPECIAL[list(b',"\r\n')] = True
+
+
+def _has_special_bytes(col: pa.Array) -> bool:
+    """Whether the text of a string array holds a byte that makes a CSV cell need quotes
+    (one pass over its data buffer rather than a regex per cell)."""
+    if not len(col) or col.type != pa.string():
+        return bool(len(col))
+    offsets = np.frombuffer(col.buffers()[1], dtype=np.int32)
+    data = col.buffers()[2]
+    if data is None:
+        return False
+    lo, hi = int(offsets[col.offset]), int(offsets[col.offset + len(col)])
+    return bool(_SPECIAL[np.frombuffer(data, dtype=np.uint8)[lo:hi]].any())
+
+
+def float_cells(col: pa.Array) -> pa.Array:
+    """float64 values as Python's ``repr`` writes them (nulls stay null).
+
+    Arrow's cast writes the same shortest round-trip digits, laid out differently: it
+    drops ``.0`` from whole numbers, and where Python writes positionally (decimal
+    exponent -4 to 15) Arrow writes an exponent from 10 on, and positionally down to -6
+    (Python's exponent has at least two digits: ``1e-07``, Arrow's ``1e-7``). So Arrow's
+    text is kept where both write positionally (|v| in [1e-4, 1e9) and zeros, ``.0``
+    appended to whole numbers) or both an exponent of two digits or more (|v| >= 1e17, or < 1e-11),
+    each with a margin at its edges; the rest (and NaN, infinities) take ``repr``.
+    tests/test_columnar.py checks this against ``repr`` on random bit patterns.
+    """
+    values = int_numpy(col)
+    size = np.abs(values)
+    with np.errstate(invalid="ignore"):
+        positional = ((size >= 1.0000001e-4) & (size < 1e9)) | (size == 0)
+        safe = positional | (np.isfinite(values) & (size >= 1e17)) | (size < 1e-11)
+    text = pc.cast(col, pa.string())
+    whole = pc.and_(bool_array(positional),
+                    pc.invert(pc.match_substring_regex(text, r"[.e]")))
+    text = pc.if_else(whole, pc.binary_join_element_wise(text, _DOT_ZERO, _EMPTY), text)
+    if col.null_count:
+        safe |= ~valid_numpy(col)
+    odd = np.flatnonzero(~safe)
+    if len(odd):
+        text = pc.replace_with_mask(text, bool_array(~safe),
+                                    text_array([repr(v) for v in values[odd].tolist()]))
+    return text
+
+
 def view_cells(log: OfflineLog, defs: Definitions, view: str, features: Sequence[str],
                keys: pa.Array, times: np.ndarray, mode: JoinMode, upto_seq: int
                ) -> dict[str, pa.Array]:
-    """Per feature of ``view``, the CSV cell of each label's chosen row ("" for none)."""
+    """Per feature of ``view``, the CSV cell of each label's chosen row ("" for none).
+    ``keys``: the labels' entity keys, dictionary-encoded (as ``dictionary_encode`` makes)."""
     spec = defs.views[view]
-    wanted = pc.unique(keys).sort()
-    tiers = [t.table for t in scan_view(log, defs, view, max_seq=upto_seq, columns=features,
-                                        entities=wanted, exact=False)]
-    tiers = [t for t in tiers if t.num_rows] or tiers[-1:]
-    found = []
-    for table in tiers:
-        row_codes, label_codes = encode_entities(table.column("entity"), keys)
-        ets, seq = int_numpy(table.column("event_timestamp")), int_numpy(table.column("seq"))
-        idx = asof_indices(row_codes, ets, seq, label_codes, times,
-                           strict=mode.strict, ttl_us=spec.ttl,
-                           row_ingest=int_numpy(table.column("ingest_ts")),
-                           as_known_at=mode.as_known_at)
-        found.append((idx, ets, seq))
-    tier_of, index = pick_latest(found)
+    if not pa.types.is_dictionary(keys.type):
+        keys = keys.dictionary_encode()
+    segments, head = open_view(log, defs, view, max_seq=upto_seq, columns=features,
+                               entities=keys.dictionary, ingest_ts=mode.as_known_at)
+    order = LabelOrder(keys) if segments else None
+    tiers = [segment_match(t, order, times, mode, spec.ttl, features)
+             for t in segments if order is not None]
+    if head.table.num_rows or not tiers:
+        tiers.append(head_match(head.table, keys, times, mode, spec.ttl, features))
     parts: dict[str, list[pa.Array]] = {f: [] for f in features}
-    where = np.full(len(times), -1, dtype=np.int64)
-    offset = 0
-    for k, table in enumerate(tiers):
+    if len(tiers) == 1:  # its candidates are distinct rows: each rendered once as it is
+        where, offset = tiers[0].index.copy(), len(tiers[0].ts)
+        for f in features:
+            parts[f].append(csv_cells(tiers[0].features.column(column_name(f)),
+                                      spec.feature(f).dtype))
+        tiers = []
+    else:
+        tier_of, index = pick_latest([(t.index, t.ts, t.seq) for t in tiers])
+        where, offset = np.full(len(times), -1, dtype=np.int64), 0
+    for k, tier in enumerate(tiers):
         mine = np.flatnonzero(tier_of == k)
         if not len(mine):
             continue
-        rows = np.unique(index[mine])  # each chosen row rendered once
+        rows = sorted_unique(index[mine])  # each chosen row rendered once
         where[mine] = offset + np.searchsorted(rows, index[mine])
         offset += len(rows)
-        picked = table.take(int64_array(rows))
         for f in features:
-            parts[f].append(csv_cells(picked.column(column_name(f)), spec.feature(f).dtype))
+            picked = take_sorted(tier.features.column(column_name(f)), rows)
+            parts[f].append(csv_cells(picked, spec.feature(f).dtype))
     where[where < 0] = offset  # the empty cell, last
     at = int64_array(where)
     empty = text_array([""])
     return {f: pc.take(pa.concat_arrays([*parts[f], empty]), at) for f in features}
+
+
+def take_sorted(column: pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
+    """``column.take(rows)`` for ascending ``rows``, chunk by chunk: a take over a chunked
+    column concatenates its chunks first (picking 1M rows of a 10M-row segment copied all
+    of them: 0.5 s)."""
+    ends = np.cumsum([len(c) for c in column.chunks], dtype=np.int64)
+    cuts = np.searchsorted(rows, ends)
+    parts, lo, start = [], 0, 0
+    for chunk, end, cut in zip(column.chunks, ends.tolist(), cuts.tolist(), strict=True):
+        if cut > lo:
+            parts.append(chunk.take(int64_array(rows[lo:cut] - start)))
+        lo, start = cut, end
+    if not parts:
+        return column.slice(0, 0).combine_chunks()
+    return parts[0] if len(parts) == 1 else pa.concat_arrays(parts)
 
 
 def _single_string_key(defs: Definitions, view: str) -> str | None:
@@ -230,7 +333,7 @@ def columnar_csv(log: OfflineLog, defs: Definitions, labels_path: str | os.PathL
     bound = log.max_seq() if upto_seq is None else upto_seq
     if any(not list_segments(log.conn, v, bound) for v in views):
         return None
-    labels = read_plain_csv(source, timestamp_column)
+    labels = read_plain_csv(source, timestamp_column, sorted(set(key_of.values())))
     if labels is None:
         return None
     names = output_names(pairs, full_feature_names)
@@ -242,7 +345,7 @@ def columnar_csv(log: OfflineLog, defs: Definitions, labels_path: str | os.PathL
     cells: dict[tuple[str, str], pa.Array] = {}
     for v in views:
         feats = [f for vv, f in pairs if vv == v]
-        keys = labels.cells.column(key_of[v]).combine_chunks()
+        keys = labels.cells.column(key_of[v]).combine_chunks().dictionary_encode()
         for f, arr in view_cells(log, defs, v, feats, keys, labels.times, mode, bound).items():
             cells[(v, f)] = arr
         if progress is not None:

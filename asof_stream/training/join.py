@@ -27,6 +27,7 @@ import pyarrow as pa
 from ..definitions import Definitions
 from ..kernels.asof_kernel import asof_indices, encode_entities, pick_latest
 from ..kernels.buffers import int_numpy
+from ..kernels.sortkeys import sorted_unique
 from ..offline.log import OfflineLog
 from ..offline.manifest import list_segments
 from ..offline.scan import scan_view
@@ -103,7 +104,7 @@ def kernel_view(log: OfflineLog, defs: Definitions, view: str, keys: Sequence[st
         mine = tier_of == k
         if not mine.any():
             continue
-        rows = np.unique(index[mine])  # each chosen row once
+        rows = sorted_unique(index[mine])  # each chosen row once
         chosen[mine] = found[k][2][index[mine]]
         picked = table.take(pa.array(rows))
         seqs = picked.column("seq").to_pylist()

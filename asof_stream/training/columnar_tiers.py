@@ -1,0 +1,145 @@
+"""Each label's match in one tier of a view, for the columnar fast path (columnar.py).
+
+A sealed segment is read a row group at a time (:class:`~asof_stream.offline.scan.OpenTier`),
+so peak memory and fresh pages are those of one row group (256k rows), not of the file:
+at 10M rows the whole-file read and the kernel's 10M-element arrays cost more in page
+faults than in decoding on the machine measured (README "Performance"). Labels are
+ordered by entity once (:class:`LabelOrder`); a row group's rows are sorted by entity,
+so the labels it can answer are one slice of that order, matched by the kernel
+(:func:`~asof_stream.kernels.asof_kernel.asof_indices`) against the group alone. An
+entity whose rows run on into the next row group is matched in both: the later group's
+match, when there is one, is the later row. The ttl is applied once every group is seen.
+
+A tier's answer (:class:`TierMatch`) keeps, of the rows chosen, only their features,
+``event_timestamp`` and ``seq`` (the "candidates"); the head tier, small, is matched whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..kernels.asof_kernel import asof_indices, encode_entities
+from ..kernels.buffers import int64_array, int_numpy, valid_numpy
+from ..kernels.sortkeys import ordered_u64, sorted_unique
+from ..offline.scan import OpenTier
+from ..offline.segments import column_name
+from .matches import JoinMode
+
+
+@dataclass
+class TierMatch:
+    """Per label, the index of its candidate in this tier (-1: none); per candidate, its
+    ``event_timestamp``, ``seq`` and feature columns (named by ``column_name``)."""
+
+    index: np.ndarray
+    ts: np.ndarray
+    seq: np.ndarray
+    features: pa.Table
+
+
+class LabelOrder:
+    """The labels of one view ordered by their key's rank among the distinct keys sorted
+    as text (the segments' order): ``order`` (label positions), ``ranks`` (ascending, one
+    per position; -1 first for a null key) and ``sorted_keys``."""
+
+    def __init__(self, keys: pa.DictionaryArray) -> None:
+        distinct = keys.dictionary
+        by_text = int_numpy(pc.sort_indices(distinct)).astype(np.int64)
+        self.sorted_keys = distinct.take(int64_array(by_text))
+        rank_of = np.empty(len(distinct), dtype=np.int64)
+        rank_of[by_text] = np.arange(len(distinct), dtype=np.int64)
+        found = valid_numpy(keys.indices)
+        ranks = np.where(found, rank_of[np.where(found, int_numpy(keys.indices), 0)]
+                         if len(distinct) else -1, -1)
+        self.order = np.argsort(ranks, kind="stable")
+        self.ranks = ranks[self.order]
+
+    def rank_range(self, first: str, last: str) -> tuple[int, int]:
+        """The ranks of the keys from ``first`` to ``last`` (inclusive), as [lo, hi)."""
+        return self._bisect(first, right=False), self._bisect(last, right=True)
+
+    def _bisect(self, value: str, *, right: bool) -> int:
+        lo, hi = 0, len(self.sorted_keys)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            at = str(self.sorted_keys[mid].as_py())
+            if at < value or (right and at == value):
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+
+def segment_match(tier: OpenTier, order: LabelOrder, times: np.ndarray, mode: JoinMode,
+                  ttl_us: int | None, features: Sequence[str]) -> TierMatch:
+    """Each label's match in a sealed tier, a row group at a time (see the module doc)."""
+    index = np.full(len(times), -1, dtype=np.int64)
+    ts_parts: list[np.ndarray] = []
+    seq_parts: list[np.ndarray] = []
+    cells: dict[str, list[pa.Array]] = {f: [] for f in features}
+    count = 0
+    last: tuple[str, int, int] | None = None
+    for g in tier.groups.groups:
+        table = tier.within_bound(tier.groups.read(g))
+        if not table.num_rows:
+            continue
+        entity = table.column("entity")
+        ets, seq = int_numpy(table.column("event_timestamp")), int_numpy(table.column("seq"))
+        first = (str(entity[0].as_py()), int(ets[0]), int(seq[0]))
+        if last is not None and first <= last:
+            raise ValueError(f"segment {tier.segment.file}: rows are not sorted by (entity, "
+                             f"event_timestamp, seq) at row group {g}")
+        last = (str(entity[-1].as_py()), int(ets[-1]), int(seq[-1]))
+        lo, hi = order.rank_range(first[0], last[0])
+        a, b = np.searchsorted(order.ranks, [lo, hi], side="left").tolist()
+        if a == b:
+            continue
+        row_codes, key_codes = encode_entities(entity, order.sorted_keys.slice(lo, hi - lo))
+        labels = order.order[a:b]
+        local = asof_indices(row_codes, ets, seq, key_codes[order.ranks[a:b] - lo],
+                             times[labels], strict=mode.strict,
+                             row_ingest=int_numpy(table.column("ingest_ts"))
+                             if mode.as_known_at else None, as_known_at=mode.as_known_at)
+        hit = np.flatnonzero(local >= 0)
+        if not len(hit):
+            continue
+        rows = sorted_unique(local[hit])
+        index[labels[hit]] = count + np.searchsorted(rows, local[hit])
+        count += len(rows)
+        ts_parts.append(ets[rows])
+        seq_parts.append(seq[rows])
+        for f in features:
+            cells[f].extend(table.column(column_name(f)).take(int64_array(rows)).chunks)
+    ts = np.concatenate(ts_parts) if ts_parts else np.zeros(0, np.int64)
+    seqs = np.concatenate(seq_parts) if seq_parts else np.zeros(0, np.int64)
+    if ttl_us is not None:
+        hit = np.flatnonzero(index >= 0)
+        # t >= ts for a chosen row, so the modular uint64 difference is the true age
+        age = ordered_u64(times[hit]) - ordered_u64(ts[index[hit]])
+        index[hit[age > np.uint64(ttl_us)]] = -1
+    schema = tier.groups.file.schema_arrow
+    columns = {column_name(f): pa.chunked_array(cells[f], schema.field(column_name(f)).type)
+               for f in features}
+    return TierMatch(index, ts, seqs, pa.table(columns) if columns else
+                     pa.Table.from_arrays([], names=[]))
+
+
+def head_match(table: pa.Table, keys: pa.Array, times: np.ndarray, mode: JoinMode,
+               ttl_us: int | None, features: Sequence[str]) -> TierMatch:
+    """Each label's match in a tier read whole (the head)."""
+    row_codes, label_codes = encode_entities(table.column("entity"), keys)
+    ets, seq = int_numpy(table.column("event_timestamp")), int_numpy(table.column("seq"))
+    idx = asof_indices(row_codes, ets, seq, label_codes, times, strict=mode.strict,
+                       ttl_us=ttl_us, row_ingest=int_numpy(table.column("ingest_ts"))
+                       if mode.as_known_at else None, as_known_at=mode.as_known_at)
+    hit = np.flatnonzero(idx >= 0)
+    rows = sorted_unique(idx[hit])
+    index = np.full(len(times), -1, dtype=np.int64)
+    index[hit] = np.searchsorted(rows, idx[hit])
+    picked = table.select([column_name(f) for f in features]).take(int64_array(rows))
+    return TierMatch(index, ets[rows], seq[rows], picked)
