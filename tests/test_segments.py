@@ -195,3 +195,23 @@ def test_config_log_section(make_config: Any) -> None:
     assert not make_config("\n[log]\nseal_rows = 0\n").defs.log.sealing
     with pytest.raises(ConfigError, match="seal_age"):
         make_config("\n[log]\nseal_age = \"soon\"\n")
+
+
+def test_feature_texts_are_the_logs_json_text() -> None:
+    import pyarrow as pa
+
+    from asof_stream.events import dumps_values
+    from asof_stream.offline.scan import feature_texts
+
+    values = {"x": [1.5, None, float("nan"), 1e16, -0.0], "n": [1, None, 2**62, 0, -3],
+              "s": ["a", "é\"\n", None, "", "ü"], "b": [True, False, None, True, False]}
+    base = {"seq": [1, 2, 3, 4, 5], "entity": ["a"] * 5, "event_timestamp": [0] * 5,
+            "ingest_ts": [0] * 5}
+    table = pa.table({**base, **values, "feature:seq": [7, 8, 9, 10, 11]})
+    want = [dumps_values({**{k: v[i] for k, v in values.items()}, "seq": 7 + i})
+            for i in range(5)]
+    assert feature_texts(table) == want
+    finite = table.set_column(4, "x", pa.array([1.5, None, 2.25, 1e16, -0.0]))
+    assert feature_texts(finite) == [
+        dumps_values({**{k: (finite.column(k)[i].as_py()) for k in values}, "seq": 7 + i})
+        for i in range(5)]

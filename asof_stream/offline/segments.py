@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,8 +117,11 @@ def open_checked(path: Path, size: int, checksum: str | None = None,
 
 def read_segment(path: Path, size: int, *, checksum: str | None = None,
                  columns: list[str] | None = None,
-                 entities: list[str] | pa.Array | None = None, exact: bool = True) -> pa.Table:
+                 entities: list[str] | pa.Array | None = None, exact: bool = True,
+                 skip: Sequence[str] = ()) -> pa.Table:
     """The rows of one segment (optionally some columns, some entities), still sorted.
+
+    ``skip``: columns not to read (of ``columns``, or of all the file's columns).
 
     ``exact=False`` skips the row filter: rows of other entities in the row groups read
     are kept (a reader that matches entities itself saves a copy of the table).
@@ -132,6 +136,8 @@ def read_segment(path: Path, size: int, *, checksum: str | None = None,
     filter that keeps every row is skipped.
     """
     pf = open_checked(path, size, checksum, read_dictionary=["entity"])
+    if skip:
+        columns = [n for n in (columns or pf.schema_arrow.names) if n not in skip]
     try:
         if entities is None:
             return _decoded(pf.read(columns=columns))
