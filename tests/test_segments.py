@@ -197,6 +197,29 @@ def test_config_log_section(make_config: Any) -> None:
         make_config("\n[log]\nseal_age = \"soon\"\n")
 
 
+@pytest.mark.parametrize("hashes", ["remembered", "cold", "over budget"])
+def test_sealed_duplicates_are_found_whatever_the_id_hash_cache_holds(
+        config: Config, hashes: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from asof_stream.offline import manifest
+
+    monkeypatch.setattr(manifest, "ID_HASHES", manifest.IdHashes(budget=10**6))
+    with open_stores(config) as s:
+        c = s.committer()
+        for b in range(4):  # four segments
+            c.commit("src", [rec(i) for i in range(b * 300, b * 300 + 300)])
+            compact(s.log, config.defs, fanout=10)
+        assert len(list_segments(s.log.conn, VIEW)) == 4
+        if hashes != "remembered":  # a new process, or a sealed tier over the budget
+            monkeypatch.setattr(manifest, "ID_HASHES",
+                                manifest.IdHashes(budget=10**6 if hashes == "cold" else 0))
+        old = random.Random(3).sample(range(1200), 200)
+        r = c.commit("src", [rec(i) for i in old] + [rec(i) for i in range(5000, 5300)])
+        assert (r.stored, r.duplicates) == (300, 200)
+        r = c.commit("src", [rec(i) for i in range(5300, 5400)] + [rec(old[0])])
+        assert (r.stored, r.duplicates) == (100, 1)
+        assert len(all_rows(s.log, config)) == 1600
+
+
 def test_feature_texts_are_the_logs_json_text() -> None:
     import pyarrow as pa
 

@@ -182,7 +182,7 @@ def seal_view(log_: OfflineLog, defs: Definitions, view: str, *, upto_seq: int |
     seqs, ets, its = _stats(table)
     rel = _new_name(view, 0, *seqs)
     size, checksum = write_segment(log_.segments_dir / rel, table, on_step=step)
-    bloom = build_bloom(_ids(table))
+    bloom = build_bloom(_ids(table), remember=log_.segments_dir / rel)
     with _registering(log_, rel):
         # Only this sealer deletes these rows (the lock); retention takes the same lock.
         n = int(conn.execute("SELECT count(*) FROM log WHERE view = ? AND seq <= ?",
@@ -207,7 +207,7 @@ def merge_segments(log_: OfflineLog, segments: list[Segment], level: int,
     seqs, ets, its = _stats(table)
     rel = _new_name(view, level, *seqs)
     size, checksum = write_segment(log_.segments_dir / rel, table, on_step=step)
-    bloom = build_bloom(_ids(table))
+    bloom = build_bloom(_ids(table), remember=log_.segments_dir / rel)
     conn = log_.conn
     with _registering(log_, rel):
         ids = [s.id for s in segments]
