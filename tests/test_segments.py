@@ -195,3 +195,46 @@ def test_config_log_section(make_config: Any) -> None:
     assert not make_config("\n[log]\nseal_rows = 0\n").defs.log.sealing
     with pytest.raises(ConfigError, match="seal_age"):
         make_config("\n[log]\nseal_age = \"soon\"\n")
+
+
+@pytest.mark.parametrize("hashes", ["remembered", "cold", "over budget"])
+def test_sealed_duplicates_are_found_whatever_the_id_hash_cache_holds(
+        config: Config, hashes: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from asof_stream.offline import manifest
+
+    monkeypatch.setattr(manifest, "ID_HASHES", manifest.IdHashes(budget=10**6))
+    with open_stores(config) as s:
+        c = s.committer()
+        for b in range(4):  # four segments
+            c.commit("src", [rec(i) for i in range(b * 300, b * 300 + 300)])
+            compact(s.log, config.defs, fanout=10)
+        assert len(list_segments(s.log.conn, VIEW)) == 4
+        if hashes != "remembered":  # a new process, or a sealed tier over the budget
+            monkeypatch.setattr(manifest, "ID_HASHES",
+                                manifest.IdHashes(budget=10**6 if hashes == "cold" else 0))
+        old = random.Random(3).sample(range(1200), 200)
+        r = c.commit("src", [rec(i) for i in old] + [rec(i) for i in range(5000, 5300)])
+        assert (r.stored, r.duplicates) == (300, 200)
+        r = c.commit("src", [rec(i) for i in range(5300, 5400)] + [rec(old[0])])
+        assert (r.stored, r.duplicates) == (100, 1)
+        assert len(all_rows(s.log, config)) == 1600
+
+
+def test_feature_texts_are_the_logs_json_text() -> None:
+    import pyarrow as pa
+
+    from asof_stream.events import dumps_values
+    from asof_stream.offline.scan import feature_texts
+
+    values = {"x": [1.5, None, float("nan"), 1e16, -0.0], "n": [1, None, 2**62, 0, -3],
+              "s": ["a", "é\"\n", None, "", "ü"], "b": [True, False, None, True, False]}
+    base = {"seq": [1, 2, 3, 4, 5], "entity": ["a"] * 5, "event_timestamp": [0] * 5,
+            "ingest_ts": [0] * 5}
+    table = pa.table({**base, **values, "feature:seq": [7, 8, 9, 10, 11]})
+    want = [dumps_values({**{k: v[i] for k, v in values.items()}, "seq": 7 + i})
+            for i in range(5)]
+    assert feature_texts(table) == want
+    finite = table.set_column(4, "x", pa.array([1.5, None, 2.25, 1e16, -0.0]))
+    assert feature_texts(finite) == [
+        dumps_values({**{k: (finite.column(k)[i].as_py()) for k in values}, "seq": 7 + i})
+        for i in range(5)]

@@ -255,8 +255,9 @@ class Committer:
                     elif ev.event_ts > st[2]:
                         st[2] = ev.event_ts
             conn.executemany(INSERT_LOG, rows)
+            # In key order: the store's B-tree is walked once instead of at random.
             upserts = [OnlineRow(view, entity, ts, s, ingest_ts, features)
-                       for (view, entity), (ts, s, features) in best.items()]
+                       for (view, entity), (ts, s, features) in sorted(best.items())]
             agg = None
             if self._agg_keep and rows:
                 assert self.online is not None and self.online.agg_plan is not None

@@ -36,6 +36,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import repeat
 
 import msgspec
 import pyarrow as pa
@@ -290,11 +291,13 @@ def latest_records(log: OfflineLog, view: str | None = None, *, known_at: int | 
     raise SegmentError(f"{log.segments_dir}: the segments kept changing while being read")
 
 
+#: A segment's columns that no latest record carries
+META_COLUMNS = ("event_id", "source", "position", "def_version")
+
+
 def _merge_latest(log: OfflineLog, segments: list[Segment], head: list[LatestRecord],
                   bound: int, known_at: int | None = None,
                   entity: str | None = None) -> list[LatestRecord]:
-    from ..events import dumps_values
-
     best: dict[tuple[str, str], LatestRecord] = {(r[0], r[1]): r for r in head}
     by_view: dict[str, list[Segment]] = {}
     for s in segments:
@@ -302,9 +305,8 @@ def _merge_latest(log: OfflineLog, segments: list[Segment], head: list[LatestRec
     for view, segs in by_view.items():
         lasts = []
         for s in segs:
-            t = read_segment(log.segments_dir / s.file, s.bytes,
+            t = read_segment(log.segments_dir / s.file, s.bytes, skip=META_COLUMNS,
                              entities=None if entity is None else [entity])
-            t = t.drop_columns(["event_id", "source", "position", "def_version"])
             if s.max_seq > bound:
                 t = t.filter(pc.less_equal(t.column("seq"), bound))
             if known_at is not None and s.max_ingest_ts > known_at:
@@ -312,19 +314,32 @@ def _merge_latest(log: OfflineLog, segments: list[Segment], head: list[LatestRec
             lasts.append(last_per_entity(t))
         table = lasts[0] if len(lasts) == 1 else last_per_entity(
             pa.concat_tables(lasts, promote_options="default").sort_by(SORT_KEYS))
-        ents = table.column("entity").to_pylist()
-        ets = table.column("event_timestamp").to_pylist()
-        seqs = table.column("seq").to_pylist()
-        its = table.column("ingest_ts").to_pylist()
-        feats = [n for n in table.column_names if n not in BASE_COLUMNS]
-        names = [n[len("feature:"):] if n.startswith("feature:") else n for n in feats]
-        cols = [table.column(n).to_pylist() for n in feats]
-        for i, ent in enumerate(ents):
-            cur = best.get((view, ent))
-            if cur is None or (ets[i], seqs[i]) > (cur[2], cur[3]):
-                text = dumps_values({n: c[i] for n, c in zip(names, cols, strict=True)})
-                best[(view, ent)] = (view, ent, ets[i], seqs[i], its[i], text)
+        get = best.get
+        for rec in zip(repeat(view, table.num_rows), table.column("entity").to_pylist(),
+                       table.column("event_timestamp").to_pylist(),
+                       table.column("seq").to_pylist(), table.column("ingest_ts").to_pylist(),
+                       feature_texts(table), strict=True):
+            key = (view, rec[1])
+            cur = get(key)
+            if cur is None or (rec[2], rec[3]) > (cur[2], cur[3]):
+                best[key] = rec
     return list(best.values())
+
+
+def feature_texts(table: pa.Table) -> list[str]:
+    """Per row of a segment table, its feature columns as the log's JSON text
+    (:func:`~asof_stream.events.dumps_values` of ``{feature: value}``, every feature)."""
+    from ..events import dumps_values
+
+    feats = [n for n in table.column_names if n not in BASE_COLUMNS]
+    names = [n[len("feature:"):] if n.startswith("feature:") else n for n in feats]
+    cols = [table.column(n).to_pylist() for n in feats]
+    rows = zip(*cols, strict=True) if cols else repeat((), table.num_rows)
+    floats = [table.column(n) for n in feats if pa.types.is_floating(table.column(n).type)]
+    if any(pc.any(pc.invert(pc.is_finite(c))).as_py() for c in floats):
+        return [dumps_values(dict(zip(names, r, strict=True))) for r in rows]  # NaN/inf
+    encode = msgspec.json.encode  # what dumps_values does for finite values
+    return [encode(dict(zip(names, r, strict=True))).decode() for r in rows]
 
 
 def sealed_row(log: OfflineLog, view: str, entity: str, seq: int) -> LatestRecord | None:

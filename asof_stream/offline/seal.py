@@ -39,7 +39,7 @@ from ..definitions import Definitions
 from ..timestamps import now_micros
 from .log import BUMP_HIGH_SEQ, OfflineLog
 from .manifest import Segment, build_bloom, list_segments, register
-from .scan import HEAD_SQL, head_table
+from .scan import head_table
 from .segments import (
     SORT_KEYS,
     file_checksum,
@@ -53,6 +53,11 @@ log = logging.getLogger(__name__)
 CRASH_ENV = "ASOF_STREAM_SEAL_CRASH"
 HEAD_META_SQL = ("SELECT seq, event_id, source, position, def_version FROM log"
                  " WHERE view = ? AND seq <= ? ORDER BY entity, event_timestamp, seq")
+#: A view's head rows in seq order, every column: a range scan of the table (``+view``
+#: keeps SQLite off the as-of index, whose order would cost a row lookup per row); the
+#: segment's order is then made by Arrow.
+HEAD_SEAL_SQL = ("SELECT seq, entity, event_timestamp, ingest_ts, features, event_id, source,"
+                 " position, def_version FROM log WHERE seq <= ? AND +view = ? ORDER BY seq")
 
 
 _reached: dict[str, int] = {}
@@ -127,8 +132,9 @@ def _ids(table: pa.Table) -> list[str]:
 
 def head_segment_table(rows: list[tuple], meta: list[tuple], defs: Definitions,
                        view: str) -> pa.Table:
-    """Head rows of ``view`` (:data:`~.scan.HEAD_SQL`) and their :data:`HEAD_META_SQL`
-    rows, in the same order, as one table of the view's segment schema."""
+    """Head rows of ``view`` (seq, entity, event_timestamp, ingest_ts, features) and their
+    :data:`HEAD_META_SQL` rows, in the same order (the rows' order), as one table of the
+    view's segment schema."""
     spec = defs.views[view]
     typed = head_table(rows, defs, view, spec.feature_names)
     _, eids, sources, positions, versions = zip(*meta, strict=True)
@@ -172,17 +178,17 @@ def seal_view(log_: OfflineLog, defs: Definitions, view: str, *, upto_seq: int |
                                  (view,)).fetchone()[0])
         if upto_seq is not None:
             bound = min(bound, upto_seq)
-        rows = conn.execute(HEAD_SQL.format(extra=""), (view, bound)).fetchall()
-        meta = conn.execute(HEAD_META_SQL, (view, bound)).fetchall() if len(rows) >= min_rows else []
+        both = conn.execute(HEAD_SEAL_SQL, (bound, view)).fetchall()
     finally:
         conn.execute("COMMIT")
-    if not rows or len(rows) < min_rows:
+    if not both or len(both) < min_rows:
         return 0
-    table = head_segment_table(rows, meta, defs, view)
+    rows = [r[:5] for r in both]
+    table = head_segment_table(rows, [(r[0], *r[5:]) for r in both], defs, view).sort_by(SORT_KEYS)
     seqs, ets, its = _stats(table)
     rel = _new_name(view, 0, *seqs)
     size, checksum = write_segment(log_.segments_dir / rel, table, on_step=step)
-    bloom = build_bloom(_ids(table))
+    bloom = build_bloom(_ids(table), remember=log_.segments_dir / rel)
     with _registering(log_, rel):
         # Only this sealer deletes these rows (the lock); retention takes the same lock.
         n = int(conn.execute("SELECT count(*) FROM log WHERE view = ? AND seq <= ?",
@@ -207,7 +213,7 @@ def merge_segments(log_: OfflineLog, segments: list[Segment], level: int,
     seqs, ets, its = _stats(table)
     rel = _new_name(view, level, *seqs)
     size, checksum = write_segment(log_.segments_dir / rel, table, on_step=step)
-    bloom = build_bloom(_ids(table))
+    bloom = build_bloom(_ids(table), remember=log_.segments_dir / rel)
     conn = log_.conn
     with _registering(log_, rel):
         ids = [s.id for s in segments]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -118,8 +119,10 @@ def open_checked(path: Path, size: int, checksum: str | None = None,
 def read_segment(path: Path, size: int, *, checksum: str | None = None,
                  columns: list[str] | None = None,
                  entities: list[str] | pa.Array | None = None, exact: bool = True,
-                 entity_dictionary: bool = False) -> pa.Table:
+                 entity_dictionary: bool = False, skip: Sequence[str] = ()) -> pa.Table:
     """The rows of one segment (optionally some columns, some entities), still sorted.
+
+    ``skip``: columns not to read (of ``columns``, or of all the file's columns).
 
     ``exact=False`` skips the row filter: rows of other entities in the row groups read
     are kept (a reader that matches entities itself saves a copy of the table).
@@ -138,6 +141,8 @@ def read_segment(path: Path, size: int, *, checksum: str | None = None,
     """
     pf = open_checked(path, size, checksum, read_dictionary=["entity"])
     decoded = _kept if entity_dictionary else _decoded
+    if skip:
+        columns = [n for n in (columns or pf.schema_arrow.names) if n not in skip]
     try:
         if entities is None:
             return decoded(pf.read(columns=columns))

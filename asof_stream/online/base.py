@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from ..offline.log import LogRow
 
@@ -27,9 +26,13 @@ class OnlineUnavailable(ConnectionError):
     """
 
 
-@dataclass(frozen=True, slots=True)
-class OnlineRow:
-    """The stored latest row of one (view, entity)."""
+class OnlineRow(NamedTuple):
+    """The stored latest row of one (view, entity).
+
+    A named tuple, in the order the SQLite store's upsert takes its parameters, so a
+    batch of them is handed to ``executemany`` as it is (the commit path and
+    ``materialize`` make tens of thousands at a time).
+    """
 
     view: str
     entity: str

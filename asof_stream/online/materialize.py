@@ -49,7 +49,7 @@ def materialize(log: OfflineLog, online: OnlineStore, view: str | None = None) -
     from .aggstate import AggBatch, build_rows
 
     high, records = latest_records(log, view)
-    rows = [OnlineRow(v, e, ts, s, i, f) for v, e, ts, s, i, f in records]
+    rows = list(map(OnlineRow._make, records))  # a record is an OnlineRow's fields in order
     if view is None:
         plan = online.agg_plan
         agg = None

@@ -75,9 +75,7 @@ class SqliteOnlineStore:
 
     def _write(self, conn: sqlite3.Connection, schema: str, rows: list[OnlineRow],
                high_seq: int, agg: AggBatch | None = None) -> None:
-        conn.executemany(UPSERT.format(s=schema),
-                         [(r.view, r.entity, r.event_ts, r.seq, r.ingest_ts, r.features)
-                          for r in rows])
+        conn.executemany(UPSERT.format(s=schema), rows)  # OnlineRow: the upsert's order
         if agg is not None:
             conn.executemany(INSERT_AGG.format(s=schema), agg.rows)
             conn.executemany(EVICT_AGG.format(s=schema), agg.evict)
