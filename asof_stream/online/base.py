@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 from ..offline.log import LogRow
 
 if TYPE_CHECKING:
+    from .aggread import WindowRows
     from .aggstate import AggBatch, AggPlan
 
 
@@ -82,6 +83,11 @@ class OnlineStore(Protocol):
                  hi: int) -> list[list[tuple[int, int, str]]]:
         """Per entity, the aggregation rows (event_timestamp, seq, features JSON) of
         ``view`` with ``lo < event_timestamp <= hi``, in (event_timestamp, seq) order."""
+
+    def agg_windows(self, view: str, entities: list[str], lo: int | None,
+                    hi: int) -> list[WindowRows]:
+        """Per entity, its aggregation rows of ``view`` with ``lo < event_timestamp <=
+        hi`` as the :class:`~.aggread.WindowRows` a read evaluates its features on."""
 
     def agg_fingerprint(self) -> int:
         """The fingerprint of the aggregation plan the state was last rebuilt for (0:

@@ -106,12 +106,12 @@ def _read_aggregation(defs: Definitions, online: OnlineStore, name: str, feats: 
     source = reader.agg.source
     keys = entity_keys_for(defs, name, rows, from_text=from_text)
     latest = online.get(source, keys)
-    window_rows = online.agg_rows(source, keys, reader.lower(now), now)
-    for i, (row, found) in enumerate(zip(latest, window_rows, strict=True)):
+    windows = online.agg_windows(source, keys, reader.lower(now), now)
+    for i, (row, found) in enumerate(zip(latest, windows, strict=True)):
         if row is None:
             for f in feats:
                 fdef, dtype = reader.feats[f]
                 out[i][(name, f)] = FeatureValue(empty_value(fdef.fn, dtype), NOT_FOUND, None)
             continue
-        for f, (value, ts) in reader.evaluate(feats, found, now).items():
+        for f, (value, ts) in reader.evaluate_on(feats, found, now).items():
             out[i][(name, f)] = FeatureValue(value, PRESENT, ts)

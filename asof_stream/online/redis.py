@@ -65,6 +65,7 @@ import redis
 
 from ..redaction import redact_in, redact_url
 from ..timestamps import MIN_US
+from .aggread import ListRows, WindowRows
 from .aggstate import AggBatch, AggPlan, fingerprint, member, ts_bound, unmember
 from .base import OnlineRow, OnlineUnavailable
 from .redis_scripts import APPLIED, APPLY, APPLY_AGG, COUNT, SWITCH
@@ -189,6 +190,12 @@ class RedisOnlineStore:
                 self._gen = live
         raise OnlineUnavailable(f"Redis online store {redact_url(self.url)}: the generation"
                                 " kept changing during a read")
+
+    def agg_windows(self, view: str, entities: list[str], lo: int | None,
+                    hi: int) -> list[WindowRows]:
+        """The rows of :meth:`agg_rows`, read in one round trip, as
+        :class:`~.aggread.WindowRows`."""
+        return [ListRows(rows) for rows in self.agg_rows(view, entities, lo, hi)]
 
     def replace_all(self, rows: Iterable[OnlineRow], high_seq: int,
                     agg: AggBatch | None = None, tracks: dict[str, int] | None = None) -> None:

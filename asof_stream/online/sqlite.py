@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..offline.sqlite import connect
-from .aggstate import AggBatch, AggPlan, fingerprint
+from .aggread import WindowRows
+from .aggstate import NO_LOW, AggBatch, AggPlan, fingerprint
 from .base import OnlineRow
 
 #: The columns of a stored row: the latest row per key, and the aggregations' raw rows.
@@ -31,9 +32,12 @@ INSERT OR IGNORE INTO {s}online_agg_rows (view, entity, event_timestamp, seq, in
                                            features) VALUES (?, ?, ?, ?, ?, ?)
 """
 EVICT_AGG = "DELETE FROM {s}online_agg_rows WHERE view = ? AND entity = ? AND event_timestamp <= ?"
-AGG_ROWS = ("SELECT event_timestamp, seq, features FROM online_agg_rows WHERE view = ?"
-            " AND entity = ? AND event_timestamp > ? AND event_timestamp <= ?"
-            " ORDER BY event_timestamp, seq")
+_RANGE = " FROM online_agg_rows WHERE view = ? AND entity = ? AND event_timestamp > ?" \
+         " AND event_timestamp <= ?"
+AGG_ROWS = "SELECT event_timestamp, seq, features" + _RANGE + " ORDER BY event_timestamp, seq"
+AGG_COUNT = "SELECT count(*), max(event_timestamp)" + _RANGE
+AGG_NEWEST = "SELECT event_timestamp, features" + _RANGE \
+    + " ORDER BY event_timestamp DESC, seq DESC"
 
 # The monotonic rule, applied by SQLite itself: only a greater (event_timestamp, seq) wins.
 UPSERT = """
@@ -49,6 +53,32 @@ INSERT INTO {s}online_meta (key, value) VALUES ('applied_seq', ?)
 ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)
 """
 ATTACHED = "asof_online"
+
+
+class SqliteRows:
+    """One entity's aggregation rows up to ``hi``, read by index range on demand."""
+
+    __slots__ = ("_conn", "_view", "_entity", "_hi")
+
+    def __init__(self, conn: sqlite3.Connection, view: str, entity: str, hi: int) -> None:
+        self._conn, self._view, self._entity, self._hi = conn, view, entity, hi
+
+    def _args(self, lo: int | None) -> tuple[str, str, int, int]:
+        return (self._view, self._entity, NO_LOW if lo is None else lo, self._hi)
+
+    def count(self, lo: int | None) -> tuple[int, int | None]:
+        n, newest = self._conn.execute(AGG_COUNT, self._args(lo)).fetchone()
+        return int(n), newest
+
+    def newest(self, lo: int | None) -> Iterator[tuple[int, str]]:
+        cur = self._conn.execute(AGG_NEWEST, self._args(lo))
+        try:
+            yield from cur
+        finally:
+            cur.close()  # a walk that stops early must not keep the statement open
+
+    def rows(self, lo: int | None) -> list[tuple[int, int, str]]:
+        return self._conn.execute(AGG_ROWS, self._args(lo)).fetchall()
 
 
 class SqliteOnlineStore:
@@ -132,9 +162,16 @@ class SqliteOnlineStore:
                  hi: int) -> list[list[tuple[int, int, str]]]:
         """Per entity, the stored rows of ``view`` with ``lo < event_timestamp <= hi``
         (``lo`` None: no lower edge), in (event_timestamp, seq) order."""
-        low = -(2**63) if lo is None else lo
+        low = NO_LOW if lo is None else lo
         ex = self.conn.execute
         return [ex(AGG_ROWS, (view, e, low, hi)).fetchall() for e in entities]
+
+    def agg_windows(self, view: str, entities: list[str], lo: int | None,
+                    hi: int) -> list[WindowRows]:
+        """Per entity, its rows of ``view`` up to ``hi`` as :class:`~.aggread.WindowRows`
+        that query the table for each shape a feature needs (a count, the newest rows,
+        a range), so a read fetches only the rows it uses; ``lo`` is not needed."""
+        return [SqliteRows(self.conn, view, e, hi) for e in entities]
 
     def agg_fingerprint(self) -> int:
         """The :func:`~.aggstate.fingerprint` of the plan the state was rebuilt for."""
