@@ -92,6 +92,25 @@ class AggPlan:
             return None
         out.sort()  # by (view, entity, event_timestamp, seq), unique: B-tree order
         keys = dict.fromkeys((r[0], r[1]) for r in out) if entities is None else entities
+        return AggBatch(out, cut, self._evictions(keys, lows))
+
+    def batch_in_log(self, first_seq: int, last_seq: int, now: int,
+                     entities: Iterable[tuple[str, str]],
+                     views: Iterable[str]) -> AggBatch | None:
+        """Like :meth:`batch` for a store written in the log's transaction: the rows are
+        the log's rows with seq in ``first_seq..last_seq`` above :meth:`lows`, which the
+        store copies from the log table itself (no row passes through Python).
+        ``entities``: the (view, entity) keys of those rows; ``views``: their views."""
+        lows = self.lows(now)
+        kept = {v: lows[v] for v in views if v in lows}
+        if not kept:
+            return None
+        return AggBatch([], self.cutoffs(now), self._evictions(entities, lows),
+                        log_range=(first_seq, last_seq), lows=kept)
+
+    def _evictions(self, keys: Iterable[tuple[str, str]],
+                   lows: dict[str, int]) -> list[tuple[str, str, int]]:
+        """(view, entity, cutoff) of the entities of ``keys`` due an eviction."""
         evict: list[tuple[str, str, int]] = []
         done = self.evicted
         if len(done) > 1_000_000:  # bounded memory: forget, and evict again
@@ -105,7 +124,7 @@ class AggPlan:
             if last is None or low - last >= max(w // 16, 1):
                 done[key] = low
                 evict.append((key[0], key[1], low))
-        return AggBatch(out, cut, evict)
+        return evict
 
 
 def fingerprint(plan: AggPlan | None) -> int:
@@ -127,6 +146,11 @@ class AggBatch:
     cutoffs: dict[str, int | None] = field(default_factory=dict)
     #: (view, entity, cutoff): delete the entity's rows at or below the cutoff
     evict: list[tuple[str, str, int]] = field(default_factory=list)
+    #: (first seq, last seq): the rows to add are the log's rows of this range with
+    #: ``event_timestamp`` above ``lows[view]``, copied by the store in the log's
+    #: transaction (``rows`` is then empty)
+    log_range: tuple[int, int] | None = None
+    lows: dict[str, int] = field(default_factory=dict)
 
 
 def member(r: AggRow) -> bytes:

@@ -31,6 +31,14 @@ INSERT_AGG = """
 INSERT OR IGNORE INTO {s}online_agg_rows (view, entity, event_timestamp, seq, ingest_ts,
                                            features) VALUES (?, ?, ?, ?, ?, ?)
 """
+# The same rows copied from the log's rows of a committed range, in the log's transaction.
+COPY_AGG = """
+INSERT OR IGNORE INTO {s}online_agg_rows (view, entity, event_timestamp, seq, ingest_ts,
+                                           features)
+SELECT view, entity, event_timestamp, seq, ingest_ts, features FROM main.log
+WHERE seq BETWEEN ? AND ? AND +view = ? AND event_timestamp > ?
+ORDER BY view, entity, event_timestamp, seq
+"""
 EVICT_AGG = "DELETE FROM {s}online_agg_rows WHERE view = ? AND entity = ? AND event_timestamp <= ?"
 _RANGE = " FROM online_agg_rows WHERE view = ? AND entity = ? AND event_timestamp > ?" \
          " AND event_timestamp <= ?"
@@ -109,6 +117,10 @@ class SqliteOnlineStore:
                          [(r.view, r.entity, r.event_ts, r.seq, r.ingest_ts, r.features)
                           for r in rows])
         if agg is not None:
+            if agg.log_range is not None:  # only in the log's transaction: main is the log
+                first, last = agg.log_range
+                for view, low in agg.lows.items():
+                    conn.execute(COPY_AGG.format(s=schema), (first, last, view, low))
             conn.executemany(INSERT_AGG.format(s=schema), agg.rows)
             conn.executemany(EVICT_AGG.format(s=schema), agg.evict)
         conn.execute(SET_APPLIED.format(s=schema), (high_seq,))
