@@ -97,7 +97,7 @@ def open_stores(config: Config, *, heal: bool = True, check: bool = False,
         if check:
             quick_check(offline.conn, offline.path)
         online = open_online(config.online_url, readonly=readonly)
-        online.agg_plan = AggPlan.from_defs(config.defs)
+        online.agg_plan = AggPlan.from_defs(config.defs, folding=online.folds_aggregations)
     except BaseException:
         offline.close()
         raise

@@ -28,15 +28,7 @@ from typing import Any, Protocol
 from ..definitions import Definitions
 from ..definitions_computed import AggFeature, Aggregation
 from ..events import loads_values
-
-
-def empty_value(fn: str, dtype: str | None) -> Any:
-    """The value of an empty window: count 0, sum 0 (typed as its column), else null."""
-    if fn == "count":
-        return 0
-    if fn == "sum":
-        return 0 if dtype == "int64" else 0.0
-    return None
+from .aggsummary import Folder, Summary, empty_value, value
 
 
 def _fsum(xs: list[Any]) -> float:
@@ -124,19 +116,22 @@ class AggReader:
         self.feats = {f.name: (f, src.feature(f.of).dtype if f.of else None)
                       for f in agg.features}
         self.window = agg.max_window
+        self.folder = Folder(defs, agg.source)
 
     def lower(self, now: int) -> int | None:
         return None if self.window is None else now - self.window
 
-    def rows_lower(self, names: Sequence[str], now: int) -> int | None:
-        """The lowest edge among the features of ``names`` that read every value of
-        their window (``now`` when none does: no row is needed)."""
+    def all_history(self, names: Sequence[str]) -> bool:
+        """Whether a feature of ``names`` has no window (reads the running summary)."""
+        return any(self.feats[name][0].window is None for name in names)
+
+    def rows_lower(self, names: Sequence[str], now: int) -> int:
+        """The lowest edge among the windowed features of ``names`` that read every
+        value of their window (``now`` when none does: no row is needed)."""
         lo = now
         for name in names:
             f = self.feats[name][0]
-            if _needs_rows(f):
-                if f.window is None:
-                    return None
+            if f.window is not None and _needs_rows(f):
                 lo = min(lo, now - f.window)
         return lo
 
@@ -146,21 +141,32 @@ class AggReader:
         the entity's rows with ``now - longest window < event_timestamp <= now``."""
         return self.evaluate_on(names, ListRows(rows), now)
 
-    def evaluate_on(self, names: Sequence[str], src: WindowRows,
-                    now: int) -> dict[str, tuple[Any, int | None]]:
+    def evaluate_on(self, names: Sequence[str], src: WindowRows, now: int,
+                    summary: Summary | None = None) -> dict[str, tuple[Any, int | None]]:
         """Per feature name, (value, newest counted event time) at ``now``, asking
         ``src`` only for what each feature needs: a count of rows, the newest rows until
-        a non-null value (last), or the values of the widest window that reads them."""
+        a non-null value (last), or the values of the widest window that reads them.
+        No-window features: ``summary`` (the entity's folded rows, None: none) with
+        every row of ``src`` folded on top, exactly (:mod:`.aggsummary`)."""
+        out: dict[str, tuple[Any, int | None]] = {}
+        if self.all_history(names):
+            total = Summary() if summary is None else summary
+            self.folder.fold(total, src.rows(None))
+            for name in names:
+                f, dtype = self.feats[name]
+                if f.window is None:
+                    out[name] = value(f, dtype, total)
         lo_rows = self.rows_lower(names, now)
         rows: Sequence[tuple[int, int, str]] = () if lo_rows == now else src.rows(lo_rows)
         ts = [r[0] for r in rows]
         decoded: dict[int, dict[str, Any]] = {}  # row index -> its values, decoded once
 
-        out: dict[str, tuple[Any, int | None]] = {}
         n = len(rows)
         for name in names:
             f, dtype = self.feats[name]
-            lo = None if f.window is None else now - f.window
+            if f.window is None:
+                continue
+            lo = now - f.window
             if f.of is None:
                 out[name] = src.count(lo)
                 continue
@@ -176,7 +182,7 @@ class AggReader:
                 continue
             vals = []
             newest = None
-            for i in range(0 if lo is None else bisect_right(ts, lo), n):
+            for i in range(bisect_right(ts, lo), n):
                 d = decoded.get(i)
                 if d is None:
                     d = decoded[i] = loads_values(rows[i][2])

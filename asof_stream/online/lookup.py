@@ -12,7 +12,8 @@ from typing import Any
 from ..definitions import Definitions
 from ..events import coerce_key, entity_key, loads_values
 from ..timestamps import now_micros
-from .aggread import AggReader, empty_value
+from .aggread import AggReader
+from .aggsummary import empty_value
 from .base import OnlineStore
 
 PRESENT = "PRESENT"
@@ -107,11 +108,13 @@ def _read_aggregation(defs: Definitions, online: OnlineStore, name: str, feats: 
     keys = entity_keys_for(defs, name, rows, from_text=from_text)
     latest = online.get(source, keys)
     windows = online.agg_windows(source, keys, reader.lower(now), now)
-    for i, (row, found) in enumerate(zip(latest, windows, strict=True)):
+    summaries = (online.agg_summaries(source, keys) if reader.all_history(feats)
+                 else [None] * len(keys))
+    for i, (row, found, summary) in enumerate(zip(latest, windows, summaries, strict=True)):
         if row is None:
             for f in feats:
                 fdef, dtype = reader.feats[f]
                 out[i][(name, f)] = FeatureValue(empty_value(fdef.fn, dtype), NOT_FOUND, None)
             continue
-        for f, (value, ts) in reader.evaluate_on(feats, found, now).items():
+        for f, (value, ts) in reader.evaluate_on(feats, found, now, summary).items():
             out[i][(name, f)] = FeatureValue(value, PRESENT, ts)

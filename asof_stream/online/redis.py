@@ -67,6 +67,7 @@ from ..redaction import redact_in, redact_url
 from ..timestamps import MIN_US
 from .aggread import ListRows, WindowRows
 from .aggstate import AggBatch, AggPlan, fingerprint, member, ts_bound, unmember
+from .aggsummary import Summary
 from .base import OnlineRow, OnlineUnavailable
 from .redis_scripts import APPLIED, APPLY, APPLY_AGG, COUNT, SWITCH
 from .redis_url import glob_escape, split_url
@@ -91,6 +92,7 @@ class RedisOnlineStore:
 
     transactional = False
     agg_plan: AggPlan | None = None
+    folds_aggregations = False
 
     def __init__(self, url: str, *, track: str = "", **client_options: Any) -> None:
         self.url = url
@@ -190,6 +192,11 @@ class RedisOnlineStore:
                 self._gen = live
         raise OnlineUnavailable(f"Redis online store {redact_url(self.url)}: the generation"
                                 " kept changing during a read")
+
+    def agg_summaries(self, view: str, entities: list[str]) -> list[Summary | None]:
+        """None for each entity: this store keeps every row of the views with no-window
+        aggregations instead of folding them."""
+        return [None] * len(entities)
 
     def agg_windows(self, view: str, entities: list[str], lo: int | None,
                     hi: int) -> list[WindowRows]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..offline.sqlite import connect
 from .aggread import WindowRows
 from .aggstate import NO_LOW, AggBatch, AggPlan, fingerprint
+from .aggsummary import Summary
 from .base import OnlineRow
 
 #: The columns of a stored row: the latest row per key, and the aggregations' raw rows.
@@ -25,6 +26,10 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS {s}online_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);\n"
     "CREATE TABLE IF NOT EXISTS {s}online_agg_rows (" + ROW_COLUMNS
     + "\n    PRIMARY KEY (view, entity, event_timestamp, seq)\n) WITHOUT ROWID;\n"
+    # Running summaries of the no-window aggregations (see .aggsummary): per (view,
+    # entity) the folded rows, which online_agg_rows no longer holds.
+    "CREATE TABLE IF NOT EXISTS {s}online_agg_summary (view TEXT NOT NULL,"
+    " entity TEXT NOT NULL, state TEXT NOT NULL, PRIMARY KEY (view, entity)) WITHOUT ROWID;\n"
 )
 # Aggregation state (see .aggstate): raw rows of source views, idempotent by key.
 INSERT_AGG = """
@@ -39,6 +44,11 @@ SELECT view, entity, event_timestamp, seq, ingest_ts, features FROM main.log
 WHERE seq BETWEEN ? AND ? AND +view = ? AND event_timestamp > ?
 ORDER BY view, entity, event_timestamp, seq
 """
+FOLD_ROWS = ("SELECT event_timestamp, seq, features FROM {s}online_agg_rows WHERE view = ?"
+             " AND entity = ? AND event_timestamp <= ?")
+GET_SUMMARY = "SELECT state FROM {s}online_agg_summary WHERE view = ? AND entity = ?"
+PUT_SUMMARY = ("INSERT INTO {s}online_agg_summary (view, entity, state) VALUES (?, ?, ?)"
+               " ON CONFLICT (view, entity) DO UPDATE SET state = excluded.state")
 EVICT_AGG = "DELETE FROM {s}online_agg_rows WHERE view = ? AND entity = ? AND event_timestamp <= ?"
 _RANGE = " FROM online_agg_rows WHERE view = ? AND entity = ? AND event_timestamp > ?" \
          " AND event_timestamp <= ?"
@@ -93,6 +103,7 @@ class SqliteOnlineStore:
     """The default online store, a SQLite file beside the log."""
 
     transactional = True
+    folds_aggregations = True
     agg_plan: AggPlan | None = None
 
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
@@ -122,8 +133,27 @@ class SqliteOnlineStore:
                 for view, low in agg.lows.items():
                     conn.execute(COPY_AGG.format(s=schema), (first, last, view, low))
             conn.executemany(INSERT_AGG.format(s=schema), agg.rows)
+            if agg.summaries:
+                conn.executemany(PUT_SUMMARY.format(s=schema), agg.summaries)
+            plan = self.agg_plan
+            if plan is not None and plan.fold:
+                self._fold(conn, schema, plan, [e for e in agg.evict if e[0] in plan.fold])
             conn.executemany(EVICT_AGG.format(s=schema), agg.evict)
         conn.execute(SET_APPLIED.format(s=schema), (high_seq,))
+
+    @staticmethod
+    def _fold(conn: sqlite3.Connection, schema: str, plan: AggPlan,
+              due: list[tuple[str, str, int]]) -> None:
+        """Fold the rows of folding views at or below each cutoff into the entity's
+        summary (the caller then deletes them), in the same transaction."""
+        for view, entity, cutoff in due:
+            rows = conn.execute(FOLD_ROWS.format(s=schema), (view, entity, cutoff)).fetchall()
+            if not rows:
+                continue
+            found = conn.execute(GET_SUMMARY.format(s=schema), (view, entity)).fetchone()
+            summary = Summary() if found is None else Summary.loads(found[0])
+            plan.folder(view).fold(summary, rows)
+            conn.execute(PUT_SUMMARY.format(s=schema), (view, entity, summary.dumps()))
 
     def write_in_transaction(self, conn: sqlite3.Connection, rows: list[OnlineRow],
                              high_seq: int, agg: AggBatch | None = None) -> None:
@@ -185,6 +215,15 @@ class SqliteOnlineStore:
         a range), so a read fetches only the rows it uses; ``lo`` is not needed."""
         return [SqliteRows(self.conn, view, e, hi) for e in entities]
 
+    def agg_summaries(self, view: str, entities: list[str]) -> list[Summary | None]:
+        """Per entity, the running summary of its folded rows of ``view`` (None: none)."""
+        sql = GET_SUMMARY.format(s="")
+        out = []
+        for e in entities:
+            found = self.conn.execute(sql, (view, e)).fetchone()
+            out.append(None if found is None else Summary.loads(found[0]))
+        return out
+
     def agg_fingerprint(self) -> int:
         """The :func:`~.aggstate.fingerprint` of the plan the state was rebuilt for."""
         row = self.conn.execute(
@@ -201,6 +240,7 @@ class SqliteOnlineStore:
             self.conn.execute("DELETE FROM online")
             self.conn.execute("DELETE FROM online_meta")
             self.conn.execute("DELETE FROM online_agg_rows")
+            self.conn.execute("DELETE FROM online_agg_summary")
             self._write(self.conn, "", list(rows), high_seq, agg)
             self.conn.execute("INSERT INTO online_meta (key, value) VALUES ('agg_plan', ?)",
                               (fingerprint(self.agg_plan),))
