@@ -102,8 +102,7 @@ def _read_aggregation(defs: Definitions, online: OnlineStore, name: str, feats: 
         reader = _readers[(id(defs), name)] = AggReader(defs, name)
     if source_missing(online, reader.agg.source):
         raise ValueError(f"aggregation {name!r}: this online store keeps no aggregation state"
-                         " (not opened through the project's stores, or partition shards,"
-                         " which do not keep it yet)")
+                         " (not opened through the project's stores)")
     source = reader.agg.source
     keys = entity_keys_for(defs, name, rows, from_text=from_text)
     latest = online.get(source, keys)
