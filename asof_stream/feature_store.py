@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, load_config
-from .definitions import FeatureService, output_names
+from .definitions import Definitions, FeatureService, output_names
 from .ingest.commit import BatchResult
 from .ingest.sources.base import Record
 from .online.read import read_features
@@ -45,6 +45,10 @@ class FeatureStore:
                 config_path if config_path is not None else "asof.toml")
             self.config = load_config(path)
         self._stores: Stores | None = None
+        #: (refs, full names) -> (definitions, pairs, output names, request names): a
+        #: read resolves its refs once per definitions, not per call
+        self._reads: dict[tuple[tuple[str, ...], bool],
+                          tuple[Definitions, list[tuple[str, str]], list[str], set[str]]] = {}
 
     @property
     def stores(self) -> Stores:
@@ -106,9 +110,7 @@ class FeatureStore:
         Transforms' request values go in the entity rows (as Feast takes them) or in
         ``request_data``: name -> one value for every row, or a list with one per row.
         A failing transform raises :class:`~asof_stream.transforms.TransformError`."""
-        pairs = self.config.defs.resolve_refs(self._refs(features))
-        names = output_names(pairs, full_feature_names)
-        request = set(request_names(self.config.defs, pairs))
+        pairs, names, request = self._resolved(features, full_feature_names)
         rows = _with_request(entity_rows, request_data)
         results = read_features(self.config.defs, self.stores.online, pairs, rows)
         out: dict[str, list[Any]] = {}
@@ -120,6 +122,22 @@ class FeatureStore:
             response.statuses[name] = [r[pair].status for r in results]
             response.event_timestamps[name] = [r[pair].event_timestamp for r in results]
         return response
+
+    def _resolved(self, features: Sequence[str | FeatureService], full_feature_names: bool,
+                  ) -> tuple[list[tuple[str, str]], list[str], set[str]]:
+        """The pairs, output names and request names of a read's ``features``."""
+        defs = self.config.defs
+        key = (tuple(self._refs(features)), full_feature_names)
+        hit = self._reads.get(key)
+        if hit is not None and hit[0] is defs:
+            return hit[1], hit[2], hit[3]
+        pairs = defs.resolve_refs(list(key[0]))
+        names = output_names(pairs, full_feature_names)
+        request = set(request_names(defs, pairs))
+        if len(self._reads) > 1024:  # bounded: forget, and resolve again
+            self._reads.clear()
+        self._reads[key] = (defs, pairs, names, request)
+        return pairs, names, request
 
     def get_feature_service(self, name: str) -> FeatureService:
         """A feature service by name, usable in ``features=`` of the reads."""

@@ -86,7 +86,9 @@ def open_stores(config: Config, *, heal: bool = True, check: bool = False,
     if is_sharded(config):
         union = ShardUnion(config)
         try:
-            return Stores(config, union, open_online(config.online_url), sharded=True)
+            online = open_online(config.online_url)
+            online.agg_plan = AggPlan.from_defs(config.defs, folding=online.folds_aggregations)
+            return Stores(config, union, online, sharded=True)
         except BaseException:
             union.close()
             raise
@@ -97,7 +99,7 @@ def open_stores(config: Config, *, heal: bool = True, check: bool = False,
         if check:
             quick_check(offline.conn, offline.path)
         online = open_online(config.online_url, readonly=readonly)
-        online.agg_plan = AggPlan.from_defs(config.defs)
+        online.agg_plan = AggPlan.from_defs(config.defs, folding=online.folds_aggregations)
     except BaseException:
         offline.close()
         raise

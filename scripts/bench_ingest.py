@@ -438,6 +438,7 @@ def with_aggregations(args: argparse.Namespace, bootstrap: str) -> None:
     topic = f"bench-agg-{int(time.time())}"
     asyncio.run(produce(bootstrap, topic, n, args.customers, args.partitions, base))
     rates = {}
+    cpus = {}
     for label, extra in (("without", ""), ("with", AGGREGATIONS)):
         with tempfile.TemporaryDirectory(prefix="asof-bench-") as tmp:
             folder = Path(tmp)
@@ -449,9 +450,11 @@ def with_aggregations(args: argparse.Namespace, bootstrap: str) -> None:
             if rows != n:
                 sys.exit(f"the daemon stored {rows} rows, expected {n}")
             rates[label] = n / r["wall"]
+            cpus[label] = r["user"] + r["sys"]
             print(f"{label} aggregations: {r['wall']:.2f} s, {rates[label]:,.0f} events/s,"
-                  f" peak RSS {r['rss_mb']:.0f} MB")
-    print(f"with / without: {rates['with'] / rates['without']:.2f}")
+                  f" user+sys {cpus[label]:.2f} s, peak RSS {r['rss_mb']:.0f} MB")
+    print(f"with / without: {rates['with'] / rates['without']:.2f} (wall),"
+          f" {cpus['without'] / cpus['with']:.2f} (CPU: rate per CPU second)")
 
 
 SHARDED_EXTRA = """

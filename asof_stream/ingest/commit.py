@@ -262,13 +262,16 @@ class Committer:
             if self._agg_keep and rows:
                 assert self.online is not None and self.online.agg_plan is not None
                 plan = self.online.agg_plan
-                lows = plan.lows(now)
-                # (view, entity, event_timestamp, seq, ingest_ts, features) of the rows a
-                # window still holds as of now
-                agg_rows = [(r[1], r[2], r[3], r[0], r[4], r[8]) for r in rows
-                            if r[3] > lows.get(r[1], NOT_KEPT)]
-                if agg_rows:
-                    agg = plan.batch(agg_rows, now, best, filtered=True)
+                if self.online.transactional:  # it copies the kept rows from the log table
+                    agg = plan.batch_in_log(first_seq, seq, now, best, stats)
+                else:
+                    lows = plan.lows(now)
+                    # (view, entity, event_timestamp, seq, ingest_ts, features) of the rows
+                    # a window still holds as of now
+                    agg_rows = [(r[1], r[2], r[3], r[0], r[4], r[8]) for r in rows
+                                if r[3] > lows.get(r[1], NOT_KEPT)]
+                    if agg_rows:
+                        agg = plan.batch(agg_rows, now, best, filtered=True)
             if self.online is not None and self.online.transactional and upserts:
                 if agg is None:
                     self.online.write_in_transaction(conn, upserts, seq)

@@ -31,9 +31,11 @@ from ..offline.shards import (
 )
 from ..offline.sqlite import tune_writer
 from ..online import open_online
+from ..online.aggstate import AggBatch, AggPlan, build_state, fingerprint
 from ..online.base import OnlineRow, from_log_row
 from ..online.materialize import catch_up
 from ..stores import Stores
+from ..timestamps import now_micros
 from .commit import BatchResult, Committer, Decoded, PositionConflict, decode_records
 from .sources.base import Record
 
@@ -54,6 +56,12 @@ def open_shard(config: Config, partition: int, partitions: int) -> Stores:
         log_.close()
         raise
     try:
+        plan = AggPlan.from_defs(config.defs, folding=online.folds_aggregations)
+        online.agg_plan = plan
+        if online.agg_fingerprint() != fingerprint(plan):
+            # The shared state was kept for other definitions (or none yet): rebuilt from
+            # every shard's log, not from this one's alone.
+            materialize_shards(config)
         healed = catch_up(log_, online)
     except BaseException:
         online.close()
@@ -187,20 +195,28 @@ def materialize_shards(config: Config, view: str | None = None) -> int:
         rows: list[OnlineRow] = []
         marks: dict[str, int] = {}
         per_shard: dict[str, list[OnlineRow]] = {}
+        plan = AggPlan.from_defs(config.defs)  # the Redis store keeps rows, not summaries
+        agg = None if plan is None or view is not None else AggBatch([])
+        now = now_micros()
         for name, log_ in logs.items():
-            log_.conn.execute("BEGIN")  # one snapshot for the rows and the mark
+            log_.conn.execute("BEGIN")  # one snapshot for the rows, the state and the mark
             try:
                 marks[":" + name] = log_.max_seq()
                 per_shard[name] = [from_log_row(r) for r in log_.latest_rows(view)]
+                if agg is not None and plan is not None:  # this shard's entities' state
+                    agg.rows.extend(build_state(log_, plan, marks[":" + name], now).rows)
             finally:
                 log_.conn.execute("COMMIT")
             rows.extend(per_shard[name])
         tracks = {name: open_online(config.online_url, track=":" + name) for name in logs}
+        for online in tracks.values():
+            online.agg_plan = plan
         try:
             if view is None:
                 shared = next(iter(tracks.values()), None) or open_online(config.online_url)
                 assert isinstance(shared, RedisOnlineStore)
-                shared.replace_all(rows, 0, tracks=marks)
+                shared.agg_plan = plan
+                shared.replace_all(rows, 0, agg=agg, tracks=marks)
                 for name, online in tracks.items():  # batches committed during the rebuild
                     catch_up(logs[name], online)
             else:

@@ -81,7 +81,7 @@ def audit_aggregations(log: OfflineLog, online: OnlineStore, defs: Definitions,
     if plan is None or not names:
         return {}, []
     if online.agg_plan is None:
-        online.agg_plan = plan
+        online.agg_plan = AggPlan.from_defs(defs, folding=online.folds_aggregations)
     rows = build_rows(log, defs, plan, None, now)
     checked: dict[str, int] = {}
     found: list[Difference] = []

@@ -8,11 +8,20 @@ crash) changes nothing, and any arrival order gives the same set of rows. Rows t
 left the longest window of their view as of the write (``event_timestamp <= now - w``)
 are not stored and are evicted for the entities a batch touches (at most once per
 ``w / 16`` per entity and process); reads filter on the window exactly, so rows not yet
-evicted never count. A source view with a feature that
-has no window keeps every row of the entity (all history up to ``t`` counts).
+evicted never count.
 
-Rebuilding (:func:`build_rows`, run by ``materialize``) selects the same rows from the
-log (both tiers), so rebuilt and incremental states read the same values (I2).
+A source view with a feature that has no window (all history up to ``t`` counts) keeps,
+in a store that folds (``folds_aggregations``: SQLite), one running summary per entity
+(:mod:`.aggsummary`) instead of its whole history: when an entity is due (at most once
+per ``w / 16`` of its longest finite window ``w``, or per :data:`FOLD_EVERY` when it has
+none), its rows at or below ``now - w`` (or ``now``) are folded into the summary and
+deleted, in the same transaction. Rows arrive as rows, late ones too, so a write never
+reads the summary; a read adds every row still stored to the summary, exactly. A store
+that does not fold (Redis) keeps every row of such views.
+
+Rebuilding (:func:`build_state`, run by ``materialize``) selects the same rows from the
+log (both tiers) and folds those at or below the fold cutoff, so rebuilt and incremental
+states read the same values (I2).
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from typing import TYPE_CHECKING
 
 from ..definitions import Definitions
 from ..timestamps import MIN_US
+from .aggsummary import Folder, Summary, folds
 
 #: One aggregation row: (view, entity, event_timestamp, seq, ingest_ts, features JSON),
 #: the shape the SQLite store inserts as it is.
@@ -32,6 +42,7 @@ if TYPE_CHECKING:
     from ..offline.log import OfflineLog
 
 
+FOLD_EVERY = 3_600_000_000  # µs: how often a view with no finite window folds an entity
 NO_LOW = -(2**63)  # a view that keeps all history: every row is above it
 NOT_KEPT = 2**63  # a view no aggregation reads: no row is above it
 
@@ -43,13 +54,21 @@ class AggPlan:
 
     keep: dict[str, int | None]
     defs: Definitions = field(compare=False, repr=False)
-    #: (view, entity) -> the cutoff this process last evicted it at
+    #: per source view whose rows are folded into a running summary (its no-window
+    #: features, :mod:`.aggsummary`), the longest finite window of its features (None:
+    #: none); empty when the store keeps every row of such views instead
+    fold: dict[str, int | None] = field(default_factory=dict)
+    #: (view, entity) -> the cutoff this process last evicted (or folded) it at
     evicted: dict[tuple[str, str], int] = field(default_factory=dict, compare=False,
                                                 repr=False)
+    folders: dict[str, Folder] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def from_defs(cls, defs: Definitions) -> AggPlan | None:
+    def from_defs(cls, defs: Definitions, *, folding: bool = False) -> AggPlan | None:
+        """The plan of ``defs``; ``folding``: the store keeps running summaries for the
+        no-window features (else every row of their views)."""
         keep: dict[str, int | None] = {}
+        finite: dict[str, int] = {}
         for agg in defs.aggregations.values():
             w = agg.max_window
             if agg.source in keep:
@@ -57,7 +76,24 @@ class AggPlan:
                 keep[agg.source] = None if cur is None or w is None else max(cur, w)
             else:
                 keep[agg.source] = w
-        return cls(keep, defs) if keep else None
+            for f in agg.features:
+                if f.window is not None:
+                    finite[agg.source] = max(finite.get(agg.source, 0), f.window)
+        fold = {v: finite.get(v) for v, w in keep.items()
+                if folding and w is None and folds(defs, v)}
+        return cls(keep, defs, fold) if keep else None
+
+    def folder(self, view: str) -> Folder:
+        f = self.folders.get(view)
+        if f is None:
+            f = self.folders[view] = Folder(self.defs, view)
+        return f
+
+    def fold_cutoff(self, view: str, now: int) -> int:
+        """The event time at or below which a folding view's rows are folded as of
+        ``now``: out of its longest finite window, or (none) up to ``now``."""
+        w = self.fold[view]
+        return now if w is None else now - w
 
     @property
     def fingerprint(self) -> int:
@@ -92,20 +128,49 @@ class AggPlan:
             return None
         out.sort()  # by (view, entity, event_timestamp, seq), unique: B-tree order
         keys = dict.fromkeys((r[0], r[1]) for r in out) if entities is None else entities
+        return AggBatch(out, cut, self._evictions(keys, lows, now))
+
+    def batch_in_log(self, first_seq: int, last_seq: int, now: int,
+                     entities: Iterable[tuple[str, str]],
+                     views: Iterable[str]) -> AggBatch | None:
+        """Like :meth:`batch` for a store written in the log's transaction: the rows are
+        the log's rows with seq in ``first_seq..last_seq`` above :meth:`lows`, which the
+        store copies from the log table itself (no row passes through Python).
+        ``entities``: the (view, entity) keys of those rows; ``views``: their views."""
+        lows = self.lows(now)
+        kept = {v: lows[v] for v in views if v in lows}
+        if not kept:
+            return None
+        return AggBatch([], self.cutoffs(now), self._evictions(entities, lows, now),
+                        log_range=(first_seq, last_seq), lows=kept)
+
+    def _evictions(self, keys: Iterable[tuple[str, str]], lows: dict[str, int],
+                   now: int) -> list[tuple[str, str, int]]:
+        """(view, entity, cutoff) of the entities of ``keys`` due an eviction: their rows
+        at or below the cutoff are deleted, or for a folding view folded into its
+        summary and deleted (at most once per ``FOLD_EVERY`` when it has no finite
+        window)."""
         evict: list[tuple[str, str, int]] = []
         done = self.evicted
         if len(done) > 1_000_000:  # bounded memory: forget, and evict again
             done.clear()
+        fold = self.fold
         for key in keys:
             w = self.keep.get(key[0])
             if w is None:
-                continue
-            low = lows[key[0]]
+                if key[0] not in fold:
+                    continue
+                f = fold[key[0]]
+                low = self.fold_cutoff(key[0], now)
+                every = FOLD_EVERY if f is None else max(f // 16, 1)
+            else:
+                low = lows[key[0]]
+                every = max(w // 16, 1)
             last = done.get(key)
-            if last is None or low - last >= max(w // 16, 1):
+            if last is None or low - last >= every:
                 done[key] = low
                 evict.append((key[0], key[1], low))
-        return AggBatch(out, cut, evict)
+        return evict
 
 
 def fingerprint(plan: AggPlan | None) -> int:
@@ -115,7 +180,10 @@ def fingerprint(plan: AggPlan | None) -> int:
     import hashlib
     import json
 
-    text = json.dumps(sorted(plan.keep.items(), key=lambda kv: kv[0]))
+    keep = sorted(plan.keep.items(), key=lambda kv: kv[0])
+    # a plan without folding views hashes as before folding existed
+    text = json.dumps(keep if not plan.fold else
+                      {"keep": keep, "fold": sorted(plan.fold.items(), key=lambda kv: kv[0])})
     return int(hashlib.sha256(text.encode()).hexdigest()[:15], 16) or 1
 
 
@@ -127,6 +195,13 @@ class AggBatch:
     cutoffs: dict[str, int | None] = field(default_factory=dict)
     #: (view, entity, cutoff): delete the entity's rows at or below the cutoff
     evict: list[tuple[str, str, int]] = field(default_factory=list)
+    #: (first seq, last seq): the rows to add are the log's rows of this range with
+    #: ``event_timestamp`` above ``lows[view]``, copied by the store in the log's
+    #: transaction (``rows`` is then empty)
+    log_range: tuple[int, int] | None = None
+    lows: dict[str, int] = field(default_factory=dict)
+    #: (view, entity, summary JSON) to store as they are (a rebuild)
+    summaries: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def member(r: AggRow) -> bytes:
@@ -172,3 +247,25 @@ def build_rows(log: OfflineLog, defs: Definitions, plan: AggPlan, high: int | No
                 text = dumps_values({n: c[i] for n, c in zip(names, cols, strict=True)})
                 out.append((view, ent, ets[i], seqs[i], its[i], text))
     return out
+
+
+def build_state(log: OfflineLog, plan: AggPlan, high: int | None, now: int) -> AggBatch:
+    """The whole aggregation state rebuilt from the log up to seq ``high``: the rows of
+    :func:`build_rows`, those of folding views at or below their fold cutoff as of
+    ``now`` folded into one summary per entity instead (the same values: folding is
+    exact and order-free)."""
+    rows = build_rows(log, plan.defs, plan, high, now)
+    if not plan.fold:
+        return AggBatch(rows, plan.cutoffs(now))
+    raw: list[AggRow] = []
+    summaries: dict[tuple[str, str], Summary] = {}
+    for r in rows:
+        if r[0] in plan.fold and r[2] <= plan.fold_cutoff(r[0], now):
+            s = summaries.get((r[0], r[1]))
+            if s is None:
+                s = summaries[(r[0], r[1])] = Summary()
+            plan.folder(r[0]).fold(s, [(r[2], r[3], r[5])])
+        else:
+            raw.append(r)
+    return AggBatch(raw, plan.cutoffs(now),
+                    summaries=[(v, e, s.dumps()) for (v, e), s in summaries.items()])

@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from ..offline.log import LogRow
 
 if TYPE_CHECKING:
+    from .aggread import WindowRows
     from .aggstate import AggBatch, AggPlan
+    from .aggsummary import Summary
 
 
 class OnlineUnavailable(ConnectionError):
@@ -51,6 +53,9 @@ class OnlineStore(Protocol):
     #: What is kept for aggregations (set from the definitions when the stores open;
     #: None: no aggregation state is kept).
     agg_plan: AggPlan | None
+    #: True when the store folds the rows of no-window aggregations into running
+    #: summaries (:mod:`.aggsummary`); False: it keeps every row of their views.
+    folds_aggregations: bool
 
     def attach_to(self, conn: sqlite3.Connection) -> None:
         """Prepare the log's connection for :meth:`write_in_transaction`."""
@@ -85,6 +90,15 @@ class OnlineStore(Protocol):
                  hi: int) -> list[list[tuple[int, int, str]]]:
         """Per entity, the aggregation rows (event_timestamp, seq, features JSON) of
         ``view`` with ``lo < event_timestamp <= hi``, in (event_timestamp, seq) order."""
+
+    def agg_summaries(self, view: str, entities: list[str]) -> list[Summary | None]:
+        """Per entity, the running summary of its folded rows of ``view`` (None: none);
+        see :mod:`.aggsummary`."""
+
+    def agg_windows(self, view: str, entities: list[str], lo: int | None,
+                    hi: int) -> list[WindowRows]:
+        """Per entity, its aggregation rows of ``view`` with ``lo < event_timestamp <=
+        hi`` as the :class:`~.aggread.WindowRows` a read evaluates its features on."""
 
     def agg_fingerprint(self) -> int:
         """The fingerprint of the aggregation plan the state was last rebuilt for (0:

@@ -12,7 +12,8 @@ from typing import Any
 from ..definitions import Definitions
 from ..events import coerce_key, entity_key, loads_values
 from ..timestamps import now_micros
-from .aggread import AggReader, empty_value
+from .aggread import AggReader
+from .aggsummary import empty_value
 from .base import OnlineStore
 
 PRESENT = "PRESENT"
@@ -101,17 +102,18 @@ def _read_aggregation(defs: Definitions, online: OnlineStore, name: str, feats: 
         reader = _readers[(id(defs), name)] = AggReader(defs, name)
     if source_missing(online, reader.agg.source):
         raise ValueError(f"aggregation {name!r}: this online store keeps no aggregation state"
-                         " (not opened through the project's stores, or partition shards,"
-                         " which do not keep it yet)")
+                         " (not opened through the project's stores)")
     source = reader.agg.source
     keys = entity_keys_for(defs, name, rows, from_text=from_text)
     latest = online.get(source, keys)
-    window_rows = online.agg_rows(source, keys, reader.lower(now), now)
-    for i, (row, found) in enumerate(zip(latest, window_rows, strict=True)):
+    windows = online.agg_windows(source, keys, reader.lower(now), now)
+    summaries = (online.agg_summaries(source, keys) if reader.all_history(feats)
+                 else [None] * len(keys))
+    for i, (row, found, summary) in enumerate(zip(latest, windows, summaries, strict=True)):
         if row is None:
             for f in feats:
                 fdef, dtype = reader.feats[f]
                 out[i][(name, f)] = FeatureValue(empty_value(fdef.fn, dtype), NOT_FOUND, None)
             continue
-        for f, (value, ts) in reader.evaluate(feats, found, now).items():
+        for f, (value, ts) in reader.evaluate_on(feats, found, now, summary).items():
             out[i][(name, f)] = FeatureValue(value, PRESENT, ts)

@@ -46,7 +46,7 @@ def materialize(log: OfflineLog, online: OnlineStore, view: str | None = None) -
     snapshot's seq bound; a rebuild of one view leaves it as it is.
     """
     from ..offline.scan import latest_records
-    from .aggstate import AggBatch, build_rows
+    from .aggstate import build_state
 
     high, records = latest_records(log, view)
     rows = list(map(OnlineRow._make, records))  # a record is an OnlineRow's fields in order
@@ -55,7 +55,7 @@ def materialize(log: OfflineLog, online: OnlineStore, view: str | None = None) -
         agg = None
         if plan is not None:
             now = now_micros()
-            agg = AggBatch(build_rows(log, plan.defs, plan, high, now), plan.cutoffs(now))
+            agg = build_state(log, plan, high, now)
         if agg is None:
             online.replace_all(rows, high)
         else:

@@ -65,7 +65,9 @@ import redis
 
 from ..redaction import redact_in, redact_url
 from ..timestamps import MIN_US
+from .aggread import ListRows, WindowRows
 from .aggstate import AggBatch, AggPlan, fingerprint, member, ts_bound, unmember
+from .aggsummary import Summary
 from .base import OnlineRow, OnlineUnavailable
 from .redis_scripts import APPLIED, APPLY, APPLY_AGG, COUNT, SWITCH
 from .redis_url import glob_escape, split_url
@@ -90,6 +92,7 @@ class RedisOnlineStore:
 
     transactional = False
     agg_plan: AggPlan | None = None
+    folds_aggregations = False
 
     def __init__(self, url: str, *, track: str = "", **client_options: Any) -> None:
         self.url = url
@@ -189,6 +192,17 @@ class RedisOnlineStore:
                 self._gen = live
         raise OnlineUnavailable(f"Redis online store {redact_url(self.url)}: the generation"
                                 " kept changing during a read")
+
+    def agg_summaries(self, view: str, entities: list[str]) -> list[Summary | None]:
+        """None for each entity: this store keeps every row of the views with no-window
+        aggregations instead of folding them."""
+        return [None] * len(entities)
+
+    def agg_windows(self, view: str, entities: list[str], lo: int | None,
+                    hi: int) -> list[WindowRows]:
+        """The rows of :meth:`agg_rows`, read in one round trip, as
+        :class:`~.aggread.WindowRows`."""
+        return [ListRows(rows) for rows in self.agg_rows(view, entities, lo, hi)]
 
     def replace_all(self, rows: Iterable[OnlineRow], high_seq: int,
                     agg: AggBatch | None = None, tracks: dict[str, int] | None = None) -> None:

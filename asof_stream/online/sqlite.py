@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..offline.sqlite import connect
-from .aggstate import AggBatch, AggPlan, fingerprint
+from .aggread import WindowRows
+from .aggstate import NO_LOW, AggBatch, AggPlan, fingerprint
+from .aggsummary import Summary
 from .base import OnlineRow
 
 #: The columns of a stored row: the latest row per key, and the aggregations' raw rows.
@@ -24,16 +26,36 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS {s}online_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);\n"
     "CREATE TABLE IF NOT EXISTS {s}online_agg_rows (" + ROW_COLUMNS
     + "\n    PRIMARY KEY (view, entity, event_timestamp, seq)\n) WITHOUT ROWID;\n"
+    # Running summaries of the no-window aggregations (see .aggsummary): per (view,
+    # entity) the folded rows, which online_agg_rows no longer holds.
+    "CREATE TABLE IF NOT EXISTS {s}online_agg_summary (view TEXT NOT NULL,"
+    " entity TEXT NOT NULL, state TEXT NOT NULL, PRIMARY KEY (view, entity)) WITHOUT ROWID;\n"
 )
 # Aggregation state (see .aggstate): raw rows of source views, idempotent by key.
 INSERT_AGG = """
 INSERT OR IGNORE INTO {s}online_agg_rows (view, entity, event_timestamp, seq, ingest_ts,
                                            features) VALUES (?, ?, ?, ?, ?, ?)
 """
+# The same rows copied from the log's rows of a committed range, in the log's transaction.
+COPY_AGG = """
+INSERT OR IGNORE INTO {s}online_agg_rows (view, entity, event_timestamp, seq, ingest_ts,
+                                           features)
+SELECT view, entity, event_timestamp, seq, ingest_ts, features FROM main.log
+WHERE seq BETWEEN ? AND ? AND +view = ? AND event_timestamp > ?
+ORDER BY view, entity, event_timestamp, seq
+"""
+FOLD_ROWS = ("SELECT event_timestamp, seq, features FROM {s}online_agg_rows WHERE view = ?"
+             " AND entity = ? AND event_timestamp <= ?")
+GET_SUMMARY = "SELECT state FROM {s}online_agg_summary WHERE view = ? AND entity = ?"
+PUT_SUMMARY = ("INSERT INTO {s}online_agg_summary (view, entity, state) VALUES (?, ?, ?)"
+               " ON CONFLICT (view, entity) DO UPDATE SET state = excluded.state")
 EVICT_AGG = "DELETE FROM {s}online_agg_rows WHERE view = ? AND entity = ? AND event_timestamp <= ?"
-AGG_ROWS = ("SELECT event_timestamp, seq, features FROM online_agg_rows WHERE view = ?"
-            " AND entity = ? AND event_timestamp > ? AND event_timestamp <= ?"
-            " ORDER BY event_timestamp, seq")
+_RANGE = " FROM online_agg_rows WHERE view = ? AND entity = ? AND event_timestamp > ?" \
+         " AND event_timestamp <= ?"
+AGG_ROWS = "SELECT event_timestamp, seq, features" + _RANGE + " ORDER BY event_timestamp, seq"
+AGG_COUNT = "SELECT count(*), max(event_timestamp)" + _RANGE
+AGG_NEWEST = "SELECT event_timestamp, features" + _RANGE \
+    + " ORDER BY event_timestamp DESC, seq DESC"
 
 # The monotonic rule, applied by SQLite itself: only a greater (event_timestamp, seq) wins.
 UPSERT = """
@@ -51,10 +73,37 @@ ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)
 ATTACHED = "asof_online"
 
 
+class SqliteRows:
+    """One entity's aggregation rows up to ``hi``, read by index range on demand."""
+
+    __slots__ = ("_conn", "_view", "_entity", "_hi")
+
+    def __init__(self, conn: sqlite3.Connection, view: str, entity: str, hi: int) -> None:
+        self._conn, self._view, self._entity, self._hi = conn, view, entity, hi
+
+    def _args(self, lo: int | None) -> tuple[str, str, int, int]:
+        return (self._view, self._entity, NO_LOW if lo is None else lo, self._hi)
+
+    def count(self, lo: int | None) -> tuple[int, int | None]:
+        n, newest = self._conn.execute(AGG_COUNT, self._args(lo)).fetchone()
+        return int(n), newest
+
+    def newest(self, lo: int | None) -> Iterator[tuple[int, str]]:
+        cur = self._conn.execute(AGG_NEWEST, self._args(lo))
+        try:
+            yield from cur
+        finally:
+            cur.close()  # a walk that stops early must not keep the statement open
+
+    def rows(self, lo: int | None) -> list[tuple[int, int, str]]:
+        return self._conn.execute(AGG_ROWS, self._args(lo)).fetchall()
+
+
 class SqliteOnlineStore:
     """The default online store, a SQLite file beside the log."""
 
     transactional = True
+    folds_aggregations = True
     agg_plan: AggPlan | None = None
 
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
@@ -77,9 +126,32 @@ class SqliteOnlineStore:
                high_seq: int, agg: AggBatch | None = None) -> None:
         conn.executemany(UPSERT.format(s=schema), rows)  # OnlineRow: the upsert's order
         if agg is not None:
+            if agg.log_range is not None:  # only in the log's transaction: main is the log
+                first, last = agg.log_range
+                for view, low in agg.lows.items():
+                    conn.execute(COPY_AGG.format(s=schema), (first, last, view, low))
             conn.executemany(INSERT_AGG.format(s=schema), agg.rows)
+            if agg.summaries:
+                conn.executemany(PUT_SUMMARY.format(s=schema), agg.summaries)
+            plan = self.agg_plan
+            if plan is not None and plan.fold:
+                self._fold(conn, schema, plan, [e for e in agg.evict if e[0] in plan.fold])
             conn.executemany(EVICT_AGG.format(s=schema), agg.evict)
         conn.execute(SET_APPLIED.format(s=schema), (high_seq,))
+
+    @staticmethod
+    def _fold(conn: sqlite3.Connection, schema: str, plan: AggPlan,
+              due: list[tuple[str, str, int]]) -> None:
+        """Fold the rows of folding views at or below each cutoff into the entity's
+        summary (the caller then deletes them), in the same transaction."""
+        for view, entity, cutoff in due:
+            rows = conn.execute(FOLD_ROWS.format(s=schema), (view, entity, cutoff)).fetchall()
+            if not rows:
+                continue
+            found = conn.execute(GET_SUMMARY.format(s=schema), (view, entity)).fetchone()
+            summary = Summary() if found is None else Summary.loads(found[0])
+            plan.folder(view).fold(summary, rows)
+            conn.execute(PUT_SUMMARY.format(s=schema), (view, entity, summary.dumps()))
 
     def write_in_transaction(self, conn: sqlite3.Connection, rows: list[OnlineRow],
                              high_seq: int, agg: AggBatch | None = None) -> None:
@@ -130,9 +202,25 @@ class SqliteOnlineStore:
                  hi: int) -> list[list[tuple[int, int, str]]]:
         """Per entity, the stored rows of ``view`` with ``lo < event_timestamp <= hi``
         (``lo`` None: no lower edge), in (event_timestamp, seq) order."""
-        low = -(2**63) if lo is None else lo
+        low = NO_LOW if lo is None else lo
         ex = self.conn.execute
         return [ex(AGG_ROWS, (view, e, low, hi)).fetchall() for e in entities]
+
+    def agg_windows(self, view: str, entities: list[str], lo: int | None,
+                    hi: int) -> list[WindowRows]:
+        """Per entity, its rows of ``view`` up to ``hi`` as :class:`~.aggread.WindowRows`
+        that query the table for each shape a feature needs (a count, the newest rows,
+        a range), so a read fetches only the rows it uses; ``lo`` is not needed."""
+        return [SqliteRows(self.conn, view, e, hi) for e in entities]
+
+    def agg_summaries(self, view: str, entities: list[str]) -> list[Summary | None]:
+        """Per entity, the running summary of its folded rows of ``view`` (None: none)."""
+        sql = GET_SUMMARY.format(s="")
+        out = []
+        for e in entities:
+            found = self.conn.execute(sql, (view, e)).fetchone()
+            out.append(None if found is None else Summary.loads(found[0]))
+        return out
 
     def agg_fingerprint(self) -> int:
         """The :func:`~.aggstate.fingerprint` of the plan the state was rebuilt for."""
@@ -150,6 +238,7 @@ class SqliteOnlineStore:
             self.conn.execute("DELETE FROM online")
             self.conn.execute("DELETE FROM online_meta")
             self.conn.execute("DELETE FROM online_agg_rows")
+            self.conn.execute("DELETE FROM online_agg_summary")
             self._write(self.conn, "", list(rows), high_seq, agg)
             self.conn.execute("INSERT INTO online_meta (key, value) VALUES ('agg_plan', ?)",
                               (fingerprint(self.agg_plan),))
