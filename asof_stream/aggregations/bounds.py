@@ -33,7 +33,7 @@ class Windows:
 def window_bounds(
     row_codes: np.ndarray,
     row_ts: np.ndarray,
-    row_seq: np.ndarray,
+    row_seq: np.ndarray | None,
     label_codes: np.ndarray,
     label_ts: np.ndarray,
     *,
@@ -42,7 +42,10 @@ def window_bounds(
     row_ingest: np.ndarray | None = None,
     as_known_at: bool = False,
 ) -> Windows:
-    """Windows for labels in any order (label code -1: absent entity, empty window). None = all history."""
+    """Windows for labels in any order (label code -1: absent entity, empty window). None = all history.
+
+    ``row_seq`` None: the rows are known to be in seq order on ties of (code, event_timestamp)
+    (one segment's rows); only (code, event_timestamp) order is checked (windows depend on no more)."""
     row_codes = np.asarray(row_codes, dtype=np.int64)
     row_ts = np.asarray(row_ts, dtype=np.int64)
     codes = np.asarray(label_codes, dtype=np.int64)
@@ -51,7 +54,10 @@ def window_bounds(
         raise ValueError("window_us must be >= 0")
     if as_known_at and row_ingest is None:
         raise ValueError("as_known_at needs row_ingest")
-    check_sorted(row_codes, row_ts, np.asarray(row_seq, dtype=np.int64))
+    if row_seq is None:
+        _check_grouped(row_codes, row_ts)
+    else:
+        check_sorted(row_codes, row_ts, np.asarray(row_seq, dtype=np.int64))
     m = len(t)
     lo = np.zeros(m, dtype=np.int64)
     hi = np.zeros(m, dtype=np.int64)
@@ -107,3 +113,14 @@ def window_bounds(
     lo, hi = lo.copy(), hi.copy()
     lo[slow], hi[slow] = ends - kept, ends
     return Windows(len(row_codes), lo, hi, gathered, gather)
+
+
+def _check_grouped(row_codes: np.ndarray, row_ts: np.ndarray) -> None:
+    """Raise ValueError unless rows are sorted by (code, ts)."""
+    if len(row_codes) < 2:
+        return
+    c0, c1 = row_codes[:-1], row_codes[1:]
+    bad = (c1 < c0) | ((c1 == c0) & (row_ts[1:] < row_ts[:-1]))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"rows are not sorted by (entity, event_timestamp) at row {i + 1}")

@@ -1,0 +1,246 @@
+"""An aggregation's source rows, read coded by the labels' entities (docs/computed.md).
+
+The labels' entity keys are numbered in sorted order (code ``i``: the ``i``-th distinct
+key; -1: no key); every row of the source view (every tier, ``seq <= upto_seq``) whose
+entity is one of them gets that code, the others are dropped. A segment's entity
+column is read as its dictionary (one per row group: the group's distinct entities,
+sorted, since its rows are), each dictionary is matched against the keys once and its
+indices mapped to codes, so no entity string is ever made per row (10M rows: the cast
+to strings and a string filter were most of the read). Columns come as numpy arrays
+(``seq`` and ``ingest_ts`` only when needed) and the values as Arrow arrays; nothing
+here converts Python values, which would make pyarrow import pandas.
+
+Entity codes follow byte order, the order the segments and the head are sorted in, so
+a single tier comes out in ``(code, event_timestamp, seq)`` order as it is; several are
+merged by one sort on ``(code, event_timestamp, seq)``.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ..definitions import Definitions
+from ..kernels.buffers import bool_array, int64_array, int_numpy, valid_numpy
+from ..offline.log import OfflineLog
+from ..offline.manifest import Segment
+from ..offline.scan import _manifest_moved, _snapshot, head_table
+from ..offline.segments import SegmentError, column_name, open_checked, text_array
+
+
+@dataclass(slots=True)
+class KeyCodes:
+    """The labels' distinct entity keys, sorted, and each label's code (-1: no key)."""
+
+    wanted: pa.Array
+    label_codes: np.ndarray
+
+
+def key_codes(keys: Sequence[str | None]) -> KeyCodes:
+    """Number the distinct keys in sorted (byte) order."""
+    missing = None in keys
+    arr = text_array([k or "" for k in keys] if missing else list(keys))  # type: ignore[arg-type]
+    if missing:
+        nulls = np.fromiter((k is None for k in keys), dtype=bool, count=len(keys))
+        arr = pc.if_else(bool_array(nulls), pa.nulls(1, pa.string())[0], arr)
+    enc = arr.dictionary_encode()
+    order = int_numpy(pc.array_sort_indices(enc.dictionary)).astype(np.int64)
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order), dtype=np.int64)
+    idx = int_numpy(enc.indices).astype(np.int64)
+    codes = rank[idx] if len(rank) else np.full(len(idx), -1, np.int64)
+    if enc.indices.null_count:
+        codes[~valid_numpy(enc.indices)] = -1
+    return KeyCodes(enc.dictionary.take(int64_array(order)), codes)
+
+
+@dataclass(slots=True)
+class CodedRows:
+    """Rows in ``(code, event_timestamp, seq)`` order: codes, times, optional seq and
+    ingest times, and the value columns (by feature name)."""
+
+    codes: np.ndarray
+    ts: np.ndarray
+    seq: np.ndarray | None
+    ingest: np.ndarray | None
+    values: dict[str, pa.Array] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def keep(self, mask: np.ndarray) -> CodedRows:
+        if mask.all():
+            return self
+        where = np.flatnonzero(mask)
+        return self.take(where)
+
+    def take(self, where: np.ndarray) -> CodedRows:
+        idx = int64_array(where)
+        return CodedRows(self.codes[where], self.ts[where],
+                         None if self.seq is None else self.seq[where],
+                         None if self.ingest is None else self.ingest[where],
+                         {k: v.take(idx) for k, v in self.values.items()})
+
+
+def coded_rows(log: OfflineLog, defs: Definitions, view: str, columns: Sequence[str],
+               wanted: pa.Array, *, upto_seq: int | None, ingest: bool) -> CodedRows:
+    """The rows of ``view`` (``seq <= upto_seq``) whose entity is in ``wanted`` (sorted),
+    with the ``columns`` features; ``ingest``: also their ingest times."""
+    spec = defs.views[view]
+    for name in columns:
+        spec.feature(name)  # a KeyError/ValueError naming the feature
+    for _attempt in range(5):
+        bound, segments, head = _snapshot(log, view, upto_seq, wanted)
+        sources = len(segments) + bool(head)
+        try:
+            tiers = [_segment_rows(log, s, columns, bound, wanted, ingest=ingest,
+                                   seq=sources > 1) for s in segments]
+        except SegmentError:
+            if not _manifest_moved(log, segments):
+                raise
+            continue  # a compaction replaced files after the snapshot: read the new state
+        if head or not tiers:
+            tiers.append(_head_rows(head, defs, view, columns, wanted))
+        return _merge([t for t in tiers if len(t)] or tiers[-1:], columns)
+    raise SegmentError(f"{log.segments_dir}: the segments kept changing while being read")
+
+
+def _head_rows(rows: list[tuple[int, str, int, int, str]], defs: Definitions, view: str,
+               columns: Sequence[str], wanted: pa.Array) -> CodedRows:
+    table = head_table(rows, defs, view, columns)
+    codes = _index_codes(table.column("entity").combine_chunks(), wanted)
+    got = CodedRows(codes, _ints(table.column("event_timestamp")), _ints(table.column("seq")),
+                    _ints(table.column("ingest_ts")),
+                    {c: _one(table.column(column_name(c))) for c in columns})
+    return got.keep(codes >= 0)
+
+
+def _segment_rows(log: OfflineLog, seg: Segment, columns: Sequence[str], bound: int,
+                  wanted: pa.Array, *, ingest: bool, seq: bool) -> CodedRows:
+    path = log.segments_dir / seg.file
+    pf = open_checked(path, seg.bytes, read_dictionary=["entity"])
+    filter_seq = seg.max_seq > bound
+    names = ["entity", "event_timestamp", *(["seq"] if seq or filter_seq else []),
+             *(["ingest_ts"] if ingest else []), *map(column_name, columns)]
+    try:
+        groups = _row_groups_with(pf, wanted)
+        table = pf.read_row_groups(groups, columns=names) if groups else \
+            pf.schema_arrow.empty_table().select(names)
+    except (pa.ArrowException, OSError) as exc:
+        raise SegmentError(f"segment {path} cannot be read: {exc}") from None
+    codes = _dictionary_codes(table.column("entity"), wanted)
+    seqs = _ints(table.column("seq")) if "seq" in names else None
+    got = CodedRows(codes, _ints(table.column("event_timestamp")), seqs,
+                    _ints(table.column("ingest_ts")) if ingest else None,
+                    {c: _one(table.column(column_name(c))) for c in columns})
+    del table
+    keep = codes >= 0
+    if filter_seq:
+        assert seqs is not None
+        keep &= seqs <= bound
+    got = got.keep(keep)
+    if not seq:
+        got.seq = None
+    return got
+
+
+def _row_groups_with(pf: pq.ParquetFile, wanted: pa.Array) -> list[int]:
+    """The row groups whose [min, max] entity statistics hold one of ``wanted`` (sorted)."""
+    meta = pf.metadata
+    col = pf.schema_arrow.get_field_index("entity")
+    lookup = _Sorted(wanted)
+    groups = []
+    for g in range(meta.num_row_groups):
+        stats = meta.row_group(g).column(col).statistics
+        if stats is None or not stats.has_min_max:
+            groups.append(g)
+            continue
+        i = bisect.bisect_left(lookup, stats.min)
+        if i < len(lookup) and lookup[i] <= stats.max:
+            groups.append(g)
+    return groups
+
+
+class _Sorted:
+    """A sorted string array read an element at a time, for :mod:`bisect`."""
+
+    def __init__(self, values: pa.Array) -> None:
+        self._values = values
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __getitem__(self, i: int) -> str:
+        return str(self._values[i].as_py())
+
+
+def _dictionary_codes(entities: pa.ChunkedArray, wanted: pa.Array) -> np.ndarray:
+    """Per row, the code of its entity in ``wanted`` (-1: not there): each chunk's
+    dictionary matched once (all of them in one lookup), its indices mapped."""
+    chunks = [c for c in entities.chunks if len(c)]
+    out = np.empty(sum(len(c) for c in chunks), dtype=np.int64)
+    if not chunks:
+        return out
+    if not pa.types.is_dictionary(chunks[0].type):  # not read as a dictionary: plain text
+        return _index_codes(pa.concat_arrays(chunks), wanted)
+    dict_codes = _index_codes(pa.concat_arrays([c.dictionary for c in chunks]), wanted)
+    at = start = 0
+    for c in chunks:
+        if c.null_count:
+            raise SegmentError("a segment has a null entity")
+        size = len(c.dictionary)
+        local = dict_codes[start:start + size]
+        out[at:at + len(c)] = local[int_numpy(c.indices)]
+        at += len(c)
+        start += size
+    return out
+
+
+def _index_codes(entities: pa.Array, wanted: pa.Array) -> np.ndarray:
+    """Per entity, its index in ``wanted`` or -1."""
+    if len(entities) == 0:
+        return np.zeros(0, dtype=np.int64)
+    idx = pc.index_in(entities, value_set=wanted)
+    codes = int_numpy(idx).astype(np.int64)
+    if idx.null_count:
+        codes[~valid_numpy(idx)] = -1
+    return codes
+
+
+def _one(arr: pa.ChunkedArray) -> pa.Array:
+    if arr.num_chunks == 1:
+        return arr.chunk(0)
+    return arr.combine_chunks()
+
+
+def _ints(arr: pa.ChunkedArray) -> np.ndarray:
+    """An int64 column without nulls as one numpy array (a copy when it has chunks)."""
+    chunks = [c for c in arr.chunks if len(c)]
+    if len(chunks) == 1:
+        return int_numpy(chunks[0])
+    if not chunks:
+        return np.zeros(0, dtype=np.int64)
+    return np.concatenate([int_numpy(c) for c in chunks])
+
+
+def _merge(tiers: list[CodedRows], columns: Sequence[str]) -> CodedRows:
+    """The tiers (each sorted) as one run in ``(code, event_timestamp, seq)`` order."""
+    if len(tiers) == 1:
+        return tiers[0]
+    codes = np.concatenate([t.codes for t in tiers])
+    ts = np.concatenate([t.ts for t in tiers])
+    seqs = [t.seq for t in tiers if t.seq is not None]
+    assert len(seqs) == len(tiers), "several tiers are read with their seq"
+    seq = np.concatenate(seqs)
+    ingests = [t.ingest for t in tiers if t.ingest is not None]
+    ingest = np.concatenate(ingests) if len(ingests) == len(tiers) else None
+    values = {c: pa.concat_arrays([t.values[c] for t in tiers]) for c in columns}
+    merged = CodedRows(codes, ts, seq, ingest, values)
+    order = np.lexsort((seq, ts, codes))
+    return merged.take(order)
