@@ -1,12 +1,17 @@
 """An aggregation's source rows, read coded by the labels' entities (docs/computed.md).
 
-The labels' entity keys are numbered in sorted order (code ``i``: the ``i``-th distinct
-key; -1: no key); every row of the source view (every tier, ``seq <= upto_seq``) whose
-entity is one of them gets that code, the others are dropped. A segment's entity
-column is read as its dictionary (one per row group: the group's distinct entities,
-sorted, since its rows are), each dictionary is matched against the keys once and its
-indices mapped to codes, so no entity string is ever made per row (10M rows: the cast
-to strings and a string filter were most of the read). Columns come as numpy arrays
+The labels' entity keys are numbered in sorted order: the ``i``-th distinct key has the
+code ``2i + 1`` (-1: no key). A row of the source view (every tier, ``seq <= upto_seq``)
+whose entity is the ``i``-th key gets the same code; a row of another entity gets an
+even code, ``2j + 2`` where ``j`` is the last key seen before it in the tier's order
+(0 before any), so the codes of a sorted tier stay sorted and no label's code is even:
+those rows are kept (taking them out was a copy of every column) but fall in no window,
+and their event times are set to the tier's earliest (several entities can share an even
+code, and the rows stay sorted by code and time). A segment's entity column is read as its dictionary (one per row group: the
+group's distinct entities), all the dictionaries are matched against the keys in one
+lookup and their indices mapped to the rows, so no entity string
+is made per row (10M rows: the cast to strings and a string filter were most of the
+read). Columns come as numpy arrays
 (``seq`` and ``ingest_ts`` only when needed) and the values as Arrow arrays; nothing
 here converts Python values, which would make pyarrow import pandas.
 
@@ -36,7 +41,8 @@ from ..offline.segments import SegmentError, column_name, open_checked, text_arr
 
 @dataclass(slots=True)
 class KeyCodes:
-    """The labels' distinct entity keys, sorted, and each label's code (-1: no key)."""
+    """The labels' distinct entity keys, sorted, and each label's code (the ``i``-th key:
+    ``2i + 1``; -1: no key)."""
 
     wanted: pa.Array
     label_codes: np.ndarray
@@ -54,7 +60,7 @@ def key_codes(keys: Sequence[str | None]) -> KeyCodes:
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order), dtype=np.int64)
     idx = int_numpy(enc.indices).astype(np.int64)
-    codes = rank[idx] if len(rank) else np.full(len(idx), -1, np.int64)
+    codes = 2 * rank[idx] + 1 if len(rank) else np.full(len(idx), -1, np.int64)
     if enc.indices.null_count:
         codes[~valid_numpy(enc.indices)] = -1
     return KeyCodes(enc.dictionary.take(int64_array(order)), codes)
@@ -90,8 +96,8 @@ class CodedRows:
 
 def coded_rows(log: OfflineLog, defs: Definitions, view: str, columns: Sequence[str],
                wanted: pa.Array, *, upto_seq: int | None, ingest: bool) -> CodedRows:
-    """The rows of ``view`` (``seq <= upto_seq``) whose entity is in ``wanted`` (sorted),
-    with the ``columns`` features; ``ingest``: also their ingest times."""
+    """The rows of ``view`` (``seq <= upto_seq``), coded by ``wanted`` (sorted; see the
+    module doc), with the ``columns`` features; ``ingest``: also their ingest times."""
     spec = defs.views[view]
     for name in columns:
         spec.feature(name)  # a KeyError/ValueError naming the feature
@@ -113,12 +119,12 @@ def coded_rows(log: OfflineLog, defs: Definitions, view: str, columns: Sequence[
 
 def _head_rows(rows: list[tuple[int, str, int, int, str]], defs: Definitions, view: str,
                columns: Sequence[str], wanted: pa.Array) -> CodedRows:
-    table = head_table(rows, defs, view, columns)
-    codes = _index_codes(table.column("entity").combine_chunks(), wanted)
+    table = head_table(rows, defs, view, columns)  # the head's rows are only wanted ones
+    codes = _run_codes(_index_codes(table.column("entity").combine_chunks(), wanted))
     got = CodedRows(codes, _ints(table.column("event_timestamp")), _ints(table.column("seq")),
                     _ints(table.column("ingest_ts")),
                     {c: _one(table.column(column_name(c))) for c in columns})
-    return got.keep(codes >= 0)
+    return got
 
 
 def _segment_rows(log: OfflineLog, seg: Segment, columns: Sequence[str], bound: int,
@@ -136,15 +142,13 @@ def _segment_rows(log: OfflineLog, seg: Segment, columns: Sequence[str], bound: 
         raise SegmentError(f"segment {path} cannot be read: {exc}") from None
     codes = _dictionary_codes(table.column("entity"), wanted)
     seqs = _ints(table.column("seq")) if "seq" in names else None
-    got = CodedRows(codes, _ints(table.column("event_timestamp")), seqs,
+    got = CodedRows(codes, _neutral_ts(codes, _ints(table.column("event_timestamp"))), seqs,
                     _ints(table.column("ingest_ts")) if ingest else None,
                     {c: _one(table.column(column_name(c))) for c in columns})
     del table
-    keep = codes >= 0
     if filter_seq:
         assert seqs is not None
-        keep &= seqs <= bound
-    got = got.keep(keep)
+        got = got.keep(seqs <= bound)
     if not seq:
         got.seq = None
     return got
@@ -181,25 +185,42 @@ class _Sorted:
 
 
 def _dictionary_codes(entities: pa.ChunkedArray, wanted: pa.Array) -> np.ndarray:
-    """Per row, the code of its entity in ``wanted`` (-1: not there): each chunk's
-    dictionary matched once (all of them in one lookup), its indices mapped."""
+    """Per row (sorted by entity), the code of its entity (see the module doc): each
+    chunk's dictionary matched once (all of them in one lookup), its indices mapped."""
     chunks = [c for c in entities.chunks if len(c)]
     out = np.empty(sum(len(c) for c in chunks), dtype=np.int64)
     if not chunks:
         return out
     if not pa.types.is_dictionary(chunks[0].type):  # not read as a dictionary: plain text
-        return _index_codes(pa.concat_arrays(chunks), wanted)
-    dict_codes = _index_codes(pa.concat_arrays([c.dictionary for c in chunks]), wanted)
+        return _run_codes(_index_codes(pa.concat_arrays(chunks), wanted))
+    dict_index = _index_codes(pa.concat_arrays([c.dictionary for c in chunks]), wanted)
     at = start = 0
     for c in chunks:
         if c.null_count:
             raise SegmentError("a segment has a null entity")
         size = len(c.dictionary)
-        local = dict_codes[start:start + size]
+        local = dict_index[start:start + size]
         out[at:at + len(c)] = local[int_numpy(c.indices)]
         at += len(c)
         start += size
+    return _run_codes(out)
+
+
+def _neutral_ts(codes: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """The times with those of rows in no window (even codes) set to the earliest."""
+    other = (codes & 1) == 0
+    if not other.any():
+        return ts
+    out = ts.copy()
+    out[other] = ts.min()
     return out
+
+
+def _run_codes(index: np.ndarray) -> np.ndarray:
+    """Indices in the keys (-1: none) of entities in sorted order, as codes: ``2i + 1``
+    for the ``i``-th key, ``2j + 2`` for another entity after the ``j``-th key."""
+    last = np.maximum.accumulate(index) if len(index) else index
+    return np.where(index >= 0, 2 * index + 1, 2 * last + 2)
 
 
 def _index_codes(entities: pa.Array, wanted: pa.Array) -> np.ndarray:
