@@ -7,11 +7,11 @@ even code, ``2j + 2`` where ``j`` is the last key seen before it in the tier's o
 (0 before any), so the codes of a sorted tier stay sorted and no label's code is even:
 those rows are kept (taking them out was a copy of every column) but fall in no window,
 and their event times are set to the tier's earliest (several entities can share an even
-code, and the rows stay sorted by code and time). A segment's entity column is read as its dictionary (one per row group: the
-group's distinct entities), all the dictionaries are matched against the keys in one
-lookup and their indices mapped to the rows, so no entity string
-is made per row (10M rows: the cast to strings and a string filter were most of the
-read). Columns come as numpy arrays
+code, and the rows stay sorted by code and time). A segment's entity column is read as
+its dictionary (one per row group: the group's distinct entities), all the dictionaries
+are matched against the keys in one lookup and their indices mapped to the rows, so no
+entity string is made per row (10M rows: the cast to strings and a string filter were
+most of the read). Columns come as numpy arrays
 (``seq`` and ``ingest_ts`` only when needed) and the values as Arrow arrays; nothing
 here converts Python values, which would make pyarrow import pandas.
 
