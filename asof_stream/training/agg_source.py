@@ -17,7 +17,7 @@ here converts Python values, which would make pyarrow import pandas.
 
 Entity codes follow byte order, the order the segments and the head are sorted in, so
 a single tier comes out in ``(code, event_timestamp, seq)`` order as it is; several are
-merged by one sort on ``(code, event_timestamp, seq)``.
+merged by one sort on ``(code, event_timestamp, seq)`` (without the even-coded rows).
 """
 
 from __future__ import annotations
@@ -129,29 +129,76 @@ def _head_rows(rows: list[tuple[int, str, int, int, str]], defs: Definitions, vi
 
 def _segment_rows(log: OfflineLog, seg: Segment, columns: Sequence[str], bound: int,
                   wanted: pa.Array, *, ingest: bool, seq: bool) -> CodedRows:
+    """One segment's rows, read a row group at a time into arrays made for all of them
+    (the whole table and its copies at once were twice the memory)."""
     path = log.segments_dir / seg.file
     pf = open_checked(path, seg.bytes, read_dictionary=["entity"])
     filter_seq = seg.max_seq > bound
-    names = ["entity", "event_timestamp", *(["seq"] if seq or filter_seq else []),
-             *(["ingest_ts"] if ingest else []), *map(column_name, columns)]
+    ints = ["event_timestamp", *(["seq"] if seq or filter_seq else []),
+            *(["ingest_ts"] if ingest else [])]
+    names = ["entity", *ints, *map(column_name, columns)]
     try:
         groups = _row_groups_with(pf, wanted)
-        table = pf.read_row_groups(groups, columns=names) if groups else \
-            pf.schema_arrow.empty_table().select(names)
+        n = sum(pf.metadata.row_group(g).num_rows for g in groups)
+        index = np.empty(n, dtype=np.int64)  # each row's entity in all the dictionaries
+        out = {c: np.empty(n, dtype=np.int64) for c in ints}
+        chunks: dict[str, list[pa.Array]] = {c: [] for c in columns}
+        dictionaries: list[pa.Array] = []
+        at = offset = 0
+        for g in groups:
+            table = pf.read_row_group(g, columns=names)
+            for c in ints:
+                _fill(out[c], at, table.column(c))
+            for c in columns:
+                chunks[c].extend(table.column(column_name(c)).chunks)
+            for chunk in table.column("entity").chunks:
+                offset = _fill_index(index, at, chunk, dictionaries, offset)
+                at += len(chunk)
     except (pa.ArrowException, OSError) as exc:
         raise SegmentError(f"segment {path} cannot be read: {exc}") from None
-    codes = _dictionary_codes(table.column("entity"), wanted)
-    seqs = _ints(table.column("seq")) if "seq" in names else None
-    got = CodedRows(codes, _neutral_ts(codes, _ints(table.column("event_timestamp"))), seqs,
-                    _ints(table.column("ingest_ts")) if ingest else None,
-                    {c: _one(table.column(column_name(c))) for c in columns})
-    del table
+    assert at == n
+    types = {c: pf.schema_arrow.field(column_name(c)).type for c in columns}
+    values = {c: pa.chunked_array(chunks.pop(c), types[c]).combine_chunks() for c in columns}
+    codes = _run_codes(_lookup(index, dictionaries, wanted))
+    got = CodedRows(codes, _neutral_ts(codes, out["event_timestamp"]), out.get("seq"),
+                    out.get("ingest_ts"), values)
     if filter_seq:
-        assert seqs is not None
-        got = got.keep(seqs <= bound)
+        assert got.seq is not None
+        got = got.keep(got.seq <= bound)
     if not seq:
         got.seq = None
     return got
+
+
+def _fill(out: np.ndarray, at: int, column: pa.ChunkedArray) -> None:
+    for chunk in column.chunks:
+        if len(chunk):
+            out[at:at + len(chunk)] = int_numpy(chunk)
+            at += len(chunk)
+
+
+def _fill_index(index: np.ndarray, at: int, chunk: pa.Array, dictionaries: list[pa.Array],
+                offset: int) -> int:
+    """The chunk's entities as indices into all the dictionaries so far (a chunk read as
+    plain text is its own dictionary); returns the next dictionary offset."""
+    if chunk.null_count:
+        raise SegmentError("a segment has a null entity")
+    if not pa.types.is_dictionary(chunk.type):
+        index[at:at + len(chunk)] = np.arange(offset, offset + len(chunk))
+        dictionaries.append(chunk)
+        return offset + len(chunk)
+    index[at:at + len(chunk)] = int_numpy(chunk.indices)
+    index[at:at + len(chunk)] += offset
+    dictionaries.append(chunk.dictionary)
+    return offset + len(chunk.dictionary)
+
+
+def _lookup(index: np.ndarray, dictionaries: list[pa.Array], wanted: pa.Array) -> np.ndarray:
+    """Per row, the index of its entity in ``wanted`` (-1: none): every dictionary
+    matched in one lookup."""
+    if not dictionaries:
+        return np.zeros(0, dtype=np.int64)
+    return _index_codes(pa.concat_arrays(dictionaries), wanted)[index]
 
 
 def _row_groups_with(pf: pq.ParquetFile, wanted: pa.Array) -> list[int]:
@@ -182,28 +229,6 @@ class _Sorted:
 
     def __getitem__(self, i: int) -> str:
         return str(self._values[i].as_py())
-
-
-def _dictionary_codes(entities: pa.ChunkedArray, wanted: pa.Array) -> np.ndarray:
-    """Per row (sorted by entity), the code of its entity (see the module doc): each
-    chunk's dictionary matched once (all of them in one lookup), its indices mapped."""
-    chunks = [c for c in entities.chunks if len(c)]
-    out = np.empty(sum(len(c) for c in chunks), dtype=np.int64)
-    if not chunks:
-        return out
-    if not pa.types.is_dictionary(chunks[0].type):  # not read as a dictionary: plain text
-        return _run_codes(_index_codes(pa.concat_arrays(chunks), wanted))
-    dict_index = _index_codes(pa.concat_arrays([c.dictionary for c in chunks]), wanted)
-    at = start = 0
-    for c in chunks:
-        if c.null_count:
-            raise SegmentError("a segment has a null entity")
-        size = len(c.dictionary)
-        local = dict_index[start:start + size]
-        out[at:at + len(c)] = local[int_numpy(c.indices)]
-        at += len(c)
-        start += size
-    return _run_codes(out)
 
 
 def _neutral_ts(codes: np.ndarray, ts: np.ndarray) -> np.ndarray:
@@ -251,9 +276,14 @@ def _ints(arr: pa.ChunkedArray) -> np.ndarray:
 
 
 def _merge(tiers: list[CodedRows], columns: Sequence[str]) -> CodedRows:
-    """The tiers (each sorted) as one run in ``(code, event_timestamp, seq)`` order."""
+    """The tiers (each sorted) as one run in ``(code, event_timestamp, seq)`` order. One
+    tier is that already (its seq is dropped: the check that rows are sorted then skips
+    it, since the even-coded rows' times were set, not their seqs); of several, the rows
+    in no window are dropped before they are sorted together."""
     if len(tiers) == 1:
+        tiers[0].seq = None
         return tiers[0]
+    tiers = [t.keep((t.codes & 1) == 1) for t in tiers]
     codes = np.concatenate([t.codes for t in tiers])
     ts = np.concatenate([t.ts for t in tiers])
     seqs = [t.seq for t in tiers if t.seq is not None]
