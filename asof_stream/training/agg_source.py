@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..definitions import Definitions
-from ..kernels.buffers import bool_array, int64_array, int_numpy, valid_numpy
+from ..kernels.buffers import bool_array, bool_numpy, int64_array, int_numpy, valid_numpy
 from ..offline.log import OfflineLog
 from ..offline.manifest import Segment
 from ..offline.scan import _manifest_moved, _snapshot, head_table
@@ -140,9 +140,12 @@ def _segment_rows(log: OfflineLog, seg: Segment, columns: Sequence[str], bound: 
     try:
         groups = _row_groups_with(pf, wanted)
         n = sum(pf.metadata.row_group(g).num_rows for g in groups)
-        index = np.empty(n, dtype=np.int64)  # each row's entity in all the dictionaries
+        # each row's entity as an index into all the dictionaries
+        index = np.empty(n, dtype=np.int32 if n < 2**31 else np.int64)
         out = {c: np.empty(n, dtype=np.int64) for c in ints}
-        chunks: dict[str, list[pa.Array]] = {c: [] for c in columns}
+        types = {c: pf.schema_arrow.field(column_name(c)).type for c in columns}
+        numbers = {c: _Numbers(n, _NUMPY[t]) for c, t in types.items() if t in _NUMPY}
+        chunks: dict[str, list[pa.Array]] = {c: [] for c in columns if c not in numbers}
         dictionaries: list[pa.Array] = []
         at = offset = 0
         for g in groups:
@@ -150,24 +153,60 @@ def _segment_rows(log: OfflineLog, seg: Segment, columns: Sequence[str], bound: 
             for c in ints:
                 _fill(out[c], at, table.column(c))
             for c in columns:
-                chunks[c].extend(table.column(column_name(c)).chunks)
+                if c in numbers:
+                    numbers[c].fill(at, table.column(column_name(c)))
+                else:
+                    chunks[c].extend(table.column(column_name(c)).chunks)
             for chunk in table.column("entity").chunks:
                 offset = _fill_index(index, at, chunk, dictionaries, offset)
                 at += len(chunk)
+            del table
     except (pa.ArrowException, OSError) as exc:
         raise SegmentError(f"segment {path} cannot be read: {exc}") from None
     assert at == n
-    types = {c: pf.schema_arrow.field(column_name(c)).type for c in columns}
-    values = {c: pa.chunked_array(chunks.pop(c), types[c]).combine_chunks() for c in columns}
-    codes = _run_codes(_lookup(index, dictionaries, wanted))
-    got = CodedRows(codes, _neutral_ts(codes, out["event_timestamp"]), out.get("seq"),
-                    out.get("ingest_ts"), values)
+    values = {c: numbers[c].array(types[c]) if c in numbers else
+              pa.chunked_array(chunks.pop(c), types[c]).combine_chunks() for c in columns}
+    codes, other = _codes_of(index, dictionaries, wanted)
+    del index
+    ts = out["event_timestamp"]
+    if len(ts) and other.any():  # see the module doc (ts is this function's own array)
+        ts[other] = ts.min()
+    got = CodedRows(codes, ts, out.get("seq"), out.get("ingest_ts"), values)
     if filter_seq:
         assert got.seq is not None
         got = got.keep(got.seq <= bound)
     if not seq:
         got.seq = None
     return got
+
+
+_NUMPY = {pa.int64(): np.int64, pa.float64(): np.float64}
+
+
+class _Numbers:
+    """An int64 or float64 column filled a chunk at a time (with its validity when a
+    chunk has nulls), then made an Arrow array over the same memory."""
+
+    def __init__(self, n: int, dtype: type) -> None:
+        self.data: np.ndarray = np.empty(n, dtype=dtype)
+        self.valid: np.ndarray | None = None
+
+    def fill(self, at: int, column: pa.ChunkedArray) -> None:
+        for chunk in column.chunks:
+            k = len(chunk)
+            if not k:
+                continue
+            self.data[at:at + k] = int_numpy(chunk)
+            if chunk.null_count:
+                if self.valid is None:
+                    self.valid = np.ones(len(self.data), dtype=bool)
+                self.valid[at:at + k] = valid_numpy(chunk)
+            at += k
+
+    def array(self, kind: pa.DataType) -> pa.Array:
+        bits = None if self.valid is None else \
+            pa.py_buffer(np.packbits(self.valid, bitorder="little"))
+        return pa.Array.from_buffers(kind, len(self.data), [bits, pa.py_buffer(self.data)])
 
 
 def _fill(out: np.ndarray, at: int, column: pa.ChunkedArray) -> None:
@@ -193,12 +232,22 @@ def _fill_index(index: np.ndarray, at: int, chunk: pa.Array, dictionaries: list[
     return offset + len(chunk.dictionary)
 
 
-def _lookup(index: np.ndarray, dictionaries: list[pa.Array], wanted: pa.Array) -> np.ndarray:
-    """Per row, the index of its entity in ``wanted`` (-1: none): every dictionary
-    matched in one lookup."""
+def _codes_of(index: np.ndarray, dictionaries: list[pa.Array],
+              wanted: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the code of its entity and whether it is even (in no window): every
+    dictionary matched in one lookup. When the dictionaries, one after the other, are in
+    order (a segment's row groups are sorted, and so is each one's dictionary), the codes
+    are made per dictionary entry and then given to the rows; otherwise per row."""
     if not dictionaries:
-        return np.zeros(0, dtype=np.int64)
-    return _index_codes(pa.concat_arrays(dictionaries), wanted)[index]
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
+    every = pa.concat_arrays(dictionaries)
+    found = _index_codes(every, wanted)
+    if len(every) < 2 or not bool_numpy(pc.less(every.slice(1),
+                                                 every.slice(0, len(every) - 1))).any():
+        codes = _run_codes(found)
+        return codes[index], (codes & 1 == 0)[index]  # no 10M-row temporaries
+    codes = _run_codes(found[index])
+    return codes, codes & 1 == 0
 
 
 def _row_groups_with(pf: pq.ParquetFile, wanted: pa.Array) -> list[int]:
@@ -229,16 +278,6 @@ class _Sorted:
 
     def __getitem__(self, i: int) -> str:
         return str(self._values[i].as_py())
-
-
-def _neutral_ts(codes: np.ndarray, ts: np.ndarray) -> np.ndarray:
-    """The times with those of rows in no window (even codes) set to the earliest."""
-    other = (codes & 1) == 0
-    if not other.any():
-        return ts
-    out = ts.copy()
-    out[other] = ts.min()
-    return out
 
 
 def _run_codes(index: np.ndarray) -> np.ndarray:
