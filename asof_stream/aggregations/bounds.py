@@ -125,7 +125,7 @@ def _keys(row_codes: np.ndarray, row_ts: np.ndarray, probe_codes: np.ndarray,
     span = t_hi - t_lo + 1
     top = max(int(row_codes[-1]), int(probe_codes.max()))  # rows are sorted by code
     b = span.bit_length()
-    if t_lo == I64_MIN or top < 0 or top.bit_length() + b > 63:
+    if t_lo == I64_MIN or top < 0 or b > 63 or top.bit_length() + b > 64:
         return composite_keys(row_codes, row_ts, probe_codes, probe_thr, probe_neg)
     shift, base = np.uint64(b), np.int64(t_lo - 1)
     row_keys = row_codes.astype(np.uint64)
