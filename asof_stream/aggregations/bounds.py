@@ -46,7 +46,9 @@ def window_bounds(
 
     ``row_seq`` None: the rows are known to be in seq order on ties of (code, event_timestamp)
     (one segment's rows); only (code, event_timestamp) order is checked (windows depend on no more)."""
-    row_codes = np.asarray(row_codes, dtype=np.int64)
+    row_codes = np.asarray(row_codes)
+    if row_codes.dtype not in (np.int32, np.int64):  # int32 codes are kept (half the memory)
+        row_codes = row_codes.astype(np.int64)
     row_ts = np.asarray(row_ts, dtype=np.int64)
     codes = np.asarray(label_codes, dtype=np.int64)
     t = np.asarray(label_ts, dtype=np.int64)

@@ -245,6 +245,8 @@ def _codes_of(index: np.ndarray, dictionaries: list[pa.Array],
     if len(every) < 2 or not bool_numpy(pc.less(every.slice(1),
                                                  every.slice(0, len(every) - 1))).any():
         codes = _run_codes(found)
+        if len(codes) and codes[-1] < 2**31:  # half the memory per row
+            codes = codes.astype(np.int32)
         return codes[index], (codes & 1 == 0)[index]  # no 10M-row temporaries
     codes = _run_codes(found[index])
     return codes, codes & 1 == 0
