@@ -6,11 +6,14 @@ entity with ``t - window < event_timestamp <= t`` count (``< t`` when strict; wi
 as-known-at also ``ingest_ts <= t``; no window: every row up to ``t``). An empty window
 gives count 0 and sum 0, every other function null. A view's ttl does not apply.
 
-How: :func:`~asof_stream.offline.scan.scan_view` reads the source view's rows of the
-labels' entities (every tier, ``seq <= upto_seq``); the tiers are merged into one
-``(entity, event_timestamp, seq)`` order, the window bounds are found once per distinct
-window length (:func:`~asof_stream.aggregations.bounds.window_bounds`) and every feature
-of that window is aggregated over them (:func:`~asof_stream.aggregations.window.aggregate`).
+How: :func:`~.agg_source.coded_rows` reads the source view's rows (every tier,
+``seq <= upto_seq``, only the columns needed) with each row's entity as a code of the
+labels' sorted keys; the tiers come as one ``(entity, event_timestamp, seq)`` order, the
+window bounds are found once per distinct window length
+(:func:`~asof_stream.aggregations.bounds.window_bounds`) and every feature of that window
+is aggregated over them (:func:`~asof_stream.aggregations.window.aggregate`). Nothing on
+this path converts Python values to Arrow (pyarrow would import pandas, a quarter to half
+a second); the CSV cells of numbers are rendered by Arrow (:mod:`.csv_text`).
 """
 
 from __future__ import annotations
