@@ -193,3 +193,27 @@ def test_fsum_trap() -> None:
     prefix = np.concatenate([[0.0], np.cumsum(x)])
     naive = [prefix[i + 1] - prefix[max(0, i - 4)] for i in range(n)]
     assert not all(abs(g - f) <= 1e-15 * abs(f) for g, f in zip(naive, want, strict=True))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.sampled_from(ANCHORS), st.integers(-6, 6)),
+                min_size=1, max_size=30),
+       st.lists(st.tuples(st.integers(0, 8), st.one_of(st.sampled_from([I64_MIN, I64_MAX]),
+                                                       st.integers(I64_MIN, I64_MAX)),
+                          st.booleans()), min_size=1, max_size=20))
+def test_window_keys_order_like_composite_keys(rows: list[tuple[int, int, int]],
+                                               probes: list[tuple[int, int, bool]]) -> None:
+    """The windows' own row and probe keys put every probe after the same rows as
+    kernels.sortkeys.composite_keys does (its fast path and its fallback)."""
+    from asof_stream.aggregations.bounds import _keys
+    from asof_stream.kernels.sortkeys import composite_keys
+
+    rows.sort(key=lambda r: (r[0], r[1] + r[2]))
+    codes = np.array([r[0] for r in rows], np.int64)
+    ts = np.array([r[1] + r[2] for r in rows], np.int64)
+    args = (np.array([p[0] for p in probes], np.int64), np.array([p[1] for p in probes], np.int64),
+            np.array([p[2] for p in probes], bool))
+    want = composite_keys(codes, ts, *args)
+    got = _keys(codes, ts, *args)
+    assert (np.searchsorted(want[0], want[1], side="right")
+            == np.searchsorted(got[0], got[1], side="right")).all()

@@ -25,8 +25,8 @@ from typing import Literal, TypeAlias
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from ..kernels.buffers import int64_array, int_numpy, valid_numpy
 from .bounds import Windows
 from .dd import dd_add, dd_div_float, dd_mul, int_to_dd
 from .segtree import ExtremeTree, SumTree
@@ -47,6 +47,18 @@ def _as_arrow(values: ValuesLike) -> pa.Array:
         mask = None if valid is None else ~np.asarray(valid, dtype=bool)
         return pa.array(np.asarray(data), mask=mask)
     return pa.array(np.asarray(values))
+
+
+def _arrow(values: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
+    """An int64 or float64 numpy array as Arrow (``valid``: False marks a null), through
+    its buffers: ``pa.array`` of numpy makes pyarrow import pandas."""
+    data = np.ascontiguousarray(values)
+    kind = pa.float64() if data.dtype.kind == "f" else pa.int64()
+    data = data.astype(np.float64 if data.dtype.kind == "f" else np.int64, copy=False)
+    bits = None
+    if valid is not None and not valid.all():
+        bits = pa.py_buffer(np.packbits(np.asarray(valid, dtype=bool), bitorder="little"))
+    return pa.Array.from_buffers(kind, len(data), [bits, pa.py_buffer(data)])
 
 
 def _prefix(x: np.ndarray) -> np.ndarray:
@@ -74,7 +86,7 @@ class Prepared:
     def valid(self) -> np.ndarray:
         if self.arr.null_count == 0:
             return np.ones(len(self.arr), dtype=bool)
-        return pc.is_valid(self.arr).to_numpy(zero_copy_only=False)
+        return valid_numpy(self.arr)
 
     @functools.cached_property
     def count_prefix(self) -> np.ndarray:
@@ -110,9 +122,10 @@ class Prepared:
         t = self.arr.type
         kind, target = ("f", pa.float64()) if pa.types.is_floating(t) else ("i", pa.int64())
         arr = self.arr if t == target else self.arr.cast(target)
-        if arr.null_count:
-            arr = pc.fill_null(arr, 0)
-        return np.ascontiguousarray(arr.to_numpy(zero_copy_only=False)), kind
+        data = int_numpy(arr) if len(arr) else np.zeros(0, np.float64 if kind == "f" else np.int64)
+        if arr.null_count:  # under a null the buffer holds anything: zero it
+            data = np.where(self.valid, data, 0)
+        return np.ascontiguousarray(data), kind
 
     @functools.cached_property
     def int_prefixes(self) -> tuple[np.ndarray, np.ndarray]:
@@ -173,7 +186,7 @@ class Prepared:
         """These values gathered by ``windows.gather`` (cached per windows)."""
         got = self._subs.get(id(windows))
         if got is None or got[0] is not windows:
-            got = (windows, Prepared(self.arr.take(pa.array(windows.gather))))
+            got = (windows, Prepared(self.arr.take(int64_array(windows.gather))))
             self._subs[id(windows)] = got
         return got[1]
 
@@ -294,26 +307,26 @@ def _extremes(prep: Prepared, lo: np.ndarray, hi: np.ndarray, op: np.ufunc) -> n
 def _contiguous(func: str, prep: Prepared | None, lo: np.ndarray, hi: np.ndarray) -> pa.Array:
     """``func`` over contiguous ranges of ``prep`` (None: count rows)."""
     if prep is None:
-        return pa.array(hi - lo, pa.int64())
+        return _arrow(hi - lo)
     arr = prep.arr
     if func == "last":
         out = np.full(len(lo), -1, dtype=np.int64)
         ne = hi > lo
         cand = prep.last_prev[hi[ne] - 1]
         out[ne] = np.where(cand >= lo[ne], cand, -1)
-        return arr.take(pa.array(out, mask=out < 0))
+        return arr.take(_arrow(out, out >= 0))
     if func == "count":
-        return pa.array(prep.count(lo, hi), pa.int64())
+        return _arrow(prep.count(lo, hi))
     _, kind = prep.numeric(func)
     if func == "sum":
         s = _agg_sum(prep, lo, hi, kind)
-        return pa.array(s, pa.int64() if kind == "i" else pa.float64())
+        return _arrow(s)
     n = prep.count(lo, hi)
     if func in ("mean", "stddev"):
-        return pa.array(_agg_mean_std(prep, lo, hi, kind, func == "stddev"), mask=n == 0)
+        return _arrow(_agg_mean_std(prep, lo, hi, kind, func == "stddev"), n != 0)
     if func in ("min", "max"):
         res = _extremes(prep, lo, hi, np.minimum if func == "min" else np.maximum)
-        out = pa.array(res, mask=n == 0)
+        out = _arrow(res, n != 0)
         return out if kind == "f" else out.cast(arr.type)
     raise ValueError(f"unknown aggregation {func!r}; expected one of {FUNCS}")
 
@@ -344,4 +357,4 @@ def aggregate(windows: Windows, func: Func, values: ValuesLike | Prepared | None
     merged = pa.concat_arrays([p.cast(parts[0].type) for p in parts])
     where = np.empty(len(g), dtype=np.int64)
     where[np.concatenate([fast, slow])] = np.arange(len(g))
-    return merged.take(pa.array(where))
+    return merged.take(int64_array(where))

@@ -6,16 +6,20 @@ entity with ``t - window < event_timestamp <= t`` count (``< t`` when strict; wi
 as-known-at also ``ingest_ts <= t``; no window: every row up to ``t``). An empty window
 gives count 0 and sum 0, every other function null. A view's ttl does not apply.
 
-How: :func:`~asof_stream.offline.scan.scan_view` reads the source view's rows of the
-labels' entities (every tier, ``seq <= upto_seq``); the tiers are merged into one
-``(entity, event_timestamp, seq)`` order, the window bounds are found once per distinct
-window length (:func:`~asof_stream.aggregations.bounds.window_bounds`) and every feature
-of that window is aggregated over them (:func:`~asof_stream.aggregations.window.aggregate`).
+How: :func:`~.agg_source.coded_rows` reads the source view's rows (every tier,
+``seq <= upto_seq``, only the columns needed) with each row's entity as a code of the
+labels' sorted keys; the tiers come as one ``(entity, event_timestamp, seq)`` order, the
+window bounds are found once per distinct window length
+(:func:`~asof_stream.aggregations.bounds.window_bounds`) and every feature of that window
+is aggregated over them (:func:`~asof_stream.aggregations.window.aggregate`). Nothing on
+this path converts Python values to Arrow (pyarrow would import pandas, a quarter to half
+a second); the CSV cells of numbers are rendered by Arrow (:mod:`.csv_text`).
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,12 +32,14 @@ from ..aggregations.bounds import Windows, window_bounds
 from ..aggregations.window import Prepared, aggregate
 from ..config import Config
 from ..definitions import Definitions
+from ..kernels.buffers import int64_array, int_numpy
 from ..kernels.sortkeys import I64_MAX
 from ..offline.log import OfflineLog
-from ..offline.scan import scan_view
-from ..offline.segments import column_name
+from ..offline.segments import text_array
+from .agg_source import CodedRows, coded_rows, key_codes
 from .matches import JoinMode
 
+_EMPTY, _COMMA = text_array([""]), text_array([","])  # scalars from Python values import pandas
 ARROW_TYPES = {"int64": pa.int64(), "float64": pa.float64(), "string": pa.string(),
                "bool": pa.bool_()}
 
@@ -66,12 +72,19 @@ class AggMatches:
 
     def csv_fragments(self, features: Sequence[str]) -> list[str]:
         """Per label, these features as the end of a CSV line, ``,v1,v2...`` (the cells
-        rendered as a view's features are)."""
+        rendered as a view's features are; numbers and booleans in bulk by Arrow)."""
+        from .csv_text import csv_text
         from .writers import csv_column
 
-        columns = [csv_column(self.column(f)) for f in features]
-        return list(map(",".join, zip(itertools.repeat("", len(columns[0]) if columns else 0),
-                                      *columns, strict=True)))
+        if not features:
+            return [""] * len(next(iter(self.arrays.values()), []))
+        texts = _in_threads(csv_text, [self.arrays[f] for f in features])
+        if any(t is None for t in texts):  # text columns: a cell at a time
+            columns = [csv_column(self.column(f)) for f in features]
+            return list(map(",".join, zip(itertools.repeat("", len(columns[0])), *columns,
+                                          strict=True)))
+        empty = _EMPTY[0]
+        return pc.binary_join_element_wise(empty, *texts, _COMMA[0]).to_pylist()
 
     def table_of_rows(self, render_rows: Callable[[list[dict[str, Any]]], list[Any]]
                       ) -> list[Any]:
@@ -81,63 +94,50 @@ class AggMatches:
         return render_rows(rows)
 
 
-def merged_rows(tables: list[pa.Table], wanted: pa.Array) -> tuple[pa.Table, np.ndarray]:
-    """The tiers' rows as one table in (entity, event_timestamp, seq) order, and each row's
-    entity code (its index in ``wanted``, which is sorted)."""
-    tables = [t for t in tables if t.num_rows] or tables[-1:]
-    table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
-    codes = _codes(table.column("entity"), wanted)
-    if len(tables) > 1:  # tiers are sorted runs; one sort merges them
-        ts = table.column("event_timestamp").to_numpy()
-        seq = table.column("seq").to_numpy()
-        order = np.lexsort((seq, ts, codes))
-        table = table.take(pa.array(order))
-        codes = codes[order]
-    return table, codes
+def _in_threads(fn: Callable[[pa.Array], pa.Array | None],
+                arrays: list[pa.Array]) -> list[pa.Array | None]:
+    """``[fn(a) for a in arrays]``, over the CPUs for long ones (Arrow's kernels release
+    the GIL; the CSV text of 4 columns of 1M labels is 0.5 s of CPU)."""
+    workers = min(len(arrays), os.cpu_count() or 1)
+    if workers <= 1 or len(arrays[0]) < 50_000:
+        return [fn(a) for a in arrays]
+    from concurrent.futures import ThreadPoolExecutor
 
-
-def _codes(entities: pa.ChunkedArray | pa.Array, wanted: pa.Array) -> np.ndarray:
-    idx = pc.index_in(entities, value_set=wanted, skip_nulls=True)
-    return pc.fill_null(idx, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(fn, arrays))
 
 
 @dataclass(slots=True)
 class SourceRows:
-    """An aggregation's source rows for some labels, merged across tiers, and the labels'
+    """An aggregation's source rows for some labels (:mod:`.agg_source`), and the labels'
     entity codes."""
 
-    table: pa.Table
-    row_codes: np.ndarray
+    rows: CodedRows
     label_codes: np.ndarray
-    ts: np.ndarray
-    seq: np.ndarray
-    ingest: np.ndarray
     prepared: dict[str, Prepared]
 
     def values(self, column: str) -> Prepared:
         got = self.prepared.get(column)
         if got is None:
-            got = self.prepared[column] = Prepared(self.table.column(column_name(column)))
+            got = self.prepared[column] = Prepared(self.rows.values[column])
         return got
 
     def windows(self, times: np.ndarray, window: int | None, mode: JoinMode) -> Windows:
-        return window_bounds(self.row_codes, self.ts, self.seq, self.label_codes, times,
-                             window_us=window, strict=mode.strict, row_ingest=self.ingest,
-                             as_known_at=mode.as_known_at)
+        return window_bounds(self.rows.codes, self.rows.ts, self.rows.seq, self.label_codes,
+                             times, window_us=window, strict=mode.strict,
+                             row_ingest=self.rows.ingest, as_known_at=mode.as_known_at)
 
 
 def source_rows(log: OfflineLog, defs: Definitions, name: str, columns: Sequence[str],
-                keys: Sequence[str | None], *, upto_seq: int | None) -> SourceRows:
-    """The source view's rows (``seq <= upto_seq``) of the labels' entities."""
+                keys: Sequence[str | None], *, upto_seq: int | None,
+                ingest: bool = True) -> SourceRows:
+    """The source view's rows (``seq <= upto_seq``) of the labels' entities (``ingest``:
+    with their ingest times, which as-known-at needs)."""
     agg = defs.aggregations[name]
-    wanted = sorted({k for k in keys if k is not None})
-    tiers = scan_view(log, defs, agg.source, max_seq=upto_seq, columns=list(columns),
-                      entities=wanted)
-    wanted_arr = pa.array(wanted, pa.string())
-    table, row_codes = merged_rows([t.table for t in tiers], wanted_arr)
-    label_codes = _codes(pa.array(keys, pa.string()), wanted_arr)
-    return SourceRows(table, row_codes, label_codes, table.column("event_timestamp").to_numpy(),
-                      table.column("seq").to_numpy(), table.column("ingest_ts").to_numpy(), {})
+    coded = key_codes(keys)
+    rows = coded_rows(log, defs, agg.source, columns, coded.wanted, upto_seq=upto_seq,
+                      ingest=ingest)
+    return SourceRows(rows, coded.label_codes, {})
 
 
 def aggregate_view(log: OfflineLog, defs: Definitions, name: str, features: Sequence[str],
@@ -153,7 +153,8 @@ def aggregate_view(log: OfflineLog, defs: Definitions, name: str, features: Sequ
         raise ValueError("keys and times differ in length")
     if source is None:
         columns = list(dict.fromkeys(s.of for s in specs if s.of is not None))
-        source = source_rows(log, defs, name, columns, keys, upto_seq=upto_seq)
+        source = source_rows(log, defs, name, columns, keys, upto_seq=upto_seq,
+                             ingest=mode.as_known_at)
     label_ts = np.fromiter(times, dtype=np.int64, count=n)
     bounds: dict[int | None, Windows] = {}
     arrays: dict[str, pa.Array] = {}
@@ -186,8 +187,8 @@ def naive_aggregate(log: OfflineLog, defs: Definitions, name: str, features: Seq
         s.name: aggregate(everything, s.fn, None if s.of is None else source.values(s.of)
                           ).cast(ARROW_TYPES[defs.dtype_of(name, s.name)]) for s in specs})
     usable = source.windows(label_ts, None, mode)
-    total = aggregate(everything, "count").to_numpy()
-    seen = aggregate(usable, "count").to_numpy()
+    total = int_numpy(aggregate(everything, "count"))
+    seen = int_numpy(aggregate(usable, "count"))
     return pit, naive, (total > seen).tolist()
 
 
@@ -240,7 +241,7 @@ def sharded_aggregate(config: Config, defs: Definitions, wanted: dict[str, list[
         where = np.empty(n, dtype=np.int64)
         where[np.concatenate([ix for ix, _ in parts])] = np.arange(n)
         out[name] = AggMatches(name, {
-            f: pa.concat_arrays([m.arrays[f] for _, m in parts]).take(pa.array(where))
+            f: pa.concat_arrays([m.arrays[f] for _, m in parts]).take(int64_array(where))
             for f in feats})
         if progress is not None:
             progress(n)
@@ -253,6 +254,6 @@ def empty_windows(defs: Definitions, name: str, features: Sequence[str], n: int)
     for f in features:
         fn = defs.aggregations[name].feature(f).fn
         dtype = ARROW_TYPES[defs.dtype_of(name, f)]
-        zero = 0 if dtype == pa.int64() else 0.0
-        arrays[f] = pa.array([zero] * n if fn in ("count", "sum") else [None] * n, dtype)
+        arrays[f] = int64_array(np.zeros(n, np.int64)).cast(dtype) if fn in ("count", "sum") \
+            else pa.nulls(n, dtype)
     return AggMatches(name, arrays)
