@@ -200,7 +200,8 @@ async def produce(bootstrap: str, topic: str, n: int, customers: int, partitions
 
 # -- the measured modes (each runs in its own process) -------------------------------------
 
-async def consume_only(bootstrap: str, topic: str, n: int, batch_size: int) -> None:
+async def _consumer_from_start(bootstrap: str, topic: str, batch_size: int) -> Any:
+    """A started consumer assigned every partition of ``topic``, at the beginning."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
@@ -208,11 +209,16 @@ async def consume_only(bootstrap: str, topic: str, n: int, batch_size: int) -> N
                                 fetch_max_bytes=16 * 1024 * 1024,
                                 max_partition_fetch_bytes=4 * 1024 * 1024)
     await consumer.start()
+    parts = consumer.partitions_for_topic(topic) or set()
+    tps = [TopicPartition(topic, p) for p in sorted(parts)]
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    return consumer
+
+
+async def consume_only(bootstrap: str, topic: str, n: int, batch_size: int) -> None:
+    consumer = await _consumer_from_start(bootstrap, topic, batch_size)
     try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
         got = 0
         while got < n:
             data = await consumer.getmany(timeout_ms=1000, max_records=batch_size)
@@ -226,7 +232,6 @@ async def consume_and_insert(bootstrap: str, topic: str, n: int, batch_size: int
                              folder: Path) -> None:
     """The bare combined loop: consume, decode, insert a transaction per batch."""
     import msgspec
-    from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from asof_stream.offline.log import OfflineLog
     from asof_stream.offline.sqlite import tune_writer
@@ -237,16 +242,8 @@ async def consume_and_insert(bootstrap: str, topic: str, n: int, batch_size: int
     sql = ("INSERT INTO log (seq, view, entity, event_timestamp, ingest_ts, source, position,"
            " event_id, features, def_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
     decode, encode = msgspec.json.decode, msgspec.json.encode
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                auto_offset_reset="earliest", max_poll_records=batch_size,
-                                fetch_max_bytes=16 * 1024 * 1024,
-                                max_partition_fetch_bytes=4 * 1024 * 1024)
-    await consumer.start()
+    consumer = await _consumer_from_start(bootstrap, topic, batch_size)
     try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
         got = seq = 0
         rows: list[tuple[Any, ...]] = []
         while got < n:

@@ -148,7 +148,7 @@ def read_segment(path: Path, size: int, *, checksum: str | None = None,
             return decoded(pf.read(columns=columns))
         if not isinstance(entities, pa.Array):
             entities = text_array(list(entities))
-        groups = _row_groups_with(pf, entities)
+        groups = row_groups_with(pf, entities)
         if not groups:
             empty = pf.schema_arrow.empty_table()
             return decoded(empty if columns is None else empty.select(columns))
@@ -181,7 +181,7 @@ class SegmentGroups:
         else:
             if not isinstance(entities, pa.Array):
                 entities = text_array(list(entities))
-            self.groups = _row_groups_with(self.file, entities)
+            self.groups = row_groups_with(self.file, entities)
 
     def read(self, group: int) -> pa.Table:
         try:
@@ -202,8 +202,9 @@ def _kept(table: pa.Table) -> pa.Table:
     return table
 
 
-def _row_groups_with(pf: pq.ParquetFile, entities: pa.Array) -> list[int]:
-    """The row groups whose [min, max] entity statistics hold one of ``entities``."""
+def row_groups_with(pf: pq.ParquetFile, entities: pa.Array, *, presorted: bool = False) -> list[int]:
+    """The row groups whose [min, max] entity statistics hold one of ``entities``
+    (``presorted``: they are sorted already, without nulls)."""
     meta = pf.metadata
     if meta.num_row_groups <= 1:
         return list(range(meta.num_row_groups))
@@ -216,7 +217,7 @@ def _row_groups_with(pf: pq.ParquetFile, entities: pa.Array) -> list[int]:
             groups.append(g)
             continue
         if wanted is None:
-            wanted = _SortedText(entities)
+            wanted = _SortedText(entities, presorted=presorted)
         i = bisect.bisect_left(wanted, stats.min)
         if i < len(wanted) and wanted[i] <= stats.max:
             groups.append(g)
@@ -227,8 +228,8 @@ class _SortedText:
     """A string array sorted, read an element at a time (a binary search touches a few;
     turning all of them into Python strings cost a tenth of a second at 200k)."""
 
-    def __init__(self, values: pa.Array) -> None:
-        self._values = values.drop_null().sort()
+    def __init__(self, values: pa.Array, *, presorted: bool = False) -> None:
+        self._values = values if presorted else values.drop_null().sort()
 
     def __len__(self) -> int:
         return len(self._values)

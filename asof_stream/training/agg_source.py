@@ -22,21 +22,25 @@ merged by one sort on ``(code, event_timestamp, seq)`` (without the even-coded r
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from ..definitions import Definitions
 from ..kernels.buffers import bool_array, bool_numpy, int64_array, int_numpy, valid_numpy
 from ..offline.log import OfflineLog
 from ..offline.manifest import Segment
 from ..offline.scan import _manifest_moved, _snapshot, head_table
-from ..offline.segments import SegmentError, column_name, open_checked, text_array
+from ..offline.segments import (
+    SegmentError,
+    column_name,
+    open_checked,
+    row_groups_with,
+    text_array,
+)
 
 
 @dataclass(slots=True)
@@ -138,7 +142,7 @@ def _segment_rows(log: OfflineLog, seg: Segment, columns: Sequence[str], bound: 
             *(["ingest_ts"] if ingest else [])]
     names = ["entity", *ints, *map(column_name, columns)]
     try:
-        groups = _row_groups_with(pf, wanted)
+        groups = row_groups_with(pf, wanted, presorted=True)
         n = sum(pf.metadata.row_group(g).num_rows for g in groups)
         # each row's entity as an index into all the dictionaries
         index = np.empty(n, dtype=np.int32 if n < 2**31 else np.int64)
@@ -250,36 +254,6 @@ def _codes_of(index: np.ndarray, dictionaries: list[pa.Array],
         return codes[index], (codes & 1 == 0)[index]  # no 10M-row temporaries
     codes = _run_codes(found[index])
     return codes, codes & 1 == 0
-
-
-def _row_groups_with(pf: pq.ParquetFile, wanted: pa.Array) -> list[int]:
-    """The row groups whose [min, max] entity statistics hold one of ``wanted`` (sorted)."""
-    meta = pf.metadata
-    col = pf.schema_arrow.get_field_index("entity")
-    lookup = _Sorted(wanted)
-    groups = []
-    for g in range(meta.num_row_groups):
-        stats = meta.row_group(g).column(col).statistics
-        if stats is None or not stats.has_min_max:
-            groups.append(g)
-            continue
-        i = bisect.bisect_left(lookup, stats.min)
-        if i < len(lookup) and lookup[i] <= stats.max:
-            groups.append(g)
-    return groups
-
-
-class _Sorted:
-    """A sorted string array read an element at a time, for :mod:`bisect`."""
-
-    def __init__(self, values: pa.Array) -> None:
-        self._values = values
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-    def __getitem__(self, i: int) -> str:
-        return str(self._values[i].as_py())
 
 
 def _run_codes(index: np.ndarray) -> np.ndarray:
