@@ -7,8 +7,8 @@ throughput, commit latency, materialize from segments, checksum cost.
 
 1. Commits --rows events (in --batch-event transactions, through the daemon's Committer:
    decode, validate, dedupe by event_id, log, online upsert) twice: sealing off, and with
-   a background Sealer thread in the same process (seal_rows = 10 batches, merge fanout 4). Prints the rate
-   of each million and the p50/p99 commit latency of each run.
+   a background Sealer thread in the same process (seal_rows = 10 batches, merge
+   fanout 4). Prints the rate of each million and the p50/p99 commit latency of each run.
 2. Seals a head of --rows rows in one go (rows/s) and merges four segments.
 3. Materialize: rebuilds the online store from the sealed log (--rows rows over
    --entities entities), and from the same rows left in the head (the old path).

@@ -15,11 +15,14 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from asof_stream.config import load_config
+import pytest
+
+from asof_stream.config import Config, load_config
 from asof_stream.offline.log import open_log
 from asof_stream.offline.manifest import list_segments
 from asof_stream.offline.scan import scan_view
 from asof_stream.offline.seal import verify_segments
+from asof_stream.stores import open_stores
 from tests.fixtures_kafka import event, run_cli, write_config
 
 SOURCE = """
@@ -162,3 +165,33 @@ def test_a_killed_sealer_process_does_not_stop_ingest(tmp_path: Path) -> None:
     text = log_file.read_text()
     assert "the sealer process died (exit code -9); restarting it" in text
     assert_each_row_once(config, 6000)
+
+
+def test_the_sealer_process_sends_the_id_hashes_and_stops_when_asked(
+        config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    from asof_stream.offline import manifest
+    from asof_stream.offline.sealer_process import SealerProcess
+    from tests.test_segments import VIEW, rec
+
+    monkeypatch.setattr(manifest, "ID_HASHES", manifest.IdHashes(budget=10**6))
+    with open_stores(config) as s:
+        c = s.committer()
+        c.commit("src", [rec(i) for i in range(300)])
+        sealer = SealerProcess(config.offline_path, config.defs, seal_rows=100, seal_age=None,
+                               interval=0.05, fanout=10)
+        sealer.start()
+        try:
+            wait_for(lambda: not s.log.conn.execute("SELECT count(*) FROM log").fetchone()[0],
+                     "the head to be sealed")
+            (seg,) = list_segments(s.log.conn, VIEW)
+            path = s.log.segments_dir / seg.file
+            wait_for(lambda: manifest.ID_HASHES.get(path) is not None, "the id hashes")
+            assert manifest.ID_HASHES.get(path).size == 300  # type: ignore[union-attr]
+            r = c.commit("src", [rec(7), rec(300)])
+            assert (r.stored, r.duplicates) == (1, 1)
+        finally:
+            t0 = time.monotonic()
+            sealer.stop()
+        assert time.monotonic() - t0 < 5 and sealer.process is not None
+        assert not sealer.process.is_alive() and sealer.process.exitcode == 0
+        assert sealer.starts == 1 and not sealer.gave_up
