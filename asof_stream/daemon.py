@@ -40,7 +40,7 @@ from .online.heal import Healer, HealState, keep_healed
 from .stores import Stores, open_stores
 
 if TYPE_CHECKING:
-    from .offline.seal import Sealer
+    from .offline.sealer_process import SealerProcess
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -125,15 +125,17 @@ async def run_daemon(config: Config, *, until_caught_up: bool = False,
     return code
 
 
-def _start_sealer(config: Config) -> Sealer | None:
-    """The background sealer (its own thread and connection), when ``[log]`` asks for one."""
+def _start_sealer(config: Config) -> SealerProcess | None:
+    """The background sealer (a child process with its own connection), when ``[log]``
+    asks for one. Its faults are logged and never stop ingest (offline/sealer_process.py)."""
     cfg = config.defs.log
     if not cfg.sealing or config.defs.store.shards != "none":
         return None
-    from .offline.seal import Sealer
+    from .offline.sealer_process import SealerProcess
 
-    sealer = Sealer(config.offline_path, config.defs, seal_rows=cfg.seal_rows,
-                    seal_age=cfg.seal_age, interval=cfg.seal_interval, fanout=cfg.merge_fanout)
+    sealer = SealerProcess(config.offline_path, config.defs, seal_rows=cfg.seal_rows,
+                           seal_age=cfg.seal_age, interval=cfg.seal_interval,
+                           fanout=cfg.merge_fanout)
     sealer.start()
     return sealer
 

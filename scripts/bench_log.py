@@ -7,8 +7,8 @@ throughput, commit latency, materialize from segments, checksum cost.
 
 1. Commits --rows events (in --batch-event transactions, through the daemon's Committer:
    decode, validate, dedupe by event_id, log, online upsert) twice: sealing off, and with
-   the background Sealer thread (seal_rows = 10 batches, merge fanout 4). Prints the rate
-   of each million and the p50/p99 commit latency of each run.
+   a background Sealer thread in the same process (seal_rows = 10 batches, merge
+   fanout 4). Prints the rate of each million and the p50/p99 commit latency of each run.
 2. Seals a head of --rows rows in one go (rows/s) and merges four segments.
 3. Materialize: rebuilds the online store from the sealed log (--rows rows over
    --entities entities), and from the same rows left in the head (the old path).
@@ -16,9 +16,10 @@ throughput, commit latency, materialize from segments, checksum cost.
 
 With --daemon: the real daemon instead, `asof-stream run --until-caught-up` over a JSONL
 file source of --rows events, with the default `[log]` sealing (seal_rows = 100000, the
-Sealer thread beside the commit thread) and then, unless --no-baseline, with sealing off
+sealer child process beside the daemon) and then, unless --no-baseline, with sealing off
 (seal_rows = 0). From the daemon's own per-batch log lines (--log-json, INFO): the rate
-of each million rows (and the daemon's CPU seconds for it, steadier on a shared machine),
+of each million rows (and the daemon's CPU seconds for it, steadier on a shared machine;
+the sealer process's CPU seconds are reported apart, sampled while they run),
 the 10th (or last) million against the first, and the commit
 time of a batch (p50, p99, max) against the batch interval (batch_timeout_ms and the
 median time between commits).
@@ -181,15 +182,20 @@ def daemon_run(root: Path, events: Path, seal_rows: int | None) -> dict[str, obj
     log_path = root / "daemon.log"
     started = time.time()
     cpu: list[tuple[float, float]] = []  # (unix time, CPU seconds of the daemon so far)
+    child_cpu: list[tuple[float, float]] = []  # the same for its child processes (the sealer)
     tick = os.sysconf("SC_CLK_TCK")
     with log_path.open("wb") as err:
         proc = subprocess.Popen([exe, "--log-level", "INFO", "--log-json", "run", "--config",
                                  str(root / "asof.toml"), "--until-caught-up"],
                                 stdout=subprocess.DEVNULL, stderr=err)
+        children: dict[int, float] = {}  # the sealer process(es): CPU seconds last seen
         while proc.poll() is None:
             try:
                 fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-                cpu.append((time.time(), (int(fields[11]) + int(fields[12])) / tick))
+                own = (int(fields[11]) + int(fields[12])) / tick
+                children.update(_children_cpu(proc.pid, tick))
+                cpu.append((time.time(), own))
+                child_cpu.append((time.time(), sum(children.values())))
             except (OSError, IndexError):
                 pass
             time.sleep(0.25)
@@ -208,8 +214,8 @@ def daemon_run(root: Path, events: Path, seal_rows: int | None) -> dict[str, obj
     per_million: list[int] = []
     cpu_per_million: list[float] = []  # the daemon's CPU seconds (all threads) per million
 
-    def cpu_at(ts: float) -> float:
-        before = [c for t, c in cpu if t <= ts]
+    def cpu_at(ts: float, series: list[tuple[float, float]] = cpu) -> float:
+        before = [c for t, c in series if t <= ts]
         return before[-1] if before else 0.0
 
     t_prev, c_prev, mark = started, 0.0, 1_000_000
@@ -224,8 +230,11 @@ def daemon_run(root: Path, events: Path, seal_rows: int | None) -> dict[str, obj
         head, sealed = conn.execute(
             "SELECT (SELECT count(*) FROM log), (SELECT coalesce(sum(rows), 0) FROM segments)"
         ).fetchone()
+    last = batches[-1][0] if batches else wall
     return {"sealing": seal_rows != 0, "wall_s": round(wall, 1),
             "rows_per_s_by_million": per_million, "cpu_s_by_million": cpu_per_million,
+            "cpu_s_daemon": round(cpu_at(last), 1),
+            "cpu_s_sealer_process": round(cpu_at(last, child_cpu), 1),
             "last_vs_first_million": round(per_million[-1] / per_million[0], 2)
             if len(per_million) > 1 else None,
             "commit_p50_ms": round(statistics.median(commits), 1),
@@ -233,6 +242,19 @@ def daemon_run(root: Path, events: Path, seal_rows: int | None) -> dict[str, obj
             "commit_max_ms": round(commits[-1], 1),
             "between_commits_p50_ms": round(statistics.median(gaps) * 1000, 1) if gaps else None,
             "batches": len(batches), "head_rows_left": head, "sealed_rows": sealed}
+
+
+def _children_cpu(pid: int, tick: int) -> dict[int, float]:
+    """CPU seconds (user + sys) of each live child process of ``pid``."""
+    out = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out[int(stat.parent.name)] = (int(fields[11]) + int(fields[12])) / tick
+    return out
 
 
 def daemon_main(args: argparse.Namespace, tmp: Path) -> None:

@@ -220,6 +220,23 @@ def test_sealed_duplicates_are_found_whatever_the_id_hash_cache_holds(
         assert len(all_rows(s.log, config)) == 1600
 
 
+def test_a_merge_that_reuses_a_segment_id_is_checked_with_its_own_bloom(config: Config) -> None:
+    # Two segments (ids 1, 2) are cached by the committer; merging them deletes both and
+    # SQLite gives the merged segment id 1 again: the cache must not answer with the old
+    # filter of segment 1 (which knows nothing of segment 2's ids).
+    with open_stores(config) as s:
+        c = s.committer()
+        for b in range(2):
+            c.commit("src", [rec(i) for i in range(b * 100, b * 100 + 100)])
+            compact(s.log, config.defs, fanout=10)
+        assert c.commit("src", [rec(150)]).duplicates == 1  # both filters are cached now
+        compact(s.log, config.defs, seal=False, fanout=2)
+        assert [g.id for g in list_segments(s.log.conn, VIEW)] == [1]
+        r = c.commit("src", [rec(i) for i in range(100, 200)])
+        assert (r.stored, r.duplicates) == (0, 100)
+        assert len(all_rows(s.log, config)) == 200
+
+
 def test_feature_texts_are_the_logs_json_text() -> None:
     import pyarrow as pa
 

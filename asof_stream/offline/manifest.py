@@ -18,9 +18,10 @@ sealed tier grew.
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,9 +111,13 @@ class IdHashes:
         self.budget = budget
         self._by_file: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
+        #: called with every put (the daemon's sealer process sends them to the daemon)
+        self.on_put: Callable[[Path, np.ndarray], None] | None = None
 
     def put(self, path: Path, h1: np.ndarray) -> None:
         hashes = np.sort(h1)
+        if self.on_put is not None:
+            self.on_put(path, hashes)
         with self._lock:
             self._by_file[str(path)] = hashes
             total = sum(a.size for a in self._by_file.values())
@@ -131,11 +136,14 @@ class IdHashes:
             return sum(a.size for a in self._by_file.values()) + n <= self.budget
 
     def keep_only(self, folder: Path, live: set[str]) -> None:
-        """Forget the files under ``folder`` that are not in ``live`` (merged away)."""
+        """Forget the files under ``folder`` that are not in ``live`` and no longer exist
+        (merged away, or rolled back). A file that exists but is not registered yet is kept:
+        a sealer in another process sends its hashes just before registering it."""
         prefix = str(folder) + "/"
         with self._lock:
             for key in [k for k in self._by_file if k.startswith(prefix) and k not in live]:
-                del self._by_file[key]
+                if not os.path.exists(key):
+                    del self._by_file[key]
 
 
 #: 16M hashes: 128 MB, the sealed ids of a 16M-row log
@@ -167,11 +175,13 @@ def bloom_maybe(bloom: bytes, h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
 
 
 class SealedIds:
-    """The commit's view of the sealed tier's event ids: Bloom filters cached by segment id."""
+    """The commit's view of the sealed tier's event ids: Bloom filters cached by segment
+    file (unique; a segment id is not: a merge that deletes the highest ids gets one of
+    them back from SQLite, and a filter cached under it would miss the merged ids)."""
 
     def __init__(self, segments_dir: Path) -> None:
         self.segments_dir = segments_dir
-        self._blooms: dict[int, bytes | None] = {}
+        self._blooms: dict[str, bytes | None] = {}
 
     def existing(self, conn: sqlite3.Connection, view: str, ids: list[str]) -> set[str]:
         """The ids already stored in the sealed tier of ``view`` (exact)."""
@@ -179,17 +189,17 @@ class SealedIds:
                             (view,)).fetchall()
         if not rows or not ids:
             return set()
-        live = {r[0] for r in rows}
-        for sid in [s for s in self._blooms if s not in live]:
-            del self._blooms[sid]
+        live = {r[1] for r in rows}
+        for file in [f for f in self._blooms if f not in live]:
+            del self._blooms[file]
         ID_HASHES.keep_only(self.segments_dir / view, {str(self.segments_dir / r[1]) for r in rows})
         h1, h2 = id_hashes(ids)
         found: set[str] = set()
         for sid, file, size, n in rows:
-            if sid not in self._blooms:
-                self._blooms[sid] = conn.execute("SELECT bloom FROM segments WHERE id = ?",
-                                                 (sid,)).fetchone()[0]
-            bloom = self._blooms[sid]
+            if file not in self._blooms:
+                self._blooms[file] = conn.execute("SELECT bloom FROM segments WHERE id = ?",
+                                                  (sid,)).fetchone()[0]
+            bloom = self._blooms[file]
             if bloom is None:
                 continue
             maybe = bloom_maybe(bloom, h1, h2)

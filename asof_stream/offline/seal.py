@@ -27,10 +27,11 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -61,6 +62,14 @@ HEAD_SEAL_SQL = ("SELECT seq, entity, event_timestamp, ingest_ts, features, even
 
 
 _reached: dict[str, int] = {}
+
+
+class StopEvent(Protocol):
+    """A threading or a multiprocessing Event."""
+
+    def is_set(self) -> bool: ...
+    def set(self) -> None: ...
+    def wait(self, timeout: float | None = None) -> bool: ...
 
 
 def step(name: str) -> None:
@@ -278,7 +287,10 @@ def compact(log_: OfflineLog, defs: Definitions, *, seal: bool = True, min_rows:
 
 
 class Sealer(threading.Thread):
-    """The daemon's background sealer: its own connection, off the commit path.
+    """A background sealer: its own connection, off the commit path. The daemon runs its
+    loop (:meth:`run`, called directly) in a child process
+    (:mod:`asof_stream.offline.sealer_process`); started as a thread it shares the caller's
+    process (the in-process benchmark, tests).
 
     Every ``interval`` seconds, a view whose head holds ``seal_rows`` rows or more (0: off),
     or whose oldest head row was ingested ``seal_age`` microseconds ago or more (None: off),
@@ -286,7 +298,9 @@ class Sealer(threading.Thread):
     """
 
     def __init__(self, log_path: Path, defs: Definitions, *, seal_rows: int, seal_age: int | None,
-                 interval: float = 1.0, fanout: int = 4) -> None:
+                 interval: float = 1.0, fanout: int = 4,
+                 stop_event: StopEvent | None = None,
+                 keep_going: Callable[[], bool] | None = None) -> None:
         super().__init__(name="asof-sealer", daemon=True)
         self.log_path = log_path
         self.defs = defs
@@ -294,7 +308,10 @@ class Sealer(threading.Thread):
         self.seal_age = seal_age
         self.interval = interval
         self.fanout = fanout
-        self.stop_event = threading.Event()
+        #: set to stop; a multiprocessing Event in the daemon's sealer process
+        self.stop_event: StopEvent = stop_event or threading.Event()
+        #: checked before every round: False ends the loop (the daemon has gone)
+        self.keep_going = keep_going or (lambda: True)
         self.sealed = 0
         self.error: BaseException | None = None
 
@@ -323,7 +340,7 @@ class Sealer(threading.Thread):
     def run(self) -> None:
         try:
             with OfflineLog(self.log_path) as log_:
-                while not self.stop_event.wait(self.interval):
+                while not self.stop_event.wait(self.interval) and self.keep_going():
                     try:
                         self.run_once(log_)
                     except Exception as exc:  # keep sealing later; the head keeps the rows
