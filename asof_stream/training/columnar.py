@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +45,7 @@ from ..offline.manifest import list_segments
 from ..offline.scan import open_view
 from ..offline.segments import column_name, text_array
 from ..timestamps import MAX_US, MIN_US, TimestampError
-from .columnar_tiers import LabelOrder, head_match, segment_match
+from .columnar_tiers import LabelOrder, head_match, read_first_group, segment_match
 from .labels import cells_to_micros
 from .matches import JoinMode
 
@@ -247,17 +248,21 @@ def float_cells(col: pa.Array) -> pa.Array:
 
 
 def view_cells(log: OfflineLog, defs: Definitions, view: str, features: Sequence[str],
-               keys: pa.Array, times: np.ndarray, mode: JoinMode, upto_seq: int
-               ) -> dict[str, pa.Array]:
+               keys: pa.Array, times: np.ndarray, mode: JoinMode, upto_seq: int,
+               pool: Executor | None = None,
+               early: dict[str, Future[pa.Table]] | None = None) -> dict[str, pa.Array]:
     """Per feature of ``view``, the CSV cell of each label's chosen row ("" for none).
-    ``keys``: the labels' entity keys, dictionary-encoded (as ``dictionary_encode`` makes)."""
+    ``keys``: the labels' entity keys, dictionary-encoded (as ``dictionary_encode`` makes).
+    ``pool``: reads the row groups ahead; ``early``: by segment file, its row group 0
+    already being read (:func:`read_first_group`)."""
     spec = defs.views[view]
     if not pa.types.is_dictionary(keys.type):
         keys = keys.dictionary_encode()
     segments, head = open_view(log, defs, view, max_seq=upto_seq, columns=features,
                                entities=keys.dictionary, ingest_ts=mode.as_known_at)
     order = LabelOrder(keys) if segments else None
-    tiers = [segment_match(t, order, times, mode, spec.ttl, features)
+    tiers = [segment_match(t, order, times, mode, spec.ttl, features, pool,
+                           (early or {}).pop(t.segment.file, None))
              for t in segments if order is not None]
     if head.table.num_rows or not tiers:
         tiers.append(head_match(head.table, keys, times, mode, spec.ttl, features))
@@ -333,6 +338,20 @@ def columnar_csv(log: OfflineLog, defs: Definitions, labels_path: str | os.PathL
     bound = log.max_seq() if upto_seq is None else upto_seq
     if any(not list_segments(log.conn, v, bound) for v in views):
         return None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="asof-read") as pool:
+        # the first segment's first row group is decoded while the labels are parsed
+        first = list_segments(log.conn, views[0], bound)[0]
+        early = {first.file: pool.submit(read_first_group, log, first.file, first.bytes,
+                                         [f for v, f in pairs if v == views[0]], mode)}
+        return _columnar(log, defs, source, target, pairs, views, key_of, bound,
+                         timestamp_column, mode, full_feature_names, progress, pool, early)
+
+
+def _columnar(log: OfflineLog, defs: Definitions, source: Path, target: Path,
+              pairs: list[tuple[str, str]], views: list[str], key_of: dict[str, str],
+              bound: int, timestamp_column: str, mode: JoinMode, full_feature_names: bool,
+              progress: Callable[[int], None] | None, pool: Executor,
+              early: dict[str, Future[pa.Table]]) -> ColumnarResult | None:
     labels = read_plain_csv(source, timestamp_column, sorted(set(key_of.values())))
     if labels is None:
         return None
@@ -346,7 +365,8 @@ def columnar_csv(log: OfflineLog, defs: Definitions, labels_path: str | os.PathL
     for v in views:
         feats = [f for vv, f in pairs if vv == v]
         keys = labels.cells.column(key_of[v]).combine_chunks().dictionary_encode()
-        for f, arr in view_cells(log, defs, v, feats, keys, labels.times, mode, bound).items():
+        for f, arr in view_cells(log, defs, v, feats, keys, labels.times, mode, bound,
+                                 pool, early).items():
             cells[(v, f)] = arr
         if progress is not None:
             progress(len(labels) * len(feats))

@@ -16,7 +16,8 @@ A tier's answer (:class:`TierMatch`) keeps, of the rows chosen, only their featu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,8 +27,9 @@ import pyarrow.compute as pc
 from ..kernels.asof_kernel import asof_indices, encode_entities
 from ..kernels.buffers import int64_array, int_numpy, valid_numpy
 from ..kernels.sortkeys import ordered_u64, sorted_unique
-from ..offline.scan import OpenTier
-from ..offline.segments import column_name
+from ..offline.log import OfflineLog
+from ..offline.scan import BASE_COLUMNS, OpenTier
+from ..offline.segments import SegmentGroups, column_name
 from .matches import JoinMode
 
 
@@ -75,17 +77,51 @@ class LabelOrder:
         return lo
 
 
+def read_first_group(log: OfflineLog, file: str, size: int, features: Sequence[str],
+                     mode: JoinMode) -> pa.Table:
+    """Row group 0 of a segment with the columns :func:`~.offline.scan.open_view` reads
+    for ``features`` in ``mode`` (to start before the labels, which pick the groups)."""
+    base = [c for c in BASE_COLUMNS if mode.as_known_at or c != "ingest_ts"]
+    columns = [*base, *(column_name(f) for f in features)]
+    return SegmentGroups(log.segments_dir / file, size, columns).read(0)
+
+
+def prefetched_groups(tier: OpenTier, pool: Executor | None,
+                      group0: Future[pa.Table] | None = None
+                      ) -> Iterator[tuple[int, pa.Table]]:
+    """``tier``'s row groups read in order, each read in ``pool`` while the one before is
+    matched (Arrow decodes without the GIL; two row groups held at most). ``group0``: row
+    group 0 of the same file, already being read (used when that group is picked)."""
+    groups = tier.groups.groups
+    if pool is None:
+        for g in groups:
+            yield g, tier.groups.read(g)
+        return
+    pending = group0 if group0 is not None and groups and groups[0] == 0 else \
+        pool.submit(tier.groups.read, groups[0]) if groups else None
+    group0 = None
+    for i, g in enumerate(groups):
+        assert pending is not None
+        table = pending.result()
+        pending = pool.submit(tier.groups.read, groups[i + 1]) if i + 1 < len(groups) else None
+        yield g, table
+
+
 def segment_match(tier: OpenTier, order: LabelOrder, times: np.ndarray, mode: JoinMode,
-                  ttl_us: int | None, features: Sequence[str]) -> TierMatch:
-    """Each label's match in a sealed tier, a row group at a time (see the module doc)."""
+                  ttl_us: int | None, features: Sequence[str], pool: Executor | None = None,
+                  group0: Future[pa.Table] | None = None) -> TierMatch:
+    """Each label's match in a sealed tier, a row group at a time (see the module doc;
+    ``pool``, ``group0``: as :func:`prefetched_groups` reads them)."""
     index = np.full(len(times), -1, dtype=np.int64)
     ts_parts: list[np.ndarray] = []
     seq_parts: list[np.ndarray] = []
     cells: dict[str, list[pa.Array]] = {f: [] for f in features}
     count = 0
     last: tuple[str, int, int] | None = None
-    for g in tier.groups.groups:
-        table = tier.within_bound(tier.groups.read(g))
+    reads = prefetched_groups(tier, pool, group0)
+    del group0  # not to hold row group 0 to the end
+    for g, group in reads:
+        table = tier.within_bound(group)
         if not table.num_rows:
             continue
         entity = table.column("entity")

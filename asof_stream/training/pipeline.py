@@ -11,18 +11,16 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..config import Config
 from ..definitions import Definitions
 from ..offline.log import open_log
-from ..offline.retention import RetentionRun
 from ..offline.shards import is_sharded, shard_dir
 from ..transforms.training import input_pairs
 from .columnar import ColumnarResult, columnar_csv
-from .join import JoinMode, tune_reader
 from .labels import Labels, labels_from_any
-from .parallel_join import auto_jobs
+from .matches import JoinMode, tune_reader
 from .sidecar import Sidecar, describe, file_digest, retained_since, write_sidecar
 from .training_set import (
     TrainingSet,
@@ -31,6 +29,9 @@ from .training_set import (
     output_format,
     refuse_replacing_input,
 )
+
+if TYPE_CHECKING:
+    from ..offline.retention import RetentionRun
 
 
 class ProgressBar(Protocol):
@@ -80,6 +81,8 @@ def make_training_set(config: Config, defs: Definitions, labels_path: str, refs:
     else:
         labels = labels_from_any(labels_path, defs, timestamp_column=timestamp_column)
         if jobs is None:
+            from .parallel_join import auto_jobs  # not imported by the fast path
+
             jobs = auto_jobs(len(labels))
         with progress_bar(len(labels) * views, "joining") as advance:
             ts = join_labels(config, defs, labels, refs, progress=advance, upto_seq=upto_seq,

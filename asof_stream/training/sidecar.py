@@ -19,16 +19,18 @@ import os
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..definitions import Definitions
-from ..offline.retention import RetentionRun, retention_runs
 from ..timestamps import now_micros, parse_iso, to_iso
 from ..transforms import module_digest
 from ..transforms.training import input_pairs
 from ..versions import aggregation_version, view_version
+
+if TYPE_CHECKING:
+    from ..offline.retention import RetentionRun
 
 FORMAT = 1
 
@@ -229,6 +231,8 @@ def retained_since(sidecar: Sidecar, conn: sqlite3.Connection,
                    upto_seq: int) -> list[RetentionRun]:
     """Retention runs on this log (``conn``) after the set was built that deleted rows it
     saw: rows of its views with a seq at most ``upto_seq`` (its mark on this log)."""
+    from ..offline.retention import retention_runs  # only a rebuild reads the runs
+
     return retention_runs(conn, after=parse_iso(sidecar.created_at), upto_seq=upto_seq,
                           views=sorted(sidecar.views))
 
