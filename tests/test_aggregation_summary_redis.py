@@ -25,7 +25,7 @@ from asof_stream.online.base import OnlineUnavailable, from_log_row, newest_per_
 from asof_stream.online.lookup import read_online
 from asof_stream.online.materialize import catch_up, materialize
 from asof_stream.online.redis import RedisOnlineStore
-from asof_stream.online.redis_fold import MARK
+from asof_stream.online.redis_fold import MARK, fold_due
 from asof_stream.stores import Stores, open_stores
 from asof_stream.timestamps import now_micros
 from tests.aggregation_oracle import all_rows, oracle, same
@@ -221,3 +221,42 @@ def test_folding_on_redis_survives_crashes_and_replays(tmp_path_factory: Any,
         if keys:
             client.unlink(*keys)
         client.close()
+
+
+def test_a_fold_raced_by_another_writer_is_left_for_later(tmp_path: Path,
+                                                         redis_url: str) -> None:
+    """Two writers fold the same entities from the same read: the second one's script
+    finds the summaries changed and the members gone, and leaves the entities as they
+    are (no row counted twice)."""
+    config = redis_config(tmp_path, redis_url)
+    rng = random.Random(5)
+    now = now_micros()
+    with open_stores(config) as stores:
+        a = stores.online
+        assert isinstance(a, RedisOnlineStore)
+        committer = stores.committer()
+        committer.clock = lambda: now
+        commit(committer, _batch(rng, now, 40), "a")
+        # late rows far below the fold: rows until the entities' next fold
+        late = [dict(e, event_timestamp=_iso(now - 20 * DAY - i)) for i, e in
+                enumerate(_batch(rng, now, 20))]
+        committer.clock = lambda: now + 60_000_000
+        commit(committer, late, "late")
+        b = RedisOnlineStore(redis_url)
+        b.agg_plan = a.agg_plan
+        due = [("purchases", f"c{i}", now - 2 * HOUR) for i in range(3)]
+        real = a._fold
+        folded_by_b: list[int] = []
+
+        def raced(**kw: Any) -> Any:
+            folded_by_b.append(fold_due(b, due))  # b folds between a's read and script
+            return real(**kw)
+
+        a._fold = raced  # type: ignore[assignment]
+        assert fold_due(a, due) == 0
+        assert folded_by_b == [3]
+        b.close()
+        _exact_counts(stores, a)
+        sets = state(a)[1]
+        assert all(unmember(m)[0] > now - 2 * HOUR for ms in sets.values() for m in ms)
+        check(stores, now + 60_000_000, ["c0", "c1", "c2"])
