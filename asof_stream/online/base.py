@@ -100,6 +100,12 @@ class OnlineStore(Protocol):
         """Per entity, its aggregation rows of ``view`` with ``lo < event_timestamp <=
         hi`` as the :class:`~.aggread.WindowRows` a read evaluates its features on."""
 
+    def agg_state(self, view: str, entities: list[str], lo: int | None, hi: int,
+                  summaries: bool) -> list[tuple[WindowRows, Summary | None]]:
+        """Per entity, its :meth:`agg_windows` rows and (``summaries``) its
+        :meth:`agg_summaries` summary, read as of one instant (a fold in between would
+        count a row twice or not at all)."""
+
     def agg_fingerprint(self) -> int:
         """The fingerprint of the aggregation plan the state was last rebuilt for (0:
         none)."""

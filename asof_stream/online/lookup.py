@@ -106,10 +106,8 @@ def _read_aggregation(defs: Definitions, online: OnlineStore, name: str, feats: 
     source = reader.agg.source
     keys = entity_keys_for(defs, name, rows, from_text=from_text)
     latest = online.get(source, keys)
-    windows = online.agg_windows(source, keys, reader.lower(now), now)
-    summaries = (online.agg_summaries(source, keys) if reader.all_history(feats)
-                 else [None] * len(keys))
-    for i, (row, found, summary) in enumerate(zip(latest, windows, summaries, strict=True)):
+    state = online.agg_state(source, keys, reader.lower(now), now, reader.all_history(feats))
+    for i, (row, (found, summary)) in enumerate(zip(latest, state, strict=True)):
         if row is None:
             for f in feats:
                 fdef, dtype = reader.feats[f]

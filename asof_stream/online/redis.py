@@ -16,6 +16,8 @@ rebuild)::
                             member) of the raw rows of a source view still in its longest
                             window, each member 18 digits (event_timestamp - MIN_US), 19
                             digits seq, then the features JSON (see .aggstate)
+    P:G:s:VIEW:ENTITY       the running summary of a no-window view's folded rows: a
+                            19-digit mark then the summary JSON (see .redis_fold)
     P:G:applied             the highest log seq below which every batch has been applied
     P:G:pending             zset of applied batches above ``applied`` (member "lo:hi")
     P:G:applied:pNNNN       the same per shard, when the log is split into partition
@@ -69,7 +71,8 @@ from .aggread import ListRows, WindowRows
 from .aggstate import AggBatch, AggPlan, fingerprint, member, ts_bound, unmember
 from .aggsummary import Summary
 from .base import OnlineRow, OnlineUnavailable
-from .redis_scripts import APPLIED, APPLY, APPLY_AGG, COUNT, SWITCH
+from .redis_fold import fold_due, pack_summary, unpack_summary
+from .redis_scripts import APPLIED, APPLY, APPLY_AGG, COUNT, FOLD, SWITCH
 from .redis_url import glob_escape, split_url
 
 HEADER = 55  # 18 + 19 + 18 digits
@@ -92,12 +95,14 @@ class RedisOnlineStore:
 
     transactional = False
     agg_plan: AggPlan | None = None
-    folds_aggregations = False
 
     def __init__(self, url: str, *, track: str = "", **client_options: Any) -> None:
         self.url = url
         #: whose log seqs ``applied`` counts: "" for the one log, ":p0003" for a shard's
         self.track = track
+        #: the one log's store folds no-window aggregations (:mod:`.redis_fold`); a
+        #: shard's does not (its rows carry several shards' seqs)
+        self.folds_aggregations = track == ""
         plain, name = split_url(url)
         self.prefix = "{" + name + "}:"
         options: dict[str, Any] = {"socket_connect_timeout": 5, "socket_timeout": 30,
@@ -109,6 +114,7 @@ class RedisOnlineStore:
         self._applied = self.client.register_script(APPLIED)
         self._count = self.client.register_script(COUNT)
         self._apply_agg = self.client.register_script(APPLY_AGG)
+        self._fold = self.client.register_script(FOLD)
         self._gen_key = self.prefix + "gen"
         self._gen = b"0"  # the generation last seen; reads check it in the same MGET
 
@@ -135,33 +141,44 @@ class RedisOnlineStore:
         """Apply rows with the monotonic rule; then mark ``low_seq..high_seq`` applied.
 
         ``low_seq`` is the first log seq of the batch (None: the batch follows on from
-        whatever is applied). ``agg``: aggregation rows, written first.
+        whatever is applied). ``agg``: aggregation rows, written first; the entities
+        of folding views due a fold are folded last (:mod:`.redis_fold`), once the
+        batch is marked applied.
         """
-        p = self.prefix
-        low = 0 if low_seq is None else low_seq
         with self._unavailable():
             if agg is not None:
                 self._write_agg(agg)
-            if not rows:
-                self._apply(args=[p, high_seq, low, self.track])
-                return
-            for start in range(0, len(rows), CHUNK):
-                part = rows[start:start + CHUNK]
-                last = start + CHUNK >= len(rows)
-                args: list[Any] = [p, high_seq if last else -1, low, self.track]
-                for r in part:
-                    args.append(r.view)
-                    args.append(r.entity)
-                    args.append(pack(r))
-                self._apply(args=args)
+            self._apply_rows(rows, high_seq, 0 if low_seq is None else low_seq)
+            plan = self.agg_plan
+            if agg is not None and plan is not None and plan.fold:
+                fold_due(self, [e for e in agg.evict if e[0] in plan.fold])
+
+    def _apply_rows(self, rows: list[OnlineRow], high_seq: int, low: int) -> None:
+        p = self.prefix
+        if not rows:
+            self._apply(args=[p, high_seq, low, self.track])
+            return
+        for start in range(0, len(rows), CHUNK):
+            part = rows[start:start + CHUNK]
+            last = start + CHUNK >= len(rows)
+            args: list[Any] = [p, high_seq if last else -1, low, self.track]
+            for r in part:
+                args.append(r.view)
+                args.append(r.entity)
+                args.append(pack(r))
+            self._apply(args=args)
 
     def _write_agg(self, agg: AggBatch) -> None:
         # The eviction bound rides on the entity's first row: evicted before it is added.
-        bounds = {(v, e): ts_bound(c + 1) for v, e, c in agg.evict}
+        # A folding view's rows are folded instead, after the batch is marked applied;
+        # their "s" bound skips a row its entity's summary already holds.
+        fold = self.agg_plan.fold if self.agg_plan is not None else {}
+        bounds = {(v, e): ts_bound(c + 1) for v, e, c in agg.evict if v not in fold}
         for start in range(0, len(agg.rows), CHUNK):
             args: list[Any] = [self.prefix]
             for r in agg.rows[start:start + CHUNK]:
-                args += [r[0], r[1], member(r), bounds.pop((r[0], r[1]), "")]
+                args += [r[0], r[1], member(r),
+                         "s" if r[0] in fold else bounds.pop((r[0], r[1]), "")]
             self._apply_agg(args=args)
 
     def agg_fingerprint(self) -> int:
@@ -194,15 +211,47 @@ class RedisOnlineStore:
                                 " kept changing during a read")
 
     def agg_summaries(self, view: str, entities: list[str]) -> list[Summary | None]:
-        """None for each entity: this store keeps every row of the views with no-window
-        aggregations instead of folding them."""
-        return [None] * len(entities)
+        """Per entity, the running summary of its folded rows of ``view`` (None: none)."""
+        return [s for _, s in self.agg_state(view, entities, None, 0, summaries=True,
+                                              rows=False)]
 
     def agg_windows(self, view: str, entities: list[str], lo: int | None,
                     hi: int) -> list[WindowRows]:
         """The rows of :meth:`agg_rows`, read in one round trip, as
         :class:`~.aggread.WindowRows`."""
         return [ListRows(rows) for rows in self.agg_rows(view, entities, lo, hi)]
+
+    def agg_state(self, view: str, entities: list[str], lo: int | None, hi: int,
+                  summaries: bool, *, rows: bool = True
+                  ) -> list[tuple[WindowRows, Summary | None]]:
+        """Per entity, its rows of :meth:`agg_windows` and (``summaries``) its summary,
+        read in one MULTI/EXEC: a fold between the two reads cannot count a row twice
+        or not at all."""
+        start = "-" if lo is None else "[" + ts_bound(lo + 1)
+        stop = "(" + ts_bound(hi + 1)
+        with self._unavailable():
+            for _ in range(5):
+                gen = self._gen
+                base = f"{self.prefix}{gen.decode()}:"
+                pipe = self.client.pipeline(transaction=True)
+                pipe.get(self._gen_key)
+                for e in entities:
+                    if rows:
+                        pipe.zrangebylex(f"{base}a:{view}:{e}", start, stop)
+                    if summaries:
+                        pipe.get(f"{base}s:{view}:{e}")
+                res: list[Any] = pipe.execute()
+                live: bytes = res[0] or b"0"
+                if live == gen:
+                    it = iter(res[1:])
+                    out: list[tuple[WindowRows, Summary | None]] = []
+                    for _e in entities:
+                        found = ListRows([unmember(m) for m in next(it)] if rows else [])
+                        out.append((found, unpack_summary(next(it)) if summaries else None))
+                    return out
+                self._gen = live
+        raise OnlineUnavailable(f"Redis online store {redact_url(self.url)}: the generation"
+                                " kept changing during a read")
 
     def replace_all(self, rows: Iterable[OnlineRow], high_seq: int,
                     agg: AggBatch | None = None, tracks: dict[str, int] | None = None) -> None:
@@ -238,6 +287,14 @@ class RedisOnlineStore:
         if agg is not None:
             for a in agg.rows:  # already within the windows: no eviction needed
                 pipe.zadd(f"{base}a:{a[0]}:{a[1]}", {member(a): 0})
+                pending += 1
+                if pending >= CHUNK:
+                    pipe.execute()
+                    pending = 0
+            # every row up to the rebuild's seq is in the state: that is the mark
+            mark = applied.get(self.track, 0)
+            for view, ent, text in agg.summaries:
+                pipe.set(f"{base}s:{view}:{ent}", pack_summary(mark, text))
                 pending += 1
                 if pending >= CHUNK:
                     pipe.execute()

@@ -45,19 +45,72 @@ return changed
 
 # Aggregation rows, written before APPLY marks their seqs applied (a crash between the
 # two replays them; adding a member twice changes nothing). ARGV: prefix, then
-# (view, entity, member, bound) quads: unless bound is "", the members below it
-# (event_timestamp <= the eviction cutoff) are evicted first.
+# (view, entity, member, bound) quads: bound "" adds the member; bound "s" (a view whose
+# rows are folded into a summary, see FOLD) adds it unless its seq is at or below the
+# entity's summary mark (the first 19 digits of its summary key: every row at or below
+# the mark is already in the summary or the sorted set, so a replayed row is never
+# counted twice); any other bound evicts the members below it (event_timestamp <= the
+# eviction cutoff) first.
 APPLY_AGG = """
 local p = ARGV[1]
-local base = p .. (redis.call('GET', p .. 'gen') or '0') .. ':a:'
+local g = p .. (redis.call('GET', p .. 'gen') or '0') .. ':'
+local base = g .. 'a:'
+local marks = {}
 for i = 2, #ARGV, 4 do
-  local k = base .. ARGV[i] .. ':' .. ARGV[i + 1]
-  if ARGV[i + 3] ~= '' then
-    redis.call('ZREMRANGEBYLEX', k, '-', '(' .. ARGV[i + 3])
+  local key = ARGV[i] .. ':' .. ARGV[i + 1]
+  local k = base .. key
+  local bound, m = ARGV[i + 3], ARGV[i + 2]
+  local add = true
+  if bound == 's' then
+    local mark = marks[key]
+    if mark == nil then
+      mark = redis.call('GETRANGE', g .. 's:' .. key, 0, 18)
+      marks[key] = mark
+    end
+    if mark ~= '' and string.sub(m, 19, 37) <= mark then add = false end
+  elseif bound ~= '' then
+    redis.call('ZREMRANGEBYLEX', k, '-', '(' .. bound)
   end
-  redis.call('ZADD', k, 0, ARGV[i + 2])
+  if add then redis.call('ZADD', k, 0, m) end
 end
 return 0
+"""
+
+# Fold rows into entity summaries: the summaries are computed by the caller (in Python,
+# .aggsummary) from what it read; this applies them only where nothing changed since,
+# the summary replaced and the folded members deleted in one step. ARGV: prefix, the
+# generation read, then per entity: view, entity, the summary value read ("" none), the
+# new value, n, then the n members folded. An entity whose summary is no longer the
+# one read, or whose sorted set lacks one of the members, is left as it is (folded
+# later). Returns how many entities were folded (-1: the generation changed).
+FOLD = """
+local p = ARGV[1]
+if (redis.call('GET', p .. 'gen') or '0') ~= ARGV[2] then return -1 end
+local g = p .. ARGV[2] .. ':'
+local done = 0
+local i = 3
+while i <= #ARGV do
+  local key = ARGV[i] .. ':' .. ARGV[i + 1]
+  local old, new, n = ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])
+  local first = i + 5
+  i = first + n
+  local sk, ak = g .. 's:' .. key, g .. 'a:' .. key
+  local ok = (redis.call('GET', sk) or '') == old
+  if ok then
+    for j = first, i - 1 do
+      if not redis.call('ZSCORE', ak, ARGV[j]) then
+        ok = false
+        break
+      end
+    end
+  end
+  if ok then
+    for j = first, i - 1 do redis.call('ZREM', ak, ARGV[j]) end
+    redis.call('SET', sk, new)
+    done = done + 1
+  end
+end
+return done
 """
 
 # Switch the live generation; returns the old one.

@@ -222,6 +222,15 @@ class SqliteOnlineStore:
             out.append(None if found is None else Summary.loads(found[0]))
         return out
 
+    def agg_state(self, view: str, entities: list[str], lo: int | None, hi: int,
+                  summaries: bool) -> list[tuple[WindowRows, Summary | None]]:
+        """Per entity, :meth:`agg_windows` and (``summaries``) :meth:`agg_summaries`,
+        read by statements of this connection outside a read transaction: a fold
+        committed by another process between them is not excluded here."""
+        windows = self.agg_windows(view, entities, lo, hi)
+        got = self.agg_summaries(view, entities) if summaries else [None] * len(entities)
+        return list(zip(windows, got, strict=True))
+
     def agg_fingerprint(self) -> int:
         """The :func:`~.aggstate.fingerprint` of the plan the state was rebuilt for."""
         row = self.conn.execute(
