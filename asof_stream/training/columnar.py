@@ -11,14 +11,18 @@ the two on random data), without a Python object per label or per cell:
   time, :mod:`.columnar_tiers`) and keeps the latest;
 - each chosen row's features are rendered as CSV cells once (Arrow compute; floats with
   Python's ``repr``, the one rendering Arrow does not share), gathered per label with
-  ``take``, and every output line is joined in Arrow and written as one buffer.
+  ``take``, and every output line is joined in Arrow and written as one buffer;
+- an aggregation's features are computed by the general path's kernel
+  (:func:`~.aggregate.aggregate_view`) from the labels' key and time columns as they are
+  here (arrays, no Python value per label) and rendered by :mod:`.csv_text`.
 
 What it covers (:func:`columnar_csv` returns None otherwise, and the general path runs):
 one log (not partition shards); a ``.csv`` label file with neither quotes nor carriage
 returns outside CRLF line ends (its lines are copied as they are; a quoted file is
 re-rendered by ``csv.writer``) and at least one data row; a ``.csv`` output; every
-referenced view a plain view with at least one sealed segment (a head-only view is faster
-by SQLite probes) whose entity has one ``string`` join key with no empty cell. Anything
+reference a plain view with at least one sealed segment (a head-only view is faster by
+SQLite probes) or an aggregation (any tiers), no transform, each of an entity with one
+``string`` join key with no empty cell. Anything
 unusual (a bad timestamp, a short row, a duplicate column) also takes the general path,
 which names the problem.
 """
@@ -324,14 +328,14 @@ def columnar_csv(log: OfflineLog, defs: Definitions, labels_path: str | os.PathL
     views = list(dict.fromkeys(v for v, _ in pairs))
     key_of: dict[str, str] = {}
     for v in views:
-        key = _single_string_key(defs, v) if v in defs.views else None
+        key = _single_string_key(defs, v) if defs.kind(v) != "transform" else None
         if key is None:
             return None
         key_of[v] = key
     if not log.has_tiers():
         return None
     bound = log.max_seq() if upto_seq is None else upto_seq
-    if any(not list_segments(log.conn, v, bound) for v in views):
+    if any(not list_segments(log.conn, v, bound) for v in views if v in defs.views):
         return None
     labels = read_plain_csv(source, timestamp_column, sorted(set(key_of.values())))
     if labels is None:
@@ -346,7 +350,8 @@ def columnar_csv(log: OfflineLog, defs: Definitions, labels_path: str | os.PathL
     for v in views:
         feats = [f for vv, f in pairs if vv == v]
         keys = labels.cells.column(key_of[v]).combine_chunks().dictionary_encode()
-        for f, arr in view_cells(log, defs, v, feats, keys, labels.times, mode, bound).items():
+        of_v = view_cells if v in defs.views else aggregation_cells
+        for f, arr in of_v(log, defs, v, feats, keys, labels.times, mode, bound).items():
             cells[(v, f)] = arr
         if progress is not None:
             progress(len(labels) * len(feats))
@@ -354,7 +359,21 @@ def columnar_csv(log: OfflineLog, defs: Definitions, labels_path: str | os.PathL
     return ColumnarResult(len(labels), labels.columns + names, pairs, bound)
 
 
+def aggregation_cells(log: OfflineLog, defs: Definitions, name: str, features: Sequence[str],
+                      keys: pa.Array, times: np.ndarray, mode: JoinMode, upto_seq: int
+                      ) -> dict[str, pa.Array]:
+    """Per feature of the aggregation ``name``, the CSV cell of its value at each label
+    (:func:`~.aggregate.aggregate_view`, the general path's kernel, fed the labels' keys
+    and times as arrays; cells rendered as :class:`~.aggregate.AggMatches` does)."""
+    from .aggregate import aggregate_view
+
+    matches = aggregate_view(log, defs, name, features, keys, times, mode, upto_seq=upto_seq)
+    return dict(zip(features, matches.csv_cells(features), strict=True))
+
+
 def _write(target: Path, labels: ColumnarLabels, names: list[str], cells: list[pa.Array]) -> None:
+    """The label lines with these feature columns (``names``, one CSV cell per label each)
+    appended, joined in Arrow and written as one buffer to ``target`` (atomically)."""
     from .writers import csv_cell
 
     head = labels.header + "," + ",".join(map(csv_cell, names))
