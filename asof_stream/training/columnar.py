@@ -355,7 +355,7 @@ def columnar_csv(log: OfflineLog, defs: Definitions, labels_path: str | os.PathL
             cells[(v, f)] = arr
         if progress is not None:
             progress(len(labels) * len(feats))
-    _write(target, labels, names, [cells[p] for p in pairs])
+    write_csv(target, labels, names, [cells[p] for p in pairs])
     return ColumnarResult(len(labels), labels.columns + names, pairs, bound)
 
 
@@ -371,7 +371,8 @@ def aggregation_cells(log: OfflineLog, defs: Definitions, name: str, features: S
     return dict(zip(features, matches.csv_cells(features), strict=True))
 
 
-def _write(target: Path, labels: ColumnarLabels, names: list[str], cells: list[pa.Array]) -> None:
+def write_csv(target: Path, labels: ColumnarLabels, names: list[str],
+              cells: list[pa.Array]) -> None:
     """The label lines with these feature columns (``names``, one CSV cell per label each)
     appended, joined in Arrow and written as one buffer to ``target`` (atomically)."""
     from .writers import csv_cell
