@@ -82,6 +82,13 @@ class AggMatches:
         on the CPUs; a text column a cell at a time by :func:`~.writers.csv_column`)."""
         return _in_threads(_csv_cells, [self.arrays[f] for f in features])
 
+    def table_of_rows(self, render_rows: Callable[[list[dict[str, Any]]], list[Any]]
+                      ) -> list[Any]:
+        names = list(self.arrays)
+        cols = [self.column(f) for f in names]
+        rows = [dict(zip(names, vals, strict=True)) for vals in zip(*cols, strict=True)]
+        return render_rows(rows)
+
 
 def _csv_cells(arr: pa.Array) -> pa.Array:
     from .csv_text import csv_text
@@ -89,13 +96,6 @@ def _csv_cells(arr: pa.Array) -> pa.Array:
 
     text = csv_text(arr)
     return text_array(csv_column(arr.to_pylist())) if text is None else text
-
-    def table_of_rows(self, render_rows: Callable[[list[dict[str, Any]]], list[Any]]
-                      ) -> list[Any]:
-        names = list(self.arrays)
-        cols = [self.column(f) for f in names]
-        rows = [dict(zip(names, vals, strict=True)) for vals in zip(*cols, strict=True)]
-        return render_rows(rows)
 
 
 def _in_threads(fn: Callable[[pa.Array], pa.Array], arrays: list[pa.Array]) -> list[pa.Array]:
