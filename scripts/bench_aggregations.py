@@ -20,6 +20,9 @@ Every cell of the two outputs is compared (counts and max exactly, sum and mean 
 
     python scripts/bench_aggregations.py --size 1m     # 1M events x 200k labels
     python scripts/bench_aggregations.py --size 10m    # 10M events x 1M labels
+
+``--before DIR`` adds a contender: the same command with ``PYTHONPATH=DIR``, a checkout of
+the code to compare with (``git archive REV | tar -x -C DIR``), in the same run.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from _common import PRELUDE, YEAR_START, YEAR_US, training_set_command, write_labels  # noqa: E402
-from bench_join import measure  # noqa: E402
+from bench_join import measure_cpu  # noqa: E402
 
 from asof_stream.config import load_config  # noqa: E402
 from asof_stream.ingest.commit import Record  # noqa: E402
@@ -130,23 +133,26 @@ def prepare(work: Path, n: int, m: int, seed: int) -> dict[str, float]:
 
 
 def phases(work: Path) -> dict[str, float]:
-    """The asof-stream run's phases, in this process: reading the labels, the
-    aggregation (reading the segments, windows, aggregates), writing the CSV."""
-    from asof_stream.training.labels import labels_from_any
-    from asof_stream.training.training_set import build_training_set
+    """The asof-stream run's phases, in this process, by the pieces of the CSV fast path
+    the CLI takes (training/columnar.py): reading the labels, the aggregation (reading
+    the segments, windows, aggregates), the cells and the CSV."""
+    from asof_stream.training.aggregate import aggregate_view
+    from asof_stream.training.columnar import write_csv
+    from asof_stream.training.columnar_labels import read_plain_csv
 
     config = load_config(work / "asof.toml")
-    out = {}
+    features = config.defs.aggregations["spend"].feature_names
     t0 = time.perf_counter()
-    labels = labels_from_any(str(work / "labels.csv"), config.defs)
+    labels = read_plain_csv(work / "labels.csv", "event_timestamp", ["customer_id"])
+    assert labels is not None
     t1 = time.perf_counter()
+    keys = labels.cells.column("customer_id").combine_chunks().dictionary_encode()
     with OfflineLog(config.offline_path, readonly=True) as log:
-        ts = build_training_set(log, config.defs, labels, ["spend"])
+        got = aggregate_view(log, config.defs, "spend", features, keys, labels.times)
     t2 = time.perf_counter()
-    ts.write(work / "out_phases.csv")
+    write_csv(work / "out_phases.csv", labels, features, got.csv_cells(features))
     t3 = time.perf_counter()
-    out.update(labels=t1 - t0, aggregate=t2 - t1, write=t3 - t2)
-    return out
+    return {"labels": t1 - t0, "aggregate": t2 - t1, "write": t3 - t2}
 
 
 def compare(a_path: Path, b_path: Path) -> tuple[int, int]:
@@ -180,6 +186,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="runs per contender (best is shown)")
     ap.add_argument("--workdir", help="keep data here (reused when it exists)")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--before", help="a checkout of the code to compare with (PYTHONPATH)")
     args = ap.parse_args()
     n, m = SIZES[args.size]
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="asof-agg-"))
@@ -190,16 +197,27 @@ def main() -> None:
             print(f"generating, ingesting and sealing {n:,} events, {m:,} labels in {work}",
                   file=sys.stderr)
             prep = prepare(work, n, m, args.seed)
-        contenders = {
-            "asof-stream training-set": training_set_command("spend"),
-            "DuckDB LEFT JOIN + GROUP BY": [sys.executable, "-c", DUCKDB, "labels.csv",
-                                            "features.parquet", "out_duckdb.csv"],
+        ours = training_set_command("spend")
+        contenders: dict[str, tuple[list[str], dict[str, str] | None]] = {
+            "asof-stream training-set": (ours, None),
+            "DuckDB LEFT JOIN + GROUP BY": ([sys.executable, "-c", DUCKDB, "labels.csv",
+                                             "features.parquet", "out_duckdb.csv"], None),
         }
-        results: dict[str, tuple[float, float]] = {}
-        for name, cmd in contenders.items():
-            results[name] = min(measure(cmd, work) for _ in range(args.repeat))
-            print(f"{name}: {results[name][0]:.2f} s, {results[name][1]:.0f} MB", file=sys.stderr)
+        if args.before:
+            contenders["asof-stream training-set, before"] = (
+                [*ours[:-1], "out_before.csv"], {**os.environ, "PYTHONPATH": args.before})
+        runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in contenders}
+        for _ in range(args.repeat):  # interleaved: a change of load hits every contender
+            for name, (cmd, env) in contenders.items():
+                runs[name].append(measure_cpu(cmd, work, env))
+        results = {name: (min(r[0] for r in got), min(r[1] for r in got),
+                          min(r[2] for r in got)) for name, got in runs.items()}
+        for name, (secs, cpu, mb) in results.items():
+            print(f"{name}: {secs:.2f} s, {cpu:.2f} s CPU, {mb:.0f} MB", file=sys.stderr)
         rows, filled = compare(work / "out_asof.csv", work / "out_duckdb.csv")
+        if args.before:
+            same = (work / "out_asof.csv").read_bytes() == (work / "out_before.csv").read_bytes()
+            print(f"before and now write the same bytes: {same}", file=sys.stderr)
         ph = phases(work)
         duck = results["DuckDB LEFT JOIN + GROUP BY"][0]
         print(f"\n{n:,} events x {m:,} labels, count/sum/mean/max over 7d; every cell equal "
@@ -207,13 +225,17 @@ def main() -> None:
               f"{sys.version.split()[0]}, {os.cpu_count()} cores.")
         if prep:
             print(f"Ingest (commit path) {prep['ingest_s']:.1f} s, sealing {prep['seal_s']:.1f} s.")
-        print("\n| contender | events | labels | seconds | vs DuckDB | peak MB |")
-        print("|---|---:|---:|---:|---:|---:|")
-        for name, (secs, mb) in results.items():
-            print(f"| {name} | {n:,} | {m:,} | {secs:.2f} | {secs / duck:.2f}x | {mb:.0f} |")
+        print(f"Best of {args.repeat} (each column its own best); load average "
+              f"{' '.join(Path('/proc/loadavg').read_text().split()[:3])} at the end.")
+        print("\n| contender | events | labels | seconds | CPU s | vs DuckDB | peak MB |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for name, (secs, cpu, mb) in results.items():
+            print(f"| {name} | {n:,} | {m:,} | {secs:.2f} | {cpu:.2f} | {secs / duck:.2f}x "
+                  f"| {mb:.0f} |")
         print(f"\nasof-stream phases (in one process): reading the labels {ph['labels']:.2f} s,"
               f" the aggregation (segments read, windows, aggregates) {ph['aggregate']:.2f} s,"
-              f" writing the CSV {ph['write']:.2f} s; the rest is interpreter start and imports.")
+              f" the cells and the CSV {ph['write']:.2f} s; the rest is interpreter start and"
+              " imports.")
         assert math.isfinite(duck)
     finally:
         if not args.workdir:

@@ -161,18 +161,26 @@ import resource, subprocess, sys, time
 t0 = time.perf_counter()
 rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode
 dt = time.perf_counter() - t0
-print(rc, dt, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(rc, dt, ru.ru_maxrss, ru.ru_utime + ru.ru_stime)
 """
 
 
 def measure(cmd: list[str], cwd: Path) -> tuple[float, float]:
     """Run one command in a fresh wrapper process: (wall seconds, peak RSS in MB)."""
+    secs, _, mb = measure_cpu(cmd, cwd)
+    return secs, mb
+
+
+def measure_cpu(cmd: list[str], cwd: Path, env: dict[str, str] | None = None
+                ) -> tuple[float, float, float]:
+    """:func:`measure` with the CPU seconds (user + sys) too: (wall, CPU, peak MB)."""
     out = subprocess.run([sys.executable, "-c", MEASURE, *cmd], cwd=cwd, check=True,
-                         capture_output=True, text=True)
-    rc, secs, rss_kb = out.stdout.split()
+                         capture_output=True, text=True, env=env)
+    rc, secs, rss_kb, cpu = out.stdout.split()
     if rc != "0":
         raise SystemExit(f"{cmd[:3]} failed ({rc}): {out.stderr[-2000:]}")
-    return float(secs), int(rss_kb) / 1024
+    return float(secs), float(cpu), int(rss_kb) / 1024
 
 
 def read_sample(path: Path, rows: list[int]) -> dict[int, tuple[str, str, str]]:

@@ -1,6 +1,7 @@
 """The columnar fast path of training-set writes the same bytes as the general path
 (labels read into Python, the join's ViewMatches, the CSV writer) on random logs, sealed
-in part, with every feature type, awkward strings, NaN, nulls, and every join mode."""
+in part, with every feature type, awkward strings, NaN, nulls, and every join mode;
+windowed aggregations too, alone and beside view features."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,7 +23,8 @@ from asof_stream.offline import segments
 from asof_stream.offline.log import OfflineLog
 from asof_stream.offline.seal import seal_view, segments_lock
 from asof_stream.timestamps import to_iso
-from asof_stream.training.columnar import columnar_csv, read_plain_csv
+from asof_stream.training.columnar import columnar_csv
+from asof_stream.training.columnar_labels import read_plain_csv
 from asof_stream.training.join import JoinMode
 from asof_stream.training.labels import labels_from_any
 from asof_stream.training.training_set import build_training_set
@@ -41,6 +44,27 @@ features = { n = "int64", x = "float64", s = "string", b = "bool" }
 entity = "customer"
 ttl = "4s"
 features = { s = "string", m = "int64" }
+
+[aggregations.g]
+source = "a"
+
+[aggregations.g.features]
+rows_3s = { fn = "count", window = "3s" }
+texts = { fn = "count", of = "s" }
+sum_x = { fn = "sum", of = "x", window = "5s" }
+mean_x = { fn = "mean", of = "x", window = "2s" }
+sd_x = { fn = "stddev", of = "x", window = "6s" }
+min_x = { fn = "min", of = "x" }
+max_n = { fn = "max", of = "n", window = "4s" }
+last_s = { fn = "last", of = "s", window = "3s" }
+last_b = { fn = "last", of = "b" }
+
+[aggregations.h]
+source = "t"
+
+[aggregations.h.features]
+last_m = { fn = "last", of = "m", window = "2s" }
+m_1s = { fn = "count", of = "m", window = "1s" }
 """
 CONFIG = parse_config(TOML, Path("/nonexistent/asof.toml"))
 S = 1_000_000
@@ -78,7 +102,8 @@ label_lists = st.lists(st.tuples(st.sampled_from([*CUSTOMERS, "nobody"]), times,
 # with a space or a lower-case z (the general parser)
 time_styles = st.sampled_from(["Z", "Z", "+05:30", "-01:00", " ", "z"])
 modes = st.builds(JoinMode, st.booleans(), st.booleans())
-refs = st.sampled_from([["a"], ["t"], ["a", "t"], ["t:m", "a:s", "a:x"]])
+refs = st.sampled_from([["a"], ["t"], ["a", "t"], ["t:m", "a:s", "a:x"], ["g"], ["h", "g:sum_x"],
+                        ["a", "g"], ["g:last_s", "t:m", "g:sum_x", "a:x", "h:last_m"]])
 
 
 def build(root: Path, history: Any) -> OfflineLog:
@@ -129,7 +154,8 @@ def test_fast_path_writes_the_same_bytes(history: Any, rows: Any, mode: JoinMode
                                          trailing: bool, crlf: bool, style: str,
                                          group_rows: int | None) -> None:
     """... with segments of row groups of a few rows too (the fast path reads a row group
-    at a time; an entity's rows run on across groups)."""
+    at a time; an entity's rows run on across groups). A window sum that overflows float64
+    is the same error on both paths."""
     full = full or features == ["a", "t"]  # both have a feature s
     with tempfile.TemporaryDirectory() as tmp, \
             mock.patch.object(segments, "ROW_GROUP_ROWS", group_rows or segments.ROW_GROUP_ROWS):
@@ -137,13 +163,20 @@ def test_fast_path_writes_the_same_bytes(history: Any, rows: Any, mode: JoinMode
         with build(root, history) as log:
             labels_path = root / "labels.csv"
             write_labels(labels_path, rows, bom, trailing, crlf, style)
+            labels = labels_from_any(str(labels_path), CONFIG.defs)
+            try:
+                ts = build_training_set(log, CONFIG.defs, labels, features, strict=mode.strict,
+                                        as_known_at=mode.as_known_at, full_feature_names=full)
+            except OverflowError as exc:
+                with pytest.raises(OverflowError, match=str(exc)):
+                    columnar_csv(log, CONFIG.defs, labels_path, features, root / "fast.csv",
+                                 timestamp_column="event_timestamp", mode=mode,
+                                 full_feature_names=full)
+                return
             fast = columnar_csv(log, CONFIG.defs, labels_path, features, root / "fast.csv",
                                 timestamp_column="event_timestamp", mode=mode,
                                 full_feature_names=full)
             assert fast is not None
-            labels = labels_from_any(str(labels_path), CONFIG.defs)
-            ts = build_training_set(log, CONFIG.defs, labels, features, strict=mode.strict,
-                                    as_known_at=mode.as_known_at, full_feature_names=full)
             ts.write(root / "slow.csv")
             assert (root / "fast.csv").read_bytes() == (root / "slow.csv").read_bytes()
             assert fast.columns == ts.columns and fast.rows == len(ts)
@@ -165,6 +198,26 @@ def test_the_fast_path_saw_awkward_values() -> None:
         assert text == ('customer_id,event_timestamp,label,n,x,s,b\n'
                         f'c1,{to_iso(BASE + S)},1,7,1e+16,"a ""q"",\nb",false\n'
                         f'c2,{to_iso(BASE)},0,,,,\n')
+
+
+def test_the_fast_path_saw_awkward_aggregates() -> None:
+    """... and aggregated cells too: a quoted text, a float, an empty window."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        history = [([{"view": "a", "event_timestamp": to_iso(BASE), "customer_id": "c1",
+                      "n": 7, "x": 0.1, "s": 'a "q",\nb', "b": True},
+                     {"view": "a", "event_timestamp": to_iso(BASE + S), "customer_id": "c1",
+                      "x": 0.2}], False)]
+        with build(root, history) as log:
+            write_labels(root / "l.csv", [("c1", BASE + S, "1"), ("c9", BASE, "0")], False, True)
+            assert columnar_csv(log, CONFIG.defs, root / "l.csv",
+                                ["g:last_s", "g:sum_x", "g:rows_3s", "a:x", "g:last_b"],
+                                root / "o.csv", timestamp_column="event_timestamp",
+                                mode=JoinMode(strict=True), full_feature_names=True) is not None
+        text = (root / "o.csv").read_text()
+        assert text == ('customer_id,event_timestamp,label,g__last_s,g__sum_x,g__rows_3s,a__x,'
+                        f'g__last_b\nc1,{to_iso(BASE + S)},1,"a ""q"",\nb",0.1,1,0.1,true\n'
+                        f'c9,{to_iso(BASE)},0,,0.0,0,,\n')
 
 
 def test_what_the_fast_path_leaves_to_the_general_one(tmp_path: Path) -> None:
@@ -219,7 +272,7 @@ def test_arrow_reads_rfc3339_as_cell_to_micros(t: int, style: str) -> None:
     import pyarrow as pa
 
     from asof_stream.timestamps import TimestampError, cell_to_micros
-    from asof_stream.training.columnar import rfc3339_micros
+    from asof_stream.training.columnar_labels import rfc3339_micros
 
     cell = label_time(t, style) if style == "Z" or -62135596800 * S + 86400 * S < t < \
         253402300799 * S - 86400 * S else to_iso(t)
@@ -288,7 +341,7 @@ def test_plain_utc_shape_is_a_case_of_the_regex(cells: list[str]) -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from asof_stream.training.columnar import _RFC3339, _plain_utc
+    from asof_stream.training.columnar_labels import _RFC3339, _plain_utc
 
     column = pa.array(cells, pa.string())
     regex = pc.all(pc.match_substring_regex(column, _RFC3339)).as_py()

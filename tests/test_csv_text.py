@@ -15,7 +15,8 @@ from asof_stream.training.writers import csv_cell
 
 EDGES = [0.0, -0.0, 1.0, 100.0, 1e-4, -1e-4, 9.999999999999999e-05, 1e-5, 1e15, 1e16,
          9999999999999998.0, 1e16 * (1 - 2**-53), 1e22, 5e-324, 1.7976931348623157e308,
-         math.inf, -math.inf, math.nan, 0.1, 1 / 3, 123456789012345.6, 2.5e-7, 12345.67]
+         math.inf, -math.inf, math.nan, 0.1, 1 / 3, 123456789012345.6, 2.5e-7, 12345.67,
+         1e9, 999999999.9999999, 1e9 - 1, 1e10, 1.0000001e-4, 9.999999e-5, 2.0**53, 1e-6]
 
 
 def check(values: list[float | None]) -> None:

@@ -52,14 +52,18 @@ class KeyCodes:
     label_codes: np.ndarray
 
 
-def key_codes(keys: Sequence[str | None]) -> KeyCodes:
-    """Number the distinct keys in sorted (byte) order."""
-    missing = None in keys
-    arr = text_array([k or "" for k in keys] if missing else list(keys))  # type: ignore[arg-type]
-    if missing:
-        nulls = np.fromiter((k is None for k in keys), dtype=bool, count=len(keys))
-        arr = pc.if_else(bool_array(nulls), pa.nulls(1, pa.string())[0], arr)
-    enc = arr.dictionary_encode()
+def key_codes(keys: Sequence[str | None] | pa.Array) -> KeyCodes:
+    """Number the distinct keys in sorted (byte) order. ``keys``: Python strings (None:
+    no key) or an Arrow array of them (maybe dictionary-encoded)."""
+    if isinstance(keys, pa.Array):
+        arr = keys
+    else:
+        missing = None in keys
+        arr = text_array([k or "" for k in keys] if missing else list(keys))  # type: ignore[arg-type]
+        if missing:
+            nulls = np.fromiter((k is None for k in keys), dtype=bool, count=len(keys))
+            arr = pc.if_else(bool_array(nulls), pa.nulls(1, pa.string())[0], arr)
+    enc = arr if pa.types.is_dictionary(arr.type) else arr.dictionary_encode()
     order = int_numpy(pc.array_sort_indices(enc.dictionary)).astype(np.int64)
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order), dtype=np.int64)

@@ -18,11 +18,10 @@ a second); the CSV cells of numbers are rendered by Arrow (:mod:`.csv_text`).
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -73,18 +72,15 @@ class AggMatches:
     def csv_fragments(self, features: Sequence[str]) -> list[str]:
         """Per label, these features as the end of a CSV line, ``,v1,v2...`` (the cells
         rendered as a view's features are; numbers and booleans in bulk by Arrow)."""
-        from .csv_text import csv_text
-        from .writers import csv_column
-
         if not features:
             return [""] * len(next(iter(self.arrays.values()), []))
-        texts = _in_threads(csv_text, [self.arrays[f] for f in features])
-        if any(t is None for t in texts):  # text columns: a cell at a time
-            columns = [csv_column(self.column(f)) for f in features]
-            return list(map(",".join, zip(itertools.repeat("", len(columns[0])), *columns,
-                                          strict=True)))
-        empty = _EMPTY[0]
-        return pc.binary_join_element_wise(empty, *texts, _COMMA[0]).to_pylist()
+        texts = self.csv_cells(features)
+        return pc.binary_join_element_wise(_EMPTY[0], *texts, _COMMA[0]).to_pylist()
+
+    def csv_cells(self, features: Sequence[str]) -> list[pa.Array]:
+        """Per feature, its CSV cell per label (numbers and booleans by :mod:`.csv_text`,
+        on the CPUs; a text column a cell at a time by :func:`~.writers.csv_column`)."""
+        return _in_threads(_csv_cells, [self.arrays[f] for f in features])
 
     def table_of_rows(self, render_rows: Callable[[list[dict[str, Any]]], list[Any]]
                       ) -> list[Any]:
@@ -94,8 +90,15 @@ class AggMatches:
         return render_rows(rows)
 
 
-def _in_threads(fn: Callable[[pa.Array], pa.Array | None],
-                arrays: list[pa.Array]) -> list[pa.Array | None]:
+def _csv_cells(arr: pa.Array) -> pa.Array:
+    from .csv_text import csv_text
+    from .writers import csv_column
+
+    text = csv_text(arr)
+    return text_array(csv_column(arr.to_pylist())) if text is None else text
+
+
+def _in_threads(fn: Callable[[pa.Array], pa.Array], arrays: list[pa.Array]) -> list[pa.Array]:
     """``[fn(a) for a in arrays]``, over the CPUs for long ones (Arrow's kernels release
     the GIL; the CSV text of 4 columns of 1M labels is 0.5 s of CPU)."""
     workers = min(len(arrays), os.cpu_count() or 1)
@@ -128,8 +131,11 @@ class SourceRows:
                              row_ingest=self.rows.ingest, as_known_at=mode.as_known_at)
 
 
+Keys: TypeAlias = Sequence[str | None] | pa.Array  # Arrow: strings, or a dictionary of them
+
+
 def source_rows(log: OfflineLog, defs: Definitions, name: str, columns: Sequence[str],
-                keys: Sequence[str | None], *, upto_seq: int | None,
+                keys: Keys, *, upto_seq: int | None,
                 ingest: bool = True) -> SourceRows:
     """The source view's rows (``seq <= upto_seq``) of the labels' entities (``ingest``:
     with their ingest times, which as-known-at needs)."""
@@ -141,7 +147,7 @@ def source_rows(log: OfflineLog, defs: Definitions, name: str, columns: Sequence
 
 
 def aggregate_view(log: OfflineLog, defs: Definitions, name: str, features: Sequence[str],
-                   keys: Sequence[str | None], times: Sequence[int],
+                   keys: Keys, times: Sequence[int] | np.ndarray,
                    mode: JoinMode = JoinMode(), *, upto_seq: int | None = None,
                    progress: Callable[[int], None] | None = None,
                    source: SourceRows | None = None) -> AggMatches:
@@ -155,7 +161,8 @@ def aggregate_view(log: OfflineLog, defs: Definitions, name: str, features: Sequ
         columns = list(dict.fromkeys(s.of for s in specs if s.of is not None))
         source = source_rows(log, defs, name, columns, keys, upto_seq=upto_seq,
                              ingest=mode.as_known_at)
-    label_ts = np.fromiter(times, dtype=np.int64, count=n)
+    label_ts = times.astype(np.int64, copy=False) if isinstance(times, np.ndarray) else \
+        np.fromiter(times, dtype=np.int64, count=n)
     bounds: dict[int | None, Windows] = {}
     arrays: dict[str, pa.Array] = {}
     for spec in specs:

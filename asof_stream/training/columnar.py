@@ -11,14 +11,18 @@ the two on random data), without a Python object per label or per cell:
   time, :mod:`.columnar_tiers`) and keeps the latest;
 - each chosen row's features are rendered as CSV cells once (Arrow compute; floats with
   Python's ``repr``, the one rendering Arrow does not share), gathered per label with
-  ``take``, and every output line is joined in Arrow and written as one buffer.
+  ``take``, and every output line is joined in Arrow and written as one buffer;
+- an aggregation's features are computed by the general path's kernel
+  (:func:`~.aggregate.aggregate_view`) from the labels' key and time columns as they are
+  here (arrays, no Python value per label) and rendered by :mod:`.csv_text`.
 
 What it covers (:func:`columnar_csv` returns None otherwise, and the general path runs):
 one log (not partition shards); a ``.csv`` label file with neither quotes nor carriage
 returns outside CRLF line ends (its lines are copied as they are; a quoted file is
 re-rendered by ``csv.writer``) and at least one data row; a ``.csv`` output; every
-referenced view a plain view with at least one sealed segment (a head-only view is faster
-by SQLite probes) whose entity has one ``string`` join key with no empty cell. Anything
+reference a plain view with at least one sealed segment (a head-only view is faster by
+SQLite probes) or an aggregation (any tiers), no transform, each of an entity with one
+``string`` join key with no empty cell. Anything
 unusual (a bad timestamp, a short row, a duplicate column) also takes the general path,
 which names the problem.
 """
@@ -34,7 +38,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 
 from ..definitions import Definitions, output_names
 from ..kernels.asof_kernel import pick_latest
@@ -44,27 +47,11 @@ from ..offline.log import OfflineLog
 from ..offline.manifest import list_segments
 from ..offline.scan import open_view
 from ..offline.segments import column_name, text_array
-from ..timestamps import MAX_US, MIN_US, TimestampError
+from .columnar_labels import ColumnarLabels, read_plain_csv
 from .columnar_tiers import LabelOrder, head_match, read_first_group, segment_match
-from .labels import cells_to_micros
 from .matches import JoinMode
 
-_BOM = b"\xef\xbb\xbf"
 _NEEDS_QUOTES = '[,"\r\n]'
-
-
-@dataclass
-class ColumnarLabels:
-    """A plain CSV label file: its header line, each data line verbatim, cells as text."""
-
-    header: str
-    columns: list[str]
-    lines: pa.Array  # per data row: "\n" + the line (so the lines are one contiguous buffer)
-    cells: pa.Table  # every column as strings
-    times: np.ndarray  # int64 UTC microseconds per row
-
-    def __len__(self) -> int:
-        return len(self.lines)
 
 
 @dataclass
@@ -76,105 +63,6 @@ class ColumnarResult:
     pairs: list[tuple[str, str]]
     high_water_seq: int
     shard_high_water: dict[str, int] | None = None
-
-
-def read_plain_csv(path: Path, timestamp_column: str,
-                   needed: Sequence[str] | None = None) -> ColumnarLabels | None:
-    """The label file in columns, or None when it is not one the fast path copies as is.
-    ``needed``: the columns whose cells are kept besides the time (None: all; every row's
-    cells are counted either way)."""
-    data = path.read_bytes()
-    if data.startswith(_BOM):
-        data = data[len(_BOM):]
-    if b"\r" in data and b'"' not in data:  # as the general reader: CRLF lines are LF lines
-        data = data.replace(b"\r\n", b"\n")
-    if b'"' in data or b"\r" in data or not data:
-        return None
-    if not data.endswith(b"\n"):
-        data += b"\n"
-    buf = np.frombuffer(data, dtype=np.uint8)
-    newlines = np.flatnonzero(buf == 10).astype(np.int32 if len(data) < 2**31 else np.int64)
-    try:
-        header = data[:newlines[0]].decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    columns = header.split(",")
-    if len(set(columns)) != len(columns) or timestamp_column not in columns or \
-            not set(needed or ()) <= set(columns):
-        return None
-    keep = columns if needed is None else list(dict.fromkeys([*needed, timestamp_column]))
-    # element i spans the newline before line i+1 up to (not including) its own newline
-    kind = pa.string() if newlines.dtype == np.int32 else pa.large_string()
-    elems = pa.Array.from_buffers(kind, len(newlines) - 1,
-                                  [None, pa.py_buffer(newlines), pa.py_buffer(data)])
-    lines = elems.filter(bool_array(np.diff(newlines) > 1))  # blank lines are skipped
-    try:
-        lines.validate(full=True)  # UTF-8
-        cells = pacsv.read_csv(
-            pa.py_buffer(data[newlines[0] + 1:]),
-            read_options=pacsv.ReadOptions(column_names=columns, use_threads=True),
-            parse_options=pacsv.ParseOptions(quote_char=False, newlines_in_values=False),
-            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(keep, pa.string()),
-                                                 strings_can_be_null=False,
-                                                 include_columns=keep))
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return None
-    if cells.num_rows != len(lines) or not len(lines):
-        return None
-    column = cells.column(timestamp_column).combine_chunks()
-    times = rfc3339_micros(column)
-    if times is None:
-        try:
-            times = np.asarray(cells_to_micros(column.to_pylist()), dtype=np.int64)
-        except (TimestampError, TypeError, ValueError):
-            return None
-    return ColumnarLabels(header, columns, lines, cells, times)
-
-
-# RFC 3339 with a zone, years 0001-9999 and offsets below a day: where Arrow's parser and
-# cell_to_micros agree (tests/test_columnar.py); anything else takes cell_to_micros.
-_RFC3339 = (r"^([1-9]\d{3}|0[1-9]\d\d|00[1-9]\d|000[1-9])-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?"
-            r"(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$")
-
-
-_DIGITS_AT = np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18])
-_MARKS_AT = np.array([4, 7, 10, 13, 16, 19])
-_MARKS = np.frombuffer(b"--T::Z", dtype=np.uint8)
-
-
-def _plain_utc(column: pa.Array) -> bool:
-    """Whether every cell is ``YYYY-MM-DDTHH:MM:SSZ`` (year not 0000), a shape
-    :data:`_RFC3339` matches: checked on the bytes as a 20-column matrix (the regex over
-    1M cells took 0.14 s)."""
-    n = len(column)
-    if not n or column.null_count or column.type != pa.string():
-        return False
-    offsets = np.frombuffer(column.buffers()[1], dtype=np.int32)[column.offset:
-                                                                  column.offset + n + 1]
-    if not (np.diff(offsets) == 20).all():
-        return False
-    cells = np.frombuffer(column.buffers()[2], dtype=np.uint8)[
-        offsets[0]:offsets[-1]].reshape(n, 20)
-    digits = cells[:, _DIGITS_AT]
-    return bool(((digits >= 48) & (digits <= 57)).all()
-                and (cells[:, _MARKS_AT] == _MARKS).all()
-                and not (cells[:, :4] == 48).all(axis=1).any())
-
-
-def rfc3339_micros(column: pa.Array) -> np.ndarray | None:
-    """UTC microseconds of a column of plain RFC 3339 cells, parsed by Arrow; None when a
-    cell has another shape or is not a valid instant (the general parser says why)."""
-    if not _plain_utc(column) and not pc.all(pc.match_substring_regex(column,
-                                                                      _RFC3339)).as_py():
-        return None
-    try:
-        parsed = pc.cast(column, pa.timestamp("us", "UTC"))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None
-    out = int_numpy(parsed.cast(pa.int64())).astype(np.int64)
-    if len(out) and (out.min() < MIN_US or out.max() > MAX_US):
-        return None
-    return out
 
 
 _WORDS = text_array(["", "true", "false", '"', ",", ".0"])
@@ -329,20 +217,24 @@ def columnar_csv(log: OfflineLog, defs: Definitions, labels_path: str | os.PathL
     views = list(dict.fromkeys(v for v, _ in pairs))
     key_of: dict[str, str] = {}
     for v in views:
-        key = _single_string_key(defs, v) if v in defs.views else None
+        key = _single_string_key(defs, v) if defs.kind(v) != "transform" else None
         if key is None:
             return None
         key_of[v] = key
     if not log.has_tiers():
         return None
     bound = log.max_seq() if upto_seq is None else upto_seq
-    if any(not list_segments(log.conn, v, bound) for v in views):
+    if any(not list_segments(log.conn, v, bound) for v in views if v in defs.views):
         return None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="asof-read") as pool:
-        # the first segment's first row group is decoded while the labels are parsed
-        first = list_segments(log.conn, views[0], bound)[0]
-        early = {first.file: pool.submit(read_first_group, log, first.file, first.bytes,
-                                         [f for v, f in pairs if v == views[0]], mode)}
+        # the first view's first segment's first row group is decoded while the labels
+        # are parsed (an aggregation's source is read by the aggregation kernel)
+        plain = [v for v in views if v in defs.views]
+        early: dict[str, Future[pa.Table]] = {}
+        if plain:
+            first = list_segments(log.conn, plain[0], bound)[0]
+            early[first.file] = pool.submit(read_first_group, log, first.file, first.bytes,
+                                            [f for v, f in pairs if v == plain[0]], mode)
         return _columnar(log, defs, source, target, pairs, views, key_of, bound,
                          timestamp_column, mode, full_feature_names, progress, pool, early)
 
@@ -365,16 +257,34 @@ def _columnar(log: OfflineLog, defs: Definitions, source: Path, target: Path,
     for v in views:
         feats = [f for vv, f in pairs if vv == v]
         keys = labels.cells.column(key_of[v]).combine_chunks().dictionary_encode()
-        for f, arr in view_cells(log, defs, v, feats, keys, labels.times, mode, bound,
-                                 pool, early).items():
+        if v in defs.views:
+            got = view_cells(log, defs, v, feats, keys, labels.times, mode, bound, pool, early)
+        else:
+            got = aggregation_cells(log, defs, v, feats, keys, labels.times, mode, bound)
+        for f, arr in got.items():
             cells[(v, f)] = arr
         if progress is not None:
             progress(len(labels) * len(feats))
-    _write(target, labels, names, [cells[p] for p in pairs])
+    write_csv(target, labels, names, [cells[p] for p in pairs])
     return ColumnarResult(len(labels), labels.columns + names, pairs, bound)
 
 
-def _write(target: Path, labels: ColumnarLabels, names: list[str], cells: list[pa.Array]) -> None:
+def aggregation_cells(log: OfflineLog, defs: Definitions, name: str, features: Sequence[str],
+                      keys: pa.Array, times: np.ndarray, mode: JoinMode, upto_seq: int
+                      ) -> dict[str, pa.Array]:
+    """Per feature of the aggregation ``name``, the CSV cell of its value at each label
+    (:func:`~.aggregate.aggregate_view`, the general path's kernel, fed the labels' keys
+    and times as arrays; cells rendered as :class:`~.aggregate.AggMatches` does)."""
+    from .aggregate import aggregate_view
+
+    matches = aggregate_view(log, defs, name, features, keys, times, mode, upto_seq=upto_seq)
+    return dict(zip(features, matches.csv_cells(features), strict=True))
+
+
+def write_csv(target: Path, labels: ColumnarLabels, names: list[str],
+              cells: list[pa.Array]) -> None:
+    """The label lines with these feature columns (``names``, one CSV cell per label each)
+    appended, joined in Arrow and written as one buffer to ``target`` (atomically)."""
     from .writers import csv_cell
 
     head = labels.header + "," + ",".join(map(csv_cell, names))
