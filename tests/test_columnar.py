@@ -304,7 +304,7 @@ def test_float_cells_are_python_repr(values: list[float | None]) -> None:
     import numpy as np
     import pyarrow as pa
 
-    from asof_stream.training.columnar import float_cells
+    from asof_stream.training.csv_text import float_text as float_cells
 
     rng = np.random.default_rng(len(values))
     noise = np.frombuffer(rng.bytes(8 * 2000), dtype=np.float64).tolist()

@@ -41,7 +41,7 @@ import pyarrow.compute as pc
 
 from ..definitions import Definitions, output_names
 from ..kernels.asof_kernel import pick_latest
-from ..kernels.buffers import bool_array, int64_array, int_numpy, valid_numpy
+from ..kernels.buffers import int64_array, int_numpy
 from ..kernels.sortkeys import sorted_unique
 from ..offline.log import OfflineLog
 from ..offline.manifest import list_segments
@@ -49,6 +49,7 @@ from ..offline.scan import open_view
 from ..offline.segments import column_name, text_array
 from .columnar_labels import ColumnarLabels, read_plain_csv
 from .columnar_tiers import LabelOrder, head_match, read_first_group, segment_match
+from .csv_text import float_text
 from .matches import JoinMode
 
 _NEEDS_QUOTES = '[,"\r\n]'
@@ -73,7 +74,7 @@ def csv_cells(column: pa.ChunkedArray | pa.Array, dtype: str) -> pa.Array:
     """A typed feature column as CSV cells, exactly as :func:`~.writers.csv_cell`."""
     col = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     if dtype == "float64":  # Python's repr: the shortest text that reads back the same
-        text = float_cells(col)
+        text = float_text(col)
     elif dtype == "bool":
         text = pc.if_else(col, _TRUE, _FALSE)
     elif dtype == "string":
@@ -103,36 +104,6 @@ def _has_special_bytes(col: pa.Array) -> bool:
         return False
     lo, hi = int(offsets[col.offset]), int(offsets[col.offset + len(col)])
     return bool(_SPECIAL[np.frombuffer(data, dtype=np.uint8)[lo:hi]].any())
-
-
-def float_cells(col: pa.Array) -> pa.Array:
-    """float64 values as Python's ``repr`` writes them (nulls stay null).
-
-    Arrow's cast writes the same shortest round-trip digits, laid out differently: it
-    drops ``.0`` from whole numbers, and where Python writes positionally (decimal
-    exponent -4 to 15) Arrow writes an exponent from 10 on, and positionally down to -6
-    (Python's exponent has at least two digits: ``1e-07``, Arrow's ``1e-7``). So Arrow's
-    text is kept where both write positionally (|v| in [1e-4, 1e9) and zeros, ``.0``
-    appended to whole numbers) or both an exponent of two digits or more (|v| >= 1e17, or < 1e-11),
-    each with a margin at its edges; the rest (and NaN, infinities) take ``repr``.
-    tests/test_columnar.py checks this against ``repr`` on random bit patterns.
-    """
-    values = int_numpy(col)
-    size = np.abs(values)
-    with np.errstate(invalid="ignore"):
-        positional = ((size >= 1.0000001e-4) & (size < 1e9)) | (size == 0)
-        safe = positional | (np.isfinite(values) & (size >= 1e17)) | (size < 1e-11)
-    text = pc.cast(col, pa.string())
-    whole = pc.and_(bool_array(positional),
-                    pc.invert(pc.match_substring_regex(text, r"[.e]")))
-    text = pc.if_else(whole, pc.binary_join_element_wise(text, _DOT_ZERO, _EMPTY), text)
-    if col.null_count:
-        safe |= ~valid_numpy(col)
-    odd = np.flatnonzero(~safe)
-    if len(odd):
-        text = pc.replace_with_mask(text, bool_array(~safe),
-                                    text_array([repr(v) for v in values[odd].tolist()]))
-    return text
 
 
 def view_cells(log: OfflineLog, defs: Definitions, view: str, features: Sequence[str],

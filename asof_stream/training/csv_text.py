@@ -32,13 +32,23 @@ def csv_text(arr: pa.Array) -> pa.Array | None:
     elif pa.types.is_boolean(arr.type):
         text = pc.if_else(arr, _TRUE, _FALSE)
     elif arr.type == pa.float64():
-        text = _float_text(arr)
+        text = float_text(arr)
     else:
         return None
     return pc.fill_null(text, _NONE) if text.null_count else text
 
 
-def _float_text(arr: pa.Array) -> pa.Array:
+def float_text(arr: pa.Array) -> pa.Array:
+    """float64 values as Python's ``repr`` writes them (nulls stay null), the one float
+    rendering of the CSV fast path (view features and aggregations alike).
+
+    Arrow's cast writes the same shortest round-trip digits, laid out differently: it
+    drops ``.0`` from whole numbers, and where Python writes positionally (decimal
+    exponent -4 to 15) Arrow writes an exponent from 10 on. So Arrow's text is kept where
+    both write positionally (|v| in [1e-4, 1e9) and zeros, ``.0`` appended to whole
+    numbers); the rest (exponents, NaN, infinities) take ``repr``. tests/test_columnar.py
+    and tests/test_csv_text.py check this against ``repr``.
+    """
     data = int_numpy(arr)  # under a null: anything (those are left to fill_null)
     size = np.abs(data)
     with np.errstate(invalid="ignore"):
