@@ -192,28 +192,12 @@ class RedisOnlineStore:
                  hi: int) -> list[list[tuple[int, int, str]]]:
         """Per entity, the stored rows of ``view`` with ``lo < event_timestamp <= hi``
         (``lo`` None: no lower edge), in (event_timestamp, seq) order."""
-        start = "-" if lo is None else "[" + ts_bound(lo + 1)
-        stop = "(" + ts_bound(hi + 1)
-        with self._unavailable():
-            for _ in range(5):
-                gen = self._gen
-                base = f"{self.prefix}{gen.decode()}:a:{view}:"
-                pipe = self.client.pipeline(transaction=False)
-                pipe.get(self._gen_key)
-                for e in entities:
-                    pipe.zrangebylex(base + e, start, stop)
-                res: list[Any] = pipe.execute()
-                live: bytes = res[0] or b"0"
-                if live == gen:
-                    return [[unmember(m) for m in ms] for ms in res[1:]]
-                self._gen = live
-        raise OnlineUnavailable(f"Redis online store {redact_url(self.url)}: the generation"
-                                " kept changing during a read")
+        return [r for r, _ in self._agg_read(view, entities, lo, hi, rows=True, summaries=False)]
 
     def agg_summaries(self, view: str, entities: list[str]) -> list[Summary | None]:
         """Per entity, the running summary of its folded rows of ``view`` (None: none)."""
-        return [s for _, s in self.agg_state(view, entities, None, 0, summaries=True,
-                                              rows=False)]
+        return [s for _, s in self._agg_read(view, entities, None, 0, rows=False,
+                                              summaries=True)]
 
     def agg_windows(self, view: str, entities: list[str], lo: int | None,
                     hi: int) -> list[WindowRows]:
@@ -227,13 +211,21 @@ class RedisOnlineStore:
         """Per entity, its rows of :meth:`agg_windows` and (``summaries``) its summary,
         read in one MULTI/EXEC: a fold between the two reads cannot count a row twice
         or not at all."""
+        return [(ListRows(r), s) for r, s in self._agg_read(view, entities, lo, hi, rows=rows,
+                                                             summaries=summaries)]
+
+    def _agg_read(self, view: str, entities: list[str], lo: int | None, hi: int, *,
+                  rows: bool, summaries: bool
+                  ) -> list[tuple[list[tuple[int, int, str]], Summary | None]]:
+        """The one read of rows and/or summaries, in the live generation (retried when it
+        changes under the read); a MULTI/EXEC when summaries are read."""
         start = "-" if lo is None else "[" + ts_bound(lo + 1)
         stop = "(" + ts_bound(hi + 1)
         with self._unavailable():
             for _ in range(5):
                 gen = self._gen
                 base = f"{self.prefix}{gen.decode()}:"
-                pipe = self.client.pipeline(transaction=True)
+                pipe = self.client.pipeline(transaction=summaries)
                 pipe.get(self._gen_key)
                 for e in entities:
                     if rows:
@@ -244,9 +236,9 @@ class RedisOnlineStore:
                 live: bytes = res[0] or b"0"
                 if live == gen:
                     it = iter(res[1:])
-                    out: list[tuple[WindowRows, Summary | None]] = []
+                    out: list[tuple[list[tuple[int, int, str]], Summary | None]] = []
                     for _e in entities:
-                        found = ListRows([unmember(m) for m in next(it)] if rows else [])
+                        found = [unmember(m) for m in next(it)] if rows else []
                         out.append((found, unpack_summary(next(it)) if summaries else None))
                     return out
                 self._gen = live
