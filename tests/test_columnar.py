@@ -240,12 +240,17 @@ def test_what_the_fast_path_leaves_to_the_general_one(tmp_path: Path) -> None:
 def test_read_segment_prunes_row_groups_exactly(entities: list[str], wanted: list[str],
                                                 group: int) -> None:
     """Reading some entities of a segment of many row groups (pruned by their statistics,
-    then filtered) gives the rows a filter of the whole file gives, in order; with the
-    entity column left dictionary-encoded too."""
+    then filtered) gives the rows a filter of the whole file gives, in order; and so do
+    the row groups SegmentGroups picks, read with the entity column dictionary-encoded."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from asof_stream.offline.segments import read_segment, text_array, write_segment
+    from asof_stream.offline.segments import (
+        SegmentGroups,
+        read_segment,
+        text_array,
+        write_segment,
+    )
 
     ents = sorted(entities)
     table = pa.table({"entity": pa.array(ents, pa.string()),
@@ -258,9 +263,11 @@ def test_read_segment_prunes_row_groups_exactly(entities: list[str], wanted: lis
             want = table.filter(pc.is_in(table.column("entity"),
                                          value_set=pa.array(wanted, pa.string())))
             assert got.to_pylist() == want.to_pylist()
-            coded = read_segment(path, size, entities=values, entity_dictionary=True)
-            assert pa.types.is_dictionary(coded.schema.field("entity").type)
-            assert coded.to_pylist() == want.to_pylist()
+            opened = SegmentGroups(path, size, ["entity", "seq"], values)
+            coded = [opened.read(g) for g in opened.groups]
+            assert all(pa.types.is_dictionary(t.schema.field("entity").type) for t in coded)
+            rows = [r for t in coded for r in t.to_pylist() if r["entity"] in set(wanted)]
+            assert rows == want.to_pylist()
 
 
 @settings(max_examples=300, deadline=None)

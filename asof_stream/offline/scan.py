@@ -17,10 +17,7 @@ picks features (None: all of the view's, in definition order); ``entities`` keep
 those entity keys (the log's entity text; with ``exact=False`` a segment's row groups that
 hold none of them are skipped, but rows of other entities in the others are kept, for
 a reader that matches entities itself, such as the kernel). Head rows are decoded from their JSON into
-the same typed columns. For a reader that needs less (the training-set fast path):
-``entity_dictionary=True`` leaves a segment tier's entity column dictionary-encoded as
-read (:func:`~asof_stream.offline.segments.read_segment`; the head's stays plain
-strings) and ``ingest_ts=False`` leaves that column out of every tier. Tiers may be
+the same typed columns. Tiers may be
 empty tables; the same entity may appear in several tiers (the greatest
 ``(event_timestamp, seq)`` across tiers wins in an as-of join).
 
@@ -144,26 +141,24 @@ def _snapshot(log: OfflineLog, view: str, max_seq: int | None,
 def scan_view(log: OfflineLog, defs: Definitions, view: str, *, max_seq: int | None = None,
               columns: Sequence[str] | None = None,
               entities: Sequence[str] | pa.Array | None = None,
-              exact: bool = True, entity_dictionary: bool = False,
-              ingest_ts: bool = True) -> list[Tier]:
+              exact: bool = True) -> list[Tier]:
     """Every row of ``view`` up to ``max_seq``, as sorted typed tiers (see the module doc)."""
     spec = defs.views[view]
     features = list(columns) if columns is not None else spec.feature_names
     for name in features:
         spec.feature(name)  # a KeyError/ValueError naming the feature
-    base = [c for c in BASE_COLUMNS if ingest_ts or c != "ingest_ts"]
-    wanted = [*base, *(column_name(f) for f in features)]
+    wanted = [*BASE_COLUMNS, *(column_name(f) for f in features)]
     for _attempt in range(5):
         bound, segments, rows = _snapshot(log, view, max_seq, entities)
         try:
-            tiers = [_segment_tier(log, s, wanted, bound, entities, exact, entity_dictionary)
+            tiers = [_segment_tier(log, s, wanted, bound, entities, exact)
                      for s in segments]
         except SegmentError:
             if not _manifest_moved(log, segments):
                 raise
             continue  # a compaction replaced files after the snapshot: read the new state
         head = head_table(rows, defs, view, features)
-        tiers.append(Tier("head", head if ingest_ts else head.drop_columns(["ingest_ts"])))
+        tiers.append(Tier("head", head))
         return tiers
     raise SegmentError(f"{log.segments_dir}: the segments kept changing while being read")
 
@@ -195,8 +190,7 @@ def open_view(log: OfflineLog, defs: Definitions, view: str, *, max_seq: int | N
     features = list(columns) if columns is not None else spec.feature_names
     for name in features:
         spec.feature(name)
-    base = [c for c in BASE_COLUMNS if ingest_ts or c != "ingest_ts"]
-    wanted = [*base, *(column_name(f) for f in features)]
+    wanted = [*BASE_COLUMNS, *(column_name(f) for f in features)]
     if entities is not None and not isinstance(entities, pa.Array):
         entities = list(entities)
     for _attempt in range(5):
@@ -214,12 +208,11 @@ def open_view(log: OfflineLog, defs: Definitions, view: str, *, max_seq: int | N
 
 
 def _segment_tier(log: OfflineLog, seg: Segment, wanted: list[str], bound: int,
-                  entities: Sequence[str] | pa.Array | None, exact: bool = True,
-                  entity_dictionary: bool = False) -> Tier:
+                  entities: Sequence[str] | pa.Array | None, exact: bool = True) -> Tier:
     if entities is not None and not isinstance(entities, pa.Array):
         entities = list(entities)
     table = read_segment(log.segments_dir / seg.file, seg.bytes, columns=wanted,
-                         entities=entities, exact=exact, entity_dictionary=entity_dictionary)
+                         entities=entities, exact=exact)
     if seg.max_seq > bound:
         table = table.filter(pc.less_equal(table.column("seq"), bound))
     return Tier(seg.file, table, seg)
