@@ -19,6 +19,19 @@ online = "sqlite:///data/online.sqlite"
 [entities.customer]
 join_keys = { customer_id = "string" }
 """
+#: A raw-purchases project for the aggregation benchmarks, with ``{online}`` to format
+#: (doubled braces: the text goes through ``str.format``).
+PURCHASES = """[store]
+offline = "data/offline.sqlite"
+online = "{online}"
+
+[entities.customer]
+join_keys = {{ customer_id = "string" }}
+
+[views.purchases]
+entity = "customer"
+features = {{ amount = "float64", category = "string" }}
+"""
 YEAR_START = 1_735_689_600_000_000  # 2025-01-01T00:00:00Z
 YEAR_US = 365 * 86_400 * 1_000_000
 

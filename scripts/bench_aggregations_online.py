@@ -30,21 +30,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the checkout's package, however it is installed
 
+from _common import PURCHASES  # noqa: E402
+
 from asof_stream import FeatureStore  # noqa: E402
 from asof_stream.ingest.sources.base import Record  # noqa: E402
 
-TOML = """
-[store]
-offline = "data/offline.sqlite"
-online = "{online}"
-
-[entities.customer]
-join_keys = {{ customer_id = "string" }}
-
-[views.purchases]
-entity = "customer"
-features = {{ amount = "float64", category = "string" }}
-
+TOML = PURCHASES + """
 [aggregations.spend]
 source = "purchases"
 

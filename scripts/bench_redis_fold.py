@@ -29,23 +29,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the checkout's package, however it is installed
 
 import redis  # noqa: E402
+from _common import PURCHASES  # noqa: E402
 
 from asof_stream import FeatureStore  # noqa: E402
 from asof_stream.ingest.sources.base import Record  # noqa: E402
 from asof_stream.online.aggstate import AggPlan  # noqa: E402
 
-TOML = """
-[store]
-offline = "data/offline.sqlite"
-online = "{online}"
-
-[entities.customer]
-join_keys = {{ customer_id = "string" }}
-
-[views.purchases]
-entity = "customer"
-features = {{ amount = "float64", category = "string" }}
-
+TOML = PURCHASES + """
 [aggregations.life]
 source = "purchases"
 
