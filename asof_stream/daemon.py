@@ -25,7 +25,7 @@ import logging
 import signal
 import sqlite3
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from .config import Config
 from .definitions import HttpSourceConfig
@@ -38,9 +38,6 @@ from .offline.shards import is_sharded, shard_dir
 from .offline.sqlite import tune_writer
 from .online.heal import Healer, HealState, keep_healed
 from .stores import Stores, open_stores
-
-if TYPE_CHECKING:
-    from .offline.sealer_process import SealerProcess
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -91,7 +88,9 @@ async def run_daemon(config: Config, *, until_caught_up: bool = False,
     executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="asof-commit")
     sources = build_sources(config, until_caught_up=until_caught_up)
     stores, committers = await _open(config, sources, executor)
-    sealer = _start_sealer(config)
+    from .offline.sealer_process import start_sealer
+
+    sealer = start_sealer(config)
     runners = [SourceRunner(src, committers[i], config.defs.ingest, executor, stop, until_caught_up)
                for i, src in enumerate(sources)]
     healing = _start_healer(stores, executor, stop)
@@ -123,21 +122,6 @@ async def run_daemon(config: Config, *, until_caught_up: bool = False,
     if damaged is not None:  # the file is corrupt: say so, and nothing about intact data
         raise DaemonError(str(damaged))
     return code
-
-
-def _start_sealer(config: Config) -> SealerProcess | None:
-    """The background sealer (a child process with its own connection), when ``[log]``
-    asks for one. Its faults are logged and never stop ingest (offline/sealer_process.py)."""
-    cfg = config.defs.log
-    if not cfg.sealing or config.defs.store.shards != "none":
-        return None
-    from .offline.sealer_process import SealerProcess
-
-    sealer = SealerProcess(config.offline_path, config.defs, seal_rows=cfg.seal_rows,
-                           seal_age=cfg.seal_age, interval=cfg.seal_interval,
-                           fanout=cfg.merge_fanout)
-    sealer.start()
-    return sealer
 
 
 def _start_healer(stores: Stores | _Shards, executor: concurrent.futures.ThreadPoolExecutor,

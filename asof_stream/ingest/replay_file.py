@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from ..config import Config
 from ..offline.log import Position
+from ..offline.sealer_process import SealerOnDemand
 from ..offline.shards import is_sharded
 from ..stores import Stores, open_stores
 from .commit import BatchResult
@@ -80,25 +81,29 @@ def read_lines(path: Path, start: int, batch_size: int) -> Iterator[tuple[list[R
 
 def replay_file(stores: Stores, path: Path, *, view: str | None = None,
                 available_at: int | None = None, batch_size: int = 5000,
-                from_start: bool = False,
-                progress: Callable[[int], None] | None = None) -> BatchResult:
-    """Ingest one JSONL file; returns the totals. Resumes unless ``from_start``."""
+                from_start: bool = False, progress: Callable[[int], None] | None = None,
+                sealing: SealerOnDemand | None = None) -> BatchResult:
+    """Ingest one JSONL file; returns the totals. Resumes unless ``from_start``.
+    ``sealing`` is told how many rows each batch stored (a backfill seals as it goes)."""
     path = path.resolve()
     source = f"replay:{path}"
     start = 0 if from_start else _resume_at(stores, source, path)
     return _feed(stores.committer(view).commit, path, source, start, batch_size, available_at,
-                 progress)
+                 progress, sealing)
 
 
 def _feed(commit: Callable[..., BatchResult], path: Path, source: str, start: int,
           batch_size: int, available_at: int | None,
-          progress: Callable[[int], None] | None) -> BatchResult:
+          progress: Callable[[int], None] | None,
+          sealing: SealerOnDemand | None = None) -> BatchResult:
     """The file's lines from byte ``start``, a batch per commit with the offset reached."""
     total = BatchResult()
     for records, offset in read_lines(path, start, batch_size):
         result = commit(source, records, [Position("file", offset, _detail(path, offset))],
                         available_at=available_at)
         total.add(result)
+        if sealing is not None:
+            sealing.note(result.stored)
         total.rejects.extend(result.rejects[: max(0, 20 - len(total.rejects))])
         if progress is not None:
             progress(offset - start)
@@ -113,11 +118,16 @@ def replay_files(config: Config, paths: list[Path], *, view: str | None = None,
     """Replay JSONL files into a config's log: the one file, or routed over its shards."""
     total = BatchResult()
     if not is_sharded(config):
-        with open_stores(config) as stores:
-            for p in paths:
-                total.add(replay_file(stores, p, view=view, available_at=available_at,
-                                      batch_size=batch_size, from_start=from_start,
-                                      progress=progress))
+        sealing = SealerOnDemand(config)
+        try:
+            with open_stores(config) as stores:
+                for p in paths:
+                    total.add(replay_file(stores, p, view=view, available_at=available_at,
+                                          batch_size=batch_size, from_start=from_start,
+                                          progress=progress, sealing=sealing))
+            sealing.finish()
+        finally:
+            sealing.stop()
         return total
     from .routed_commit import RoutedCommitter, file_key_offset, shard_partitions
 

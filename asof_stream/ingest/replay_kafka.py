@@ -26,6 +26,7 @@ from aiokafka.errors import KafkaError
 from ..config import Config
 from ..definitions import KafkaSourceConfig
 from ..offline.log import Position
+from ..offline.sealer_process import SealerOnDemand
 from ..offline.shards import ShardError, is_sharded, partition_count
 from ..stores import open_stores
 from .commit import BatchResult
@@ -77,16 +78,24 @@ async def _replay(config: Config, source_name: str, cfg: KafkaSourceConfig,
     if is_sharded(config):
         return await _replay_routed(config, source, name, view, available_at, batch_size)
     stores = open_stores(config)
+    sealing = SealerOnDemand(config)
     try:
         async def stored(keys: Collection[str] | None = None) -> dict[str, Position]:
             return stores.log.positions(name).get(name, {})
 
         await _start(source, stored)
         committer = stores.committer(view)
-        total = await _drain(source, batch_size, lambda chunk: committer.commit(
-            name, chunk.records, list(chunk.ends.values()), available_at=available_at,
-            expect=chunk.starts))
+
+        def commit(chunk: Chunk) -> BatchResult:
+            result = committer.commit(name, chunk.records, list(chunk.ends.values()),
+                                      available_at=available_at, expect=chunk.starts)
+            sealing.note(result.stored)
+            return result
+
+        total = await _drain(source, batch_size, commit)
+        sealing.finish()
     finally:
+        sealing.stop()
         stores.close()
         await source.close()
     return total

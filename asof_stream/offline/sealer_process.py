@@ -39,11 +39,14 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..definitions import Definitions
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 log = logging.getLogger(__name__)
 
@@ -258,3 +261,57 @@ class SealerProcess:
                     proc.kill()
                     proc.join()
         self._watcher.join()
+
+
+def start_sealer(config: Config) -> SealerProcess | None:
+    """The background sealer of ``config``'s log (a child process with its own connection),
+    started, when ``[log]`` asks for one; None when sealing is off or the log is split into
+    partition shards (shards are never sealed). Its faults are logged and never stop ingest."""
+    cfg = config.defs.log
+    if not cfg.sealing or config.defs.store.shards != "none":
+        return None
+    sealer = SealerProcess(config.offline_path, config.defs, seal_rows=cfg.seal_rows,
+                           seal_age=cfg.seal_age, interval=cfg.seal_interval,
+                           fanout=cfg.merge_fanout)
+    sealer.start()
+    return sealer
+
+
+class SealerOnDemand:
+    """A backfill's sealer (``replay``): started once the backfill has stored
+    ``seal_rows`` rows, so a small replay spawns no process and a large one keeps the head
+    as small as the daemon does. :meth:`finish` ends it and seals what is still due, so a
+    finished backfill leaves every view's head below ``seal_rows`` whatever the child's
+    timing; :meth:`stop` only ends it (its round in hand finishes)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        cfg = config.defs.log
+        self.threshold = cfg.seal_rows if cfg.seal_rows > 0 else None
+        self.stored = 0
+        self.sealer: SealerProcess | None = None
+
+    def note(self, stored: int) -> None:
+        """Count rows the backfill stored; start the sealer at the threshold."""
+        self.stored += stored
+        if self.sealer is None and self.threshold is not None and self.stored >= self.threshold:
+            self.sealer = start_sealer(self.config)
+            self.threshold = None  # started (or sealing is off): never again
+
+    def finish(self) -> None:
+        """The backfill is done: stop the child, then one round here (what is still due)."""
+        if self.sealer is None:
+            return
+        self.stop()
+        from .log import OfflineLog
+        from .seal import Sealer
+
+        cfg = self.config.defs.log
+        with OfflineLog(self.config.offline_path) as log_:
+            Sealer(self.config.offline_path, self.config.defs, seal_rows=cfg.seal_rows,
+                   seal_age=cfg.seal_age, fanout=cfg.merge_fanout).run_once(log_)
+
+    def stop(self) -> None:
+        if self.sealer is not None:
+            self.sealer.stop()
+            self.sealer = None
