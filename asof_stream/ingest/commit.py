@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import TYPE_CHECKING
 
 from ..events import Event, EventDecoder, EventError, dumps_values
@@ -129,6 +130,10 @@ class BatchResult:
         self.seconds += other.seconds
 
 
+#: A row of the log table, in :data:`INSERT_LOG`'s order.
+LogTuple = tuple[int, str, str, int, int, str, str, "str | None", str, str]
+_EVENT_TS = itemgetter(3)
+
 #: Decoded records: (event, position) for the good ones, (record, reason) for the bad.
 Decoded = tuple[list[tuple[Event, str]], list[tuple[Record, str]]]
 
@@ -152,6 +157,38 @@ def decode_records(decoder: EventDecoder, records: Sequence[Record]) -> Decoded:
             log.warning("unexpected decode error at %s: %r", rec.position, exc)
             bad.append((rec, f"cannot decode: {exc}"))
     return good, bad
+
+
+def log_rows(fresh: list[tuple[Event, str]], first_seq: int, ingest_ts: int, source: str,
+             versions: Mapping[str, str]) -> list[LogTuple]:
+    """The log's rows of the batch's new events (:data:`INSERT_LOG`'s order), seqs from
+    ``first_seq`` on."""
+    return [(s, ev.view, ev.entity, ev.event_ts, ingest_ts, source, pos, ev.event_id,
+             ev.features if ev.features is not None else dumps_values(ev.values),
+             versions[ev.view])
+            for s, (ev, pos) in enumerate(fresh, first_seq)]
+
+
+def newest_and_stats(rows: list[LogTuple]) -> tuple[dict[tuple[str, str], tuple[int, int, str]],
+                                                     dict[str, list[int]]]:
+    """Per (view, entity), the newest row's (event_timestamp, seq, features): the greatest
+    (event_timestamp, seq); and per view [rows, earliest, latest event_timestamp]."""
+    # A stable sort by time keeps seq order among equal times, so the last row of a key
+    # in this order is its newest (and a stream in time order is sorted in one pass).
+    by_time = sorted(rows, key=_EVENT_TS)
+    best = {(r[1], r[2]): (r[3], r[0], r[8]) for r in by_time}
+    stats: dict[str, list[int]] = {}
+    if rows and all(r[1] == rows[0][1] for r in rows):
+        stats[rows[0][1]] = [len(rows), by_time[0][3], by_time[-1][3]]
+        return best, stats
+    for r in by_time:
+        st = stats.get(r[1])
+        if st is None:
+            stats[r[1]] = [1, r[3], r[3]]
+        else:
+            st[0] += 1
+            st[2] = r[3]
+    return best, stats
 
 
 class Committer:
@@ -254,30 +291,9 @@ class Committer:
             seq = int(conn.execute(HIGH_SEQ_SQL).fetchone()[0])
             first_seq = seq + 1
             fresh = self._drop_duplicates(conn, good, self._sealed_ids, head=look_first)
-            versions = self.versions
-            rows = []
-            # Newest (event_timestamp, seq) per key, reduced while the rows are built: seq
-            # only grows in this loop, so a later row wins when its timestamp is >=.
-            best: dict[tuple[str, str], tuple[int, int, str]] = {}
-            stats: dict[str, list[int]] = {}  # view -> [rows, earliest, latest event_timestamp]
-            for ev, pos in fresh:
-                seq += 1
-                features = ev.features if ev.features is not None else dumps_values(ev.values)
-                rows.append((seq, ev.view, ev.entity, ev.event_ts, ingest_ts, source, pos,
-                             ev.event_id, features, versions[ev.view]))
-                key = (ev.view, ev.entity)
-                cur = best.get(key)
-                if cur is None or ev.event_ts >= cur[0]:
-                    best[key] = (ev.event_ts, seq, features)
-                st = stats.get(ev.view)
-                if st is None:
-                    stats[ev.view] = [1, ev.event_ts, ev.event_ts]
-                else:
-                    st[0] += 1
-                    if ev.event_ts < st[1]:
-                        st[1] = ev.event_ts
-                    elif ev.event_ts > st[2]:
-                        st[2] = ev.event_ts
+            rows = log_rows(fresh, first_seq, ingest_ts, source, self.versions)
+            seq += len(rows)
+            best, stats = newest_and_stats(rows)
             try:
                 conn.executemany(INSERT_LOG, rows)
             except sqlite3.IntegrityError:
