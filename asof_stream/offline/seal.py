@@ -181,14 +181,14 @@ def seal_view(log_: OfflineLog, defs: Definitions, view: str, *, upto_seq: int |
     size, checksum = write_segment(log_.segments_dir / rel, table, on_step=step)
     bloom = build_bloom(_ids(table), remember=log_.segments_dir / rel)
     with _registering(log_, rel):
-        # Only this sealer deletes these rows (the lock); retention takes the same lock.
-        n = int(conn.execute("SELECT count(*) FROM log WHERE view = ? AND seq <= ?",
-                             (view, bound)).fetchone()[0])
-        if n != table.num_rows:
-            raise RuntimeError(f"{log_.path}: head rows of {view} changed while sealing")
+        n = table.num_rows
         register(conn, view, rel, n, seqs, ets, its, size, checksum, 0, bloom, now_micros())
         conn.execute(BUMP_HIGH_SEQ)
-        conn.execute("DELETE FROM log WHERE view = ? AND seq <= ?", (view, bound))
+        # Only this sealer deletes these rows (the lock); retention takes the same lock.
+        # Deleting other rows than were read rolls the registration back.
+        gone = conn.execute("DELETE FROM log WHERE view = ? AND seq <= ?", (view, bound)).rowcount
+        if gone != n:
+            raise RuntimeError(f"{log_.path}: head rows of {view} changed while sealing")
     return n
 
 
@@ -315,6 +315,8 @@ class Sealer(threading.Thread):
                     break
                 if self.due(log_, view):
                     sealed += seal_view(log_, self.defs, view)
+                    if self.stop_event.is_set():
+                        break  # merges can wait for the next start; stopping cannot
                     compact_view(log_, view, fanout=self.fanout)
         self.sealed += sealed
         return sealed
