@@ -9,6 +9,7 @@ check it against a declarative statement of the same rules in pydantic
 from __future__ import annotations
 
 import json
+import keyword
 import math
 import sys
 from collections.abc import Callable
@@ -265,7 +266,7 @@ class _TypedPath:
         self.one_key = keys[0] if len(keys) == 1 else None
         self.features = features
         #: the feature values as a tuple, whatever their number
-        self._values = _tuple_getter(features)
+        self._values = _dict_getter(features)
         #: every float the struct accepts is finite, so msgspec writes the features as
         #: dumps_values would (without its NaN/inf check)
         self._finite = finite
@@ -320,19 +321,24 @@ class _TypedPath:
         event_id = obj.event_id
         if event_id is not None and event_id.__class__ is not str:
             event_id = str(event_id)
-        values = dict(zip(self.features, self._values(obj), strict=True))
+        values = self._values(obj)
         features = _encode(values).decode() if self._finite else dumps_values(values)
         return Event(self.view, entity, ts, event_id, values, features)
 
 
-def _tuple_getter(names: list[str]) -> Callable[[Any], tuple[Any, ...]]:
-    """The attributes ``names`` of an object as a tuple, whatever their number."""
-    if len(names) > 1:
-        return attrgetter(*names)
-    if not names:
-        return lambda obj: ()
-    get = attrgetter(names[0])
-    return lambda obj: (get(obj),)
+def _dict_getter(names: list[str]) -> Callable[[Any], dict[str, Any]]:
+    """``{name: obj.name, ...}`` of an object for ``names``, as one dict display when
+    every name is an identifier (about 3x faster than building it from pairs)."""
+    if all(n.isidentifier() and not keyword.iskeyword(n) for n in names):
+        body = ", ".join(f"{n!r}: obj.{n}" for n in names)
+        scope: dict[str, Any] = {}
+        exec(f"def get(obj):\n    return {{{body}}}\n", scope)  # noqa: S102 (names checked)
+        getter: Callable[[Any], dict[str, Any]] = scope["get"]
+        return getter
+    get = attrgetter(*names)
+    if len(names) == 1:
+        return lambda obj: {names[0]: get(obj)}
+    return lambda obj: dict(zip(names, get(obj), strict=True))
 
 
 def _lenient_json(raw: bytes, exc: Exception) -> Any:
