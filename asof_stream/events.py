@@ -9,20 +9,32 @@ check it against a declarative statement of the same rules in pydantic
 from __future__ import annotations
 
 import json
+import keyword
 import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Annotated, Any
 
 import msgspec
 
 from .definitions import RESERVED, Definitions, Entity, FeatureView
-from .timestamps import TimestampError, format_duration, now_micros, to_iso, to_micros
+from .timestamps import (
+    MAX_US,
+    MIN_US,
+    US_PER_S,
+    TimestampError,
+    format_duration,
+    now_micros,
+    to_iso,
+    to_micros,
+)
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _MISSING: Any = object()
 _json_decoder = msgspec.json.Decoder()
+_encode = msgspec.json.encode
 
 
 class EventError(ValueError):
@@ -246,12 +258,18 @@ class _TypedPath:
     Anything it refuses goes to the general path, which decides and gives the reason.
     """
 
-    def __init__(self, view: str, decoder: Any, keys: list[str], features: list[str]) -> None:
+    def __init__(self, view: str, decoder: Any, keys: list[str], features: list[str],
+                 finite: bool = False) -> None:
         self.view = view
         self.decoder = decoder
         self.keys = keys
         self.one_key = keys[0] if len(keys) == 1 else None
         self.features = features
+        #: the feature values as a tuple, whatever their number
+        self._values = _dict_getter(features)
+        #: every float the struct accepts is finite, so msgspec writes the features as
+        #: dumps_values would (without its NaN/inf check)
+        self._finite = finite
 
     @classmethod
     def build(cls, defs: Definitions, view_name: str) -> _TypedPath | None:
@@ -277,7 +295,8 @@ class _TypedPath:
             decoder = msgspec.json.Decoder(struct)
         except (TypeError, ValueError):
             return None  # names msgspec cannot use: the general path serves alone
-        return cls(view_name, decoder, list(entity.join_keys), view.feature_names)
+        all_finite = not any(f.dtype == "float64" and f.allow_nan for f in view.features)
+        return cls(view_name, decoder, list(entity.join_keys), view.feature_names, all_finite)
 
     def decode(self, raw: bytes) -> Event | None:
         try:
@@ -286,10 +305,14 @@ class _TypedPath:
             return None
         if obj.view is not None and obj.view != self.view:
             return None
-        try:
-            ts = to_micros(obj.event_timestamp)
-        except TimestampError:
-            return None
+        t = obj.event_timestamp
+        if t.__class__ is int and MIN_US <= t * US_PER_S <= MAX_US:  # epoch seconds
+            ts = t * US_PER_S
+        else:
+            try:
+                ts = to_micros(t)
+            except TimestampError:
+                return None
         if self.one_key is not None:
             entity = str(getattr(obj, self.one_key))
         else:
@@ -298,8 +321,24 @@ class _TypedPath:
         event_id = obj.event_id
         if event_id is not None and event_id.__class__ is not str:
             event_id = str(event_id)
-        values = {n: getattr(obj, n) for n in self.features}
-        return Event(self.view, entity, ts, event_id, values, dumps_values(values))
+        values = self._values(obj)
+        features = _encode(values).decode() if self._finite else dumps_values(values)
+        return Event(self.view, entity, ts, event_id, values, features)
+
+
+def _dict_getter(names: list[str]) -> Callable[[Any], dict[str, Any]]:
+    """``{name: obj.name, ...}`` of an object for ``names``, as one dict display when
+    every name is an identifier (about 3x faster than building it from pairs)."""
+    if all(n.isidentifier() and not keyword.iskeyword(n) for n in names):
+        body = ", ".join(f"{n!r}: obj.{n}" for n in names)
+        scope: dict[str, Any] = {}
+        exec(f"def get(obj):\n    return {{{body}}}\n", scope)  # noqa: S102 (names checked)
+        getter: Callable[[Any], dict[str, Any]] = scope["get"]
+        return getter
+    get = attrgetter(*names)
+    if len(names) == 1:
+        return lambda obj: {names[0]: get(obj)}
+    return lambda obj: dict(zip(names, get(obj), strict=True))
 
 
 def _lenient_json(raw: bytes, exc: Exception) -> Any:

@@ -426,7 +426,9 @@ def main() -> None:
     print(f"end to end / bare consume+decode+insert loop: {e2e_rate / (n / loop['wall']):.2f}")
     print(f"load average: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
     print("(end-to-end wall time includes process start-up, opening the stores and the"
-          " first fetch; the SQLite figure excludes building the rows)")
+          " first fetch; the SQLite figure excludes building the rows; peak RSS is that of"
+          " the largest process of each run's tree, so with sealing on the sealer child's"
+          " when it is the larger)")
 
 
 def with_aggregations(args: argparse.Namespace, bootstrap: str) -> None:

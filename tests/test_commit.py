@@ -63,6 +63,26 @@ def test_event_id_dedupe_across_and_within_batches(config: Config) -> None:
         assert s.log.view_stats()["customer_stats"]["duplicates"] == 2
 
 
+def test_a_repeat_refused_by_the_insert_is_skipped_without_a_trace(config: Config) -> None:
+    """A committer that has seen no repeat inserts first; the head's unique index refuses
+    a logged event_id, the transaction is rolled back and the batch committed again with
+    the ids looked up: no seq gap, no online upsert of the repeat."""
+    with open_stores(config) as s:
+        s.committer().commit("src", [rec(1, event_id="a"), rec(2, event_id="b")])
+        fresh = s.committer()
+        assert fresh._look_first == 0
+        r = fresh.commit("src", [rec(5, event_id="b"), rec(6, event_id="c")],
+                         [Position("p0", 7)])
+        assert (r.stored, r.duplicates, r.high_seq) == (1, 1, 3)
+        assert s.log.conn.execute("SELECT seq, event_id FROM log ORDER BY seq").fetchall() == [
+            (1, "a"), (2, "b"), (3, "c")]
+        (row,) = s.online.get("customer_stats", ["c2"])  # rec(2)'s, not the repeat rec(5)'s
+        assert row is not None and (row.seq, row.event_ts) == (2, 1_767_600_002_000_000)
+        assert s.log.positions("src")["src"]["p0"].next_offset == 7
+        assert s.log.view_stats()["customer_stats"]["duplicates"] == 1
+        assert fresh._look_first > 0  # the next batches look first
+
+
 def test_the_log_is_append_only(config: Config) -> None:
     with open_stores(config) as s:
         s.committer().commit("src", [rec(1)])

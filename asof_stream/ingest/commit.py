@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import TYPE_CHECKING
 
 from ..events import Event, EventDecoder, EventError, dumps_values
@@ -91,6 +92,18 @@ class StoreError(Exception):
         self.damaged = damaged
 
 
+class _Repeated(Exception):
+    """The optimistic insert met a (view, event_id) already in the head or repeated in
+    the batch; the transaction was rolled back and the batch is committed again with the
+    ids looked up first."""
+
+
+#: After a batch with a repeated event id (a replay of logged events, a producer's
+#: retries), this many batches look their ids up before inserting, instead of trying the
+#: optimistic insert, which would roll back each time.
+LOOK_FIRST_BATCHES = 32
+
+
 class PositionConflict(Exception):
     """The stored positions moved since the batch was read: another writer owns the source.
 
@@ -117,6 +130,10 @@ class BatchResult:
         self.seconds += other.seconds
 
 
+#: A row of the log table, in :data:`INSERT_LOG`'s order.
+LogTuple = tuple[int, str, str, int, int, str, str, "str | None", str, str]
+_EVENT_TS = itemgetter(3)
+
 #: Decoded records: (event, position) for the good ones, (record, reason) for the bad.
 Decoded = tuple[list[tuple[Event, str]], list[tuple[Record, str]]]
 
@@ -142,6 +159,38 @@ def decode_records(decoder: EventDecoder, records: Sequence[Record]) -> Decoded:
     return good, bad
 
 
+def log_rows(fresh: list[tuple[Event, str]], first_seq: int, ingest_ts: int, source: str,
+             versions: Mapping[str, str]) -> list[LogTuple]:
+    """The log's rows of the batch's new events (:data:`INSERT_LOG`'s order), seqs from
+    ``first_seq`` on."""
+    return [(s, ev.view, ev.entity, ev.event_ts, ingest_ts, source, pos, ev.event_id,
+             ev.features if ev.features is not None else dumps_values(ev.values),
+             versions[ev.view])
+            for s, (ev, pos) in enumerate(fresh, first_seq)]
+
+
+def newest_and_stats(rows: list[LogTuple]) -> tuple[dict[tuple[str, str], tuple[int, int, str]],
+                                                     dict[str, list[int]]]:
+    """Per (view, entity), the newest row's (event_timestamp, seq, features): the greatest
+    (event_timestamp, seq); and per view [rows, earliest, latest event_timestamp]."""
+    # A stable sort by time keeps seq order among equal times, so the last row of a key
+    # in this order is its newest (and a stream in time order is sorted in one pass).
+    by_time = sorted(rows, key=_EVENT_TS)
+    best = {(r[1], r[2]): (r[3], r[0], r[8]) for r in by_time}
+    stats: dict[str, list[int]] = {}
+    if rows and all(r[1] == rows[0][1] for r in rows):
+        stats[rows[0][1]] = [len(rows), by_time[0][3], by_time[-1][3]]
+        return best, stats
+    for r in by_time:
+        st = stats.get(r[1])
+        if st is None:
+            stats[r[1]] = [1, r[3], r[3]]
+        else:
+            st[0] += 1
+            st[2] = r[3]
+    return best, stats
+
+
 class Committer:
     """Validates records and commits them with their positions, exactly once."""
 
@@ -163,6 +212,8 @@ class Committer:
         # this monotonic time (backing off to ONLINE_RETRY_MAX); the healer catches it up.
         self._online_retry_at = 0.0
         self._online_backoff = 0.0
+        #: batches left that look their event ids up in the head before inserting
+        self._look_first = 0
 
     def _sealed_ids(self) -> SealedIds:
         """The sealed tier's event-id check (Bloom filters cached across commits)."""
@@ -197,8 +248,18 @@ class Committer:
         good, bad = decoded if decoded is not None else self.decode(records)
         for attempt in range(self.busy_retries + 1):
             try:
-                result = self._commit_once(source, good, bad, positions, available_at, expect,
-                                           also)
+                # Optimistic: the head's unique (view, event_id) index finds a repeated id
+                # while the rows go in; after a batch that had one, look first for a while.
+                look_first = self._look_first > 0
+                try:
+                    result = self._commit_once(source, good, bad, positions, available_at,
+                                               expect, also, look_first=look_first)
+                except _Repeated:  # rolled back: nothing of it is written
+                    self._look_first = LOOK_FIRST_BATCHES
+                    result = self._commit_once(source, good, bad, positions, available_at,
+                                               expect, also, look_first=True)
+                if look_first:
+                    self._look_first -= 1
                 break
             except sqlite3.OperationalError as exc:
                 if not is_busy(exc) or attempt == self.busy_retries:
@@ -216,7 +277,8 @@ class Committer:
                      bad: list[tuple[Record, str]], positions: Sequence[Position],
                      available_at: int | None,
                      expect: Mapping[str, int | None] | None = None,
-                     also: Callable[[sqlite3.Connection], None] | None = None) -> BatchResult:
+                     also: Callable[[sqlite3.Connection], None] | None = None, *,
+                     look_first: bool = True) -> BatchResult:
         conn = self.log.conn
         now = self.clock()
         ingest_ts = available_at if available_at is not None else now
@@ -228,33 +290,16 @@ class Committer:
             # The high-water mark, not max(seq) of the head: sealing empties the head.
             seq = int(conn.execute(HIGH_SEQ_SQL).fetchone()[0])
             first_seq = seq + 1
-            fresh = self._drop_duplicates(conn, good, self._sealed_ids)
-            offered = Counter(ev.view for ev, _ in good)
-            versions = self.versions
-            rows = []
-            # Newest (event_timestamp, seq) per key, reduced while the rows are built: seq
-            # only grows in this loop, so a later row wins when its timestamp is >=.
-            best: dict[tuple[str, str], tuple[int, int, str]] = {}
-            stats: dict[str, list[int]] = {}  # view -> [rows, earliest, latest event_timestamp]
-            for ev, pos in fresh:
-                seq += 1
-                features = ev.features if ev.features is not None else dumps_values(ev.values)
-                rows.append((seq, ev.view, ev.entity, ev.event_ts, ingest_ts, source, pos,
-                             ev.event_id, features, versions[ev.view]))
-                key = (ev.view, ev.entity)
-                cur = best.get(key)
-                if cur is None or ev.event_ts >= cur[0]:
-                    best[key] = (ev.event_ts, seq, features)
-                st = stats.get(ev.view)
-                if st is None:
-                    stats[ev.view] = [1, ev.event_ts, ev.event_ts]
-                else:
-                    st[0] += 1
-                    if ev.event_ts < st[1]:
-                        st[1] = ev.event_ts
-                    elif ev.event_ts > st[2]:
-                        st[2] = ev.event_ts
-            conn.executemany(INSERT_LOG, rows)
+            fresh = self._drop_duplicates(conn, good, self._sealed_ids, head=look_first)
+            rows = log_rows(fresh, first_seq, ingest_ts, source, self.versions)
+            seq += len(rows)
+            best, stats = newest_and_stats(rows)
+            try:
+                conn.executemany(INSERT_LOG, rows)
+            except sqlite3.IntegrityError:
+                if look_first:
+                    raise
+                raise _Repeated() from None  # rolled back below; then looked up
             # In key order: the store's B-tree is walked once instead of at random.
             upserts = [OnlineRow(view, entity, ts, s, ingest_ts, features)
                        for (view, entity), (ts, s, features) in sorted(best.items())]
@@ -277,6 +322,10 @@ class Committer:
                     self.online.write_in_transaction(conn, upserts, seq)
                 else:
                     self.online.write_in_transaction(conn, upserts, seq, agg)
+            # per view, the events offered (stored + duplicates)
+            offered: Mapping[str, int] = ({v: st[0] for v, st in stats.items()}
+                                          if len(fresh) == len(good)
+                                          else Counter(ev.view for ev, _ in good))
             for view, total in offered.items():
                 n, first, latest = stats.get(view) or (0, None, None)
                 conn.execute(UPSERT_STATS,
@@ -340,11 +389,18 @@ class Committer:
 
     @staticmethod
     def _drop_duplicates(conn: sqlite3.Connection, good: list[tuple[Event, str]],
-                         sealed: Callable[[], SealedIds] | None = None,
-                         ) -> list[tuple[Event, str]]:
+                         sealed: Callable[[], SealedIds] | None = None, *,
+                         head: bool = True) -> list[tuple[Event, str]]:
         """Skip events whose (view, event_id) is already logged (in either tier) or repeated
         in the batch. The head is checked with its unique index, the sealed tier with its
-        Bloom filters and an exact look at a segment on a hit."""
+        Bloom filters and an exact look at a segment on a hit.
+
+        ``head=False``: only the sealed tier is checked; a repeat within the batch or of a
+        head row is left for the head's unique index to refuse when the rows go in."""
+        has_segments = sealed is not None and conn.execute(
+            "SELECT 1 FROM segments LIMIT 1").fetchone() is not None
+        if not head and not has_segments:
+            return good
         by_view: dict[str, set[str]] = {}
         for ev, _ in good:
             if ev.event_id is not None:
@@ -352,7 +408,7 @@ class Committer:
         if not by_view:
             return good
         seen: set[tuple[str, str]] = set()
-        for view, ids in by_view.items():
+        for view, ids in by_view.items() if head else ():
             id_list = list(ids)
             for i in range(0, len(id_list), 500):
                 part = id_list[i:i + 500]
@@ -361,12 +417,15 @@ class Committer:
                         f"SELECT event_id FROM log WHERE view = ? AND event_id IN ({marks})",
                         (view, *part)):
                     seen.add((view, eid))
-        if sealed is not None and conn.execute("SELECT 1 FROM segments LIMIT 1").fetchone():
+        if has_segments:
+            assert sealed is not None
             checker = sealed()
             for view, ids in by_view.items():
                 rest = [i for i in ids if (view, i) not in seen]
                 for eid in checker.existing(conn, view, rest):
                     seen.add((view, eid))
+        if not head and not seen:
+            return good
         out = []
         for ev, pos in good:
             if ev.event_id is not None:

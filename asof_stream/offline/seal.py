@@ -40,12 +40,12 @@ from ..definitions import Definitions
 from ..timestamps import now_micros
 from .log import BUMP_HIGH_SEQ, OfflineLog
 from .manifest import Segment, build_bloom, list_segments, register
-from .scan import head_table
+from .seal_read import head_segment_table as head_segment_table  # export.py's
+from .seal_read import read_head_for_seal
 from .segments import (
     SORT_KEYS,
     file_checksum,
     read_segment,
-    view_schema,
     write_segment,
 )
 
@@ -54,12 +54,6 @@ log = logging.getLogger(__name__)
 CRASH_ENV = "ASOF_STREAM_SEAL_CRASH"
 HEAD_META_SQL = ("SELECT seq, event_id, source, position, def_version FROM log"
                  " WHERE view = ? AND seq <= ? ORDER BY entity, event_timestamp, seq")
-#: A view's head rows in seq order, every column: a range scan of the table (``+view``
-#: keeps SQLite off the as-of index, whose order would cost a row lookup per row); the
-#: segment's order is then made by Arrow.
-HEAD_SEAL_SQL = ("SELECT seq, entity, event_timestamp, ingest_ts, features, event_id, source,"
-                 " position, def_version FROM log WHERE seq <= ? AND +view = ? ORDER BY seq")
-
 
 _reached: dict[str, int] = {}
 
@@ -139,28 +133,13 @@ def _ids(table: pa.Table) -> list[str]:
     return [i for i in table.column("event_id").to_pylist() if i is not None]
 
 
-def head_segment_table(rows: list[tuple], meta: list[tuple], defs: Definitions,
-                       view: str) -> pa.Table:
-    """Head rows of ``view`` (seq, entity, event_timestamp, ingest_ts, features) and their
-    :data:`HEAD_META_SQL` rows, in the same order (the rows' order), as one table of the
-    view's segment schema."""
-    spec = defs.views[view]
-    typed = head_table(rows, defs, view, spec.feature_names)
-    _, eids, sources, positions, versions = zip(*meta, strict=True)
-    schema = view_schema(spec)
-    cols = {**{n: typed.column(n) for n in typed.column_names},
-            "event_id": pa.array(eids, pa.string()), "source": pa.array(sources, pa.string()),
-            "position": pa.array(positions, pa.string()),
-            "def_version": pa.array(versions, pa.string())}
-    return pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)
-
-
 @contextmanager
 def _registering(log_: OfflineLog, rel: str) -> Iterator[None]:
     """The one short transaction that registers the new file ``rel``: committed when the
     block returns; rolled back, and the file unlinked, when it raises."""
     conn = log_.conn
     conn.execute("BEGIN IMMEDIATE")
+    locked = time.perf_counter()
     try:
         yield
         step("registered")
@@ -170,6 +149,10 @@ def _registering(log_: OfflineLog, rel: str) -> Iterator[None]:
             conn.execute("ROLLBACK")
         (log_.segments_dir / rel).unlink(missing_ok=True)
         raise
+    # How long commits were kept waiting (the write lock): scripts/bench_log.py --daemon
+    # reads it from the sealer's log lines.
+    log.info("segment registered", extra={"file": rel, "lock_ms": round(
+        (time.perf_counter() - locked) * 1000, 1)})
     step("committed")
 
 
@@ -187,27 +170,26 @@ def seal_view(log_: OfflineLog, defs: Definitions, view: str, *, upto_seq: int |
                                  (view,)).fetchone()[0])
         if upto_seq is not None:
             bound = min(bound, upto_seq)
-        both = conn.execute(HEAD_SEAL_SQL, (bound, view)).fetchall()
+        table = read_head_for_seal(conn, defs, view, bound)
     finally:
         conn.execute("COMMIT")
-    if not both or len(both) < min_rows:
+    if not table.num_rows or table.num_rows < min_rows:
         return 0
-    rows = [r[:5] for r in both]
-    table = head_segment_table(rows, [(r[0], *r[5:]) for r in both], defs, view).sort_by(SORT_KEYS)
+    table = table.sort_by(SORT_KEYS)
     seqs, ets, its = _stats(table)
     rel = _new_name(view, 0, *seqs)
     size, checksum = write_segment(log_.segments_dir / rel, table, on_step=step)
     bloom = build_bloom(_ids(table), remember=log_.segments_dir / rel)
     with _registering(log_, rel):
-        # Only this sealer deletes these rows (the lock); retention takes the same lock.
-        n = int(conn.execute("SELECT count(*) FROM log WHERE view = ? AND seq <= ?",
-                             (view, bound)).fetchone()[0])
-        if n != len(rows):
-            raise RuntimeError(f"{log_.path}: head rows of {view} changed while sealing")
-        register(conn, view, rel, len(rows), seqs, ets, its, size, checksum, 0, bloom, now_micros())
+        n = table.num_rows
+        register(conn, view, rel, n, seqs, ets, its, size, checksum, 0, bloom, now_micros())
         conn.execute(BUMP_HIGH_SEQ)
-        conn.execute("DELETE FROM log WHERE view = ? AND seq <= ?", (view, bound))
-    return len(rows)
+        # Only this sealer deletes these rows (the lock); retention takes the same lock.
+        # Deleting other rows than were read rolls the registration back.
+        gone = conn.execute("DELETE FROM log WHERE view = ? AND seq <= ?", (view, bound)).rowcount
+        if gone != n:
+            raise RuntimeError(f"{log_.path}: head rows of {view} changed while sealing")
+    return n
 
 
 def merge_segments(log_: OfflineLog, segments: list[Segment], level: int,
@@ -333,6 +315,8 @@ class Sealer(threading.Thread):
                     break
                 if self.due(log_, view):
                     sealed += seal_view(log_, self.defs, view)
+                    if self.stop_event.is_set():
+                        break  # merges can wait for the next start; stopping cannot
                     compact_view(log_, view, fanout=self.fanout)
         self.sealed += sealed
         return sealed
