@@ -44,10 +44,14 @@ def read_plain_csv(path: Path, timestamp_column: str,
     data = path.read_bytes()
     if data.startswith(_BOM):
         data = data[len(_BOM):]
-    if b"\r" in data and b'"' not in data:  # as the general reader: CRLF lines are LF lines
-        data = data.replace(b"\r\n", b"\n")
-    if b'"' in data or b"\r" in data or not data:
+    if b'"' in data or not data:
         return None
+    if b"\r" in data:  # as the general reader: CRLF lines are LF lines (a lone CR: None)
+        raw = np.frombuffer(data, dtype=np.uint8)
+        crs = np.flatnonzero(raw == 13)
+        if crs[-1] + 1 == len(raw) or not (raw[crs + 1] == 10).all():
+            return None
+        data = data.translate(None, b"\r")  # a third of bytes.replace's time
     if not data.endswith(b"\n"):
         data += b"\n"
     buf = np.frombuffer(data, dtype=np.uint8)
@@ -96,34 +100,72 @@ _RFC3339 = (r"^([1-9]\d{3}|0[1-9]\d\d|00[1-9]\d|000[1-9])-\d\d-\d\dT\d\d:\d\d:\d
 
 
 _DIGITS_AT = np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18])
-_MARKS_AT = np.array([4, 7, 10, 13, 16, 19])
-_MARKS = np.frombuffer(b"--T::Z", dtype=np.uint8)
+#: per byte of ``YYYY-MM-DDTHH:MM:SSZ``: the byte a cell's byte is taken from, and the
+#: bound that difference must stay below (10 for a digit, 1 for a fixed mark)
+_ZERO = np.frombuffer(b"0000-00-00T00:00:00Z", dtype=np.uint8)
+_BOUND = np.where(np.isin(np.arange(20), _DIGITS_AT), 10, 1).astype(np.uint8)
+_US = 1_000_000
 
 
-def _plain_utc(column: pa.Array) -> bool:
-    """Whether every cell is ``YYYY-MM-DDTHH:MM:SSZ`` (year not 0000), a shape
-    :data:`_RFC3339` matches: checked on the bytes as a 20-column matrix (the regex over
-    1M cells took 0.14 s)."""
+def _plain_digits(column: pa.Array) -> np.ndarray | None:
+    """Each cell's bytes less ``0000-00-00T00:00:00Z`` as an (n, 20) uint8 matrix (digits
+    as their values, marks as 0) when every cell has that shape, else None: one compare
+    over the bytes (the regex over 1M cells took 0.14 s)."""
     n = len(column)
     if not n or column.null_count or column.type != pa.string():
-        return False
+        return None
     offsets = np.frombuffer(column.buffers()[1], dtype=np.int32)[column.offset:
                                                                   column.offset + n + 1]
-    if not (np.diff(offsets) == 20).all():
-        return False
+    if int(offsets[-1]) - int(offsets[0]) != 20 * n or not (np.diff(offsets) == 20).all():
+        return None
     cells = np.frombuffer(column.buffers()[2], dtype=np.uint8)[
         offsets[0]:offsets[-1]].reshape(n, 20)
-    digits = cells[:, _DIGITS_AT]
-    return bool(((digits >= 48) & (digits <= 57)).all()
-                and (cells[:, _MARKS_AT] == _MARKS).all()
-                and not (cells[:, :4] == 48).all(axis=1).any())
+    digits = cells - _ZERO  # uint8: a byte below its template byte wraps above the bound
+    return digits if bool((digits < _BOUND).all()) else None
+
+
+#: per year 0..9999: whether it is a leap year, and the days from 0001-01-01 to its first
+_YEARS = np.arange(10_000, dtype=np.int64)
+_LEAP = ((_YEARS % 4 == 0) & (_YEARS % 100 != 0)) | (_YEARS % 400 == 0)
+_DAYS_TO_YEAR = (_YEARS - 1) * 365 + (_YEARS - 1) // 4 - (_YEARS - 1) // 100 + \
+    (_YEARS - 1) // 400 - 719_162  # then less the days from 0001-01-01 to 1970-01-01
+_COMMON = [0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+#: by month + 16 * leap (0 and 13..15 are no months: no day is valid in them)
+_MONTH_DAYS = np.array([*_COMMON, 0, 0, 0, *[d + (m == 2) for m, d in enumerate(_COMMON)],
+                        0, 0, 0], dtype=np.uint8)
+#: the days of the year before the month's first, by the same index
+_DAYS_BEFORE = np.concatenate([np.cumsum([0, *_MONTH_DAYS[0:15]]),
+                               np.cumsum([0, *_MONTH_DAYS[16:31]])]).astype(np.int64)
+_TENS = np.array([0, 2, 5, 8, 11, 14, 17])  # the first digit of each two-digit field
+
+
+def plain_utc_micros(digits: np.ndarray) -> np.ndarray | None:
+    """UTC microseconds of cells shaped ``YYYY-MM-DDTHH:MM:SSZ`` (their
+    :func:`_plain_digits`), computed from the digits in the proleptic Gregorian calendar
+    (as ``datetime``); None when one is no valid instant (month 13, February 30th, hour
+    24, second 60, year 0): the caller then leaves them to ``cell_to_micros``."""
+    pairs = digits[:, _TENS] * np.uint8(10) + digits[:, _TENS + 1]  # each below 100
+    year = pairs[:, 0].astype(np.int64) * 100 + pairs[:, 1]
+    month, day = pairs[:, 2], pairs[:, 3]
+    hour, minute, second = pairs[:, 4], pairs[:, 5], pairs[:, 6]
+    at = np.minimum(month, 15) + 16 * _LEAP[year]
+    if not bool(((year >= 1) & (day >= 1) & (day <= _MONTH_DAYS[at]) & (hour <= 23)
+                 & (minute <= 59) & (second <= 59)).all()):
+        return None
+    days = _DAYS_TO_YEAR[year] + _DAYS_BEFORE[at] + (day - 1)
+    seconds = days * 86_400 + (hour.astype(np.int32) * 3600 + minute.astype(np.int32) * 60
+                               + second)
+    return seconds * _US
 
 
 def rfc3339_micros(column: pa.Array) -> np.ndarray | None:
-    """UTC microseconds of a column of plain RFC 3339 cells, parsed by Arrow; None when a
-    cell has another shape or is not a valid instant (the general parser says why)."""
-    if not _plain_utc(column) and not pc.all(pc.match_substring_regex(column,
-                                                                      _RFC3339)).as_py():
+    """UTC microseconds of a column of plain RFC 3339 cells (whole seconds in UTC from
+    their digits, others parsed by Arrow); None when a cell has another shape or is not a
+    valid instant (the general parser says why)."""
+    digits = _plain_digits(column)
+    if digits is not None:
+        return plain_utc_micros(digits)
+    if not pc.all(pc.match_substring_regex(column, _RFC3339)).as_py():
         return None
     try:
         parsed = pc.cast(column, pa.timestamp("us", "UTC"))
