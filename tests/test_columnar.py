@@ -279,7 +279,7 @@ def test_arrow_reads_rfc3339_as_cell_to_micros(t: int, style: str) -> None:
     import pyarrow as pa
 
     from asof_stream.timestamps import TimestampError, cell_to_micros
-    from asof_stream.training.columnar_labels import rfc3339_micros
+    from asof_stream.training.label_scan import rfc3339_micros
 
     cell = label_time(t, style) if style == "Z" or -62135596800 * S + 86400 * S < t < \
         253402300799 * S - 86400 * S else to_iso(t)
@@ -348,7 +348,7 @@ def test_plain_utc_shape_is_a_case_of_the_regex(cells: list[str]) -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from asof_stream.training.columnar_labels import _RFC3339, _plain_digits
+    from asof_stream.training.label_scan import _RFC3339, _plain_digits
 
     column = pa.array(cells, pa.string())
     regex = pc.all(pc.match_substring_regex(column, _RFC3339)).as_py()
@@ -374,7 +374,7 @@ def test_plain_utc_digits_read_as_cell_to_micros(cells: list[str]) -> None:
     import pyarrow as pa
 
     from asof_stream.timestamps import TimestampError, cell_to_micros
-    from asof_stream.training.columnar_labels import rfc3339_micros
+    from asof_stream.training.label_scan import rfc3339_micros
 
     want: list[int] | None = []
     for c in cells:
@@ -393,7 +393,7 @@ def test_plain_utc_digits_at_the_calendar_edges() -> None:
     import pyarrow as pa
 
     from asof_stream.timestamps import TimestampError, cell_to_micros
-    from asof_stream.training.columnar_labels import rfc3339_micros
+    from asof_stream.training.label_scan import rfc3339_micros
 
     good = ["2000-02-29T00:00:00Z", "2024-02-29T23:59:59Z", "0001-01-01T00:00:00Z",
             "9999-12-31T23:59:59Z", "1970-01-01T00:00:00Z", "1969-12-31T23:59:59Z",
@@ -425,3 +425,33 @@ def test_special_bytes_check_is_the_regex(cells: list[str | None], cut: int) -> 
     column = pa.array(cells, pa.string()).slice(min(cut, len(cells)))
     want = bool(pc.any(pc.match_substring_regex(column, _NEEDS_QUOTES)).as_py())
     assert _has_special_bytes(column) == want or (not want and column.null_count)
+
+
+def test_labels_scanned_ahead_are_the_file_as_read_then(tmp_path: Path) -> None:
+    """A scan started ahead (training-set's thread) gives read_plain_csv what reading the
+    file then gives, and the digest of those bytes; once the file changes, the scan is
+    not used and the file is read again."""
+    import hashlib
+    import os
+
+    from asof_stream.training.label_scan import forget, scan_ahead, scanned
+
+    path = tmp_path / "l.csv"
+    path.write_bytes(b"customer_id,event_timestamp,label\r\nc1,2026-01-01T00:00:00Z,1\r\n"
+                     b"c2,2026-01-02T00:00:00Z,0\r\n")
+    fresh = read_plain_csv(path, "event_timestamp", ["customer_id"])
+    scan_ahead(str(path), "event_timestamp")
+    ahead = scanned(path)
+    assert ahead is not None and ahead.digest == (
+        path.stat().st_size, hashlib.sha256(path.read_bytes()).hexdigest())
+    got = read_plain_csv(path, "event_timestamp", ["customer_id"])
+    assert fresh is not None and got is not None
+    assert got.lines.equals(fresh.lines) and got.times.tolist() == fresh.times.tolist()
+    assert got.cells.column("customer_id").equals(fresh.cells.column("customer_id"))
+    path.write_bytes(b"customer_id,event_timestamp\nc3,2026-01-03T00:00:00Z\n")
+    os.utime(path, ns=(1, 1))  # a new modification time even on a coarse clock
+    assert scanned(path) is None
+    again = read_plain_csv(path, "event_timestamp", ["customer_id"])
+    assert again is not None and again.lines.to_pylist() == ["\nc3,2026-01-03T00:00:00Z"]
+    forget(path)
+    assert scanned(path) is None

@@ -1,24 +1,25 @@
-"""``asof-stream training-set``: labels in, point-in-time features joined, a file out."""
+"""``asof-stream training-set``: labels in, point-in-time features joined, a file out.
+
+The label file is read in a thread (:func:`~asof_stream.training.label_scan.scan_ahead`)
+while the config is loaded and the join's modules imported, which hold the GIL; so the
+training modules (and pydantic's) are imported in the commands, not here.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..config import Config
-from ..definitions import split_refs
-from ..training.pipeline import make_training_set, retention_runs_since
-from ..training.sidecar import (
-    SidecarError,
-    changed_transforms,
-    check_labels,
-    check_retention,
-    read_sidecar,
-)
+from ..training.label_scan import scan_ahead
 from .common import config_option, handle_errors, main
 from .progress import row_progress
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 label_options = [
     click.option("--labels", "labels_path", required=True, type=click.Path(dir_okay=False),
@@ -54,6 +55,22 @@ def with_label_options(fn: Callable[..., None]) -> Callable[..., None]:
     return fn
 
 
+def reading_labels_ahead(fn: Callable[..., None]) -> Callable[..., None]:
+    """Start reading a CSV label file (``labels_path``) for a CSV output, the fast path's
+    case, before ``fn`` (the config's loading) runs."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        labels, out = kwargs.get("labels_path"), kwargs.get("out")
+        if isinstance(labels, str) and isinstance(out, str) and \
+                labels.lower().endswith(".csv") and out.lower().endswith(".csv"):
+            use_jemalloc()  # before Arrow allocates
+            scan_ahead(labels, kwargs.get("timestamp_column") or "event_timestamp")
+        fn(*args, **kwargs)
+
+    return wrapper
+
+
 @main.command("training-set")
 @with_label_options
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
@@ -62,6 +79,7 @@ def with_label_options(fn: Callable[..., None]) -> Callable[..., None]:
 @click.option("--jobs", type=click.IntRange(min=1),
               help="Join in this many processes (the output is the same). Default: one per "
                    "CPU, at most 8, for 50,000 labels or more; one for fewer.")
+@reading_labels_ahead
 @config_option
 @handle_errors
 def training_set(config: Config, labels_path: str, features: tuple[str, ...], out: str,
@@ -72,6 +90,9 @@ def training_set(config: Config, labels_path: str, features: tuple[str, ...], ou
     Beside OUT it writes OUT.json, what the set was built from (labels, definitions,
     flags, the log's seq high-water mark), for `asof-stream rebuild`.
     """
+    from ..definitions import split_refs
+    from ..training.pipeline import make_training_set
+
     use_jemalloc()
     click.echo(make_training_set(config, config.defs, labels_path, split_refs(features), out,
                                  progress_bar=row_progress,
@@ -96,6 +117,15 @@ def rebuild(config: Config, sidecar: str, out: str | None, allow_partial: bool) 
     log rows that were there when it was first built. Refuses when a later retention
     run deleted some of those rows, unless --allow-partial.
     """
+    from ..training.pipeline import make_training_set, retention_runs_since
+    from ..training.sidecar import (
+        SidecarError,
+        changed_transforms,
+        check_labels,
+        check_retention,
+        read_sidecar,
+    )
+
     use_jemalloc()
     spec = read_sidecar(sidecar)
     check_labels(spec, spec.labels.path)
