@@ -49,7 +49,13 @@ from ..offline.manifest import list_segments
 from ..offline.scan import open_view
 from ..offline.segments import column_name, text_array
 from .columnar_labels import ColumnarLabels, read_plain_csv
-from .columnar_tiers import LabelOrder, head_match, read_first_group, segment_match
+from .columnar_tiers import (
+    READ_AHEAD,
+    LabelOrder,
+    head_match,
+    read_first_group,
+    segment_match,
+)
 from .csv_text import float_text
 from .matches import JoinMode
 
@@ -126,7 +132,8 @@ def view_cells(log: OfflineLog, defs: Definitions, view: str, features: Sequence
     if not pa.types.is_dictionary(keys.type):
         keys = keys.dictionary_encode()
     segments, head = open_view(log, defs, view, max_seq=upto_seq, columns=features,
-                               entities=keys.dictionary, ingest_ts=mode.as_known_at)
+                               entities=keys.dictionary, ingest_ts=mode.as_known_at,
+                               readers=READ_AHEAD if pool is not None else 1)
     order = LabelOrder(keys) if segments else None
     tiers = [segment_match(t, order, times, mode, spec.ttl, features, pool,
                            (early or {}).pop(t.segment.file, None))
@@ -204,7 +211,7 @@ def columnar_csv(log: OfflineLog, defs: Definitions, labels_path: str | os.PathL
     bound = log.max_seq() if upto_seq is None else upto_seq
     if any(not list_segments(log.conn, v, bound) for v in views if v in defs.views):
         return None
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="asof-read") as pool:
+    with ThreadPoolExecutor(max_workers=READ_AHEAD, thread_name_prefix="asof-read") as pool:
         # the first view's first segment's first row group is decoded while the labels
         # are parsed (an aggregation's source is read by the aggregation kernel)
         plain = [v for v in views if v in defs.views]

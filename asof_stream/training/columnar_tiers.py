@@ -16,6 +16,7 @@ A tier's answer (:class:`TierMatch`) keeps, of the rows chosen, only their featu
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
@@ -86,25 +87,34 @@ def read_first_group(log: OfflineLog, file: str, size: int, features: Sequence[s
     return SegmentGroups(log.segments_dir / file, size, columns).read(0)
 
 
+#: row groups being read ahead of the one matched (each read on its own thread)
+READ_AHEAD = 2
+
+
 def prefetched_groups(tier: OpenTier, pool: Executor | None,
                       group0: Future[pa.Table] | None = None
                       ) -> Iterator[tuple[int, pa.Table]]:
-    """``tier``'s row groups read in order, each read in ``pool`` while the one before is
-    matched (Arrow decodes without the GIL; two row groups held at most). ``group0``: row
-    group 0 of the same file, already being read (used when that group is picked)."""
+    """``tier``'s row groups read in order, :data:`READ_AHEAD` of them read in ``pool``
+    while the one before is matched (Arrow decodes without the GIL, so with two threads
+    both cores decode; READ_AHEAD + 1 row groups held at most). ``group0``: row group 0
+    of the same file, already being read (used when that group is picked)."""
     groups = tier.groups.groups
     if pool is None:
         for g in groups:
             yield g, tier.groups.read(g)
         return
-    pending = group0 if group0 is not None and groups and groups[0] == 0 else \
-        pool.submit(tier.groups.read, groups[0]) if groups else None
-    group0 = None
+    first = group0 if groups and groups[0] == 0 else None
+    del group0
+    pending: deque[Future[pa.Table]] = deque()
     for i, g in enumerate(groups):
-        assert pending is not None
-        table = pending.result()
-        pending = pool.submit(tier.groups.read, groups[i + 1]) if i + 1 < len(groups) else None
-        yield g, table
+        while len(pending) <= READ_AHEAD and i + len(pending) < len(groups):
+            at = i + len(pending)
+            if at == 0 and first is not None:
+                pending.append(first)
+                first = None
+            else:
+                pending.append(pool.submit(tier.groups.read, groups[at]))
+        yield g, pending.popleft().result()
 
 
 def segment_match(tier: OpenTier, order: LabelOrder, times: np.ndarray, mode: JoinMode,
