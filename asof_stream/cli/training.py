@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..training.label_scan import scan_ahead
+from ..training.segment_ahead import read_ahead
 from .common import config_option, handle_errors, main
 from .progress import row_progress
 
@@ -56,8 +57,9 @@ def with_label_options(fn: Callable[..., None]) -> Callable[..., None]:
 
 
 def reading_labels_ahead(fn: Callable[..., None]) -> Callable[..., None]:
-    """Start reading a CSV label file (``labels_path``) for a CSV output, the fast path's
-    case, before ``fn`` (the config's loading) runs."""
+    """Start reading a CSV label file (``labels_path``) and the first row groups of the
+    first view's segment for a CSV output, the fast path's case, before ``fn`` (the
+    config's loading) runs."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> None:
@@ -66,6 +68,9 @@ def reading_labels_ahead(fn: Callable[..., None]) -> Callable[..., None]:
                 labels.lower().endswith(".csv") and out.lower().endswith(".csv"):
             use_jemalloc()  # before Arrow allocates
             scan_ahead(labels, kwargs.get("timestamp_column") or "event_timestamp")
+            refs = [r for v in kwargs.get("features") or () for r in v.split(",") if r.strip()]
+            read_ahead(kwargs.get("config_path") or "asof.toml", refs,
+                       as_known_at=bool(kwargs.get("as_known_at")))
         fn(*args, **kwargs)
 
     return wrapper

@@ -52,12 +52,14 @@ from .columnar_labels import ColumnarLabels, read_plain_csv
 from .columnar_tiers import (
     READ_AHEAD,
     LabelOrder,
+    group_columns,
     head_match,
     read_first_group,
     segment_match,
 )
 from .csv_text import float_text
 from .matches import JoinMode
+from .segment_ahead import take as take_ahead
 
 _NEEDS_QUOTES = '[,"\r\n]'
 
@@ -122,7 +124,7 @@ Cells: TypeAlias = pa.Array | tuple[pa.Array, np.ndarray]
 def view_cells(log: OfflineLog, defs: Definitions, view: str, features: Sequence[str],
                keys: pa.Array, times: np.ndarray, mode: JoinMode, upto_seq: int,
                pool: Executor | None = None,
-               early: dict[str, Future[pa.Table]] | None = None) -> dict[str, Cells]:
+               early: dict[str, Future[pa.Table | None]] | None = None) -> dict[str, Cells]:
     """Per feature of ``view``, the CSV cell of each label's chosen row ("" for none), as
     the chosen rows' cells and each label's position among them.
     ``keys``: the labels' entity keys, dictionary-encoded (as ``dictionary_encode`` makes).
@@ -215,11 +217,14 @@ def columnar_csv(log: OfflineLog, defs: Definitions, labels_path: str | os.PathL
         # the first view's first segment's first row group is decoded while the labels
         # are parsed (an aggregation's source is read by the aggregation kernel)
         plain = [v for v in views if v in defs.views]
-        early: dict[str, Future[pa.Table]] = {}
+        early: dict[str, Future[pa.Table | None]] = {}
         if plain:
             first = list_segments(log.conn, plain[0], bound)[0]
-            early[first.file] = pool.submit(read_first_group, log, first.file, first.bytes,
-                                            [f for v, f in pairs if v == plain[0]], mode)
+            feats = [f for v, f in pairs if v == plain[0]]
+            ahead = take_ahead(log.segments_dir / first.file, first.bytes,
+                               group_columns(feats, mode), 0)
+            early[first.file] = ahead if ahead is not None else pool.submit(
+                read_first_group, log, first.file, first.bytes, feats, mode)
         return _columnar(log, defs, source, target, pairs, views, key_of, bound,
                          timestamp_column, mode, full_feature_names, progress, pool, early)
 
@@ -228,7 +233,7 @@ def _columnar(log: OfflineLog, defs: Definitions, source: Path, target: Path,
               pairs: list[tuple[str, str]], views: list[str], key_of: dict[str, str],
               bound: int, timestamp_column: str, mode: JoinMode, full_feature_names: bool,
               progress: Callable[[int], None] | None, pool: Executor,
-              early: dict[str, Future[pa.Table]]) -> ColumnarResult | None:
+              early: dict[str, Future[pa.Table | None]]) -> ColumnarResult | None:
     labels = read_plain_csv(source, timestamp_column, sorted(set(key_of.values())))
     if labels is None:
         return None

@@ -22,6 +22,7 @@ from .columnar import ColumnarResult, columnar_csv
 from .label_scan import forget, scanned
 from .labels import Labels, labels_from_any
 from .matches import JoinMode, tune_reader
+from .segment_ahead import forget as forget_groups
 from .sidecar import Sidecar, describe, file_digest, retained_since, write_sidecar
 from .training_set import (
     TrainingSet,
@@ -64,8 +65,9 @@ def make_training_set(config: Config, defs: Definitions, labels_path: str, refs:
                      full_feature_names=full_feature_names, upto_seq=upto_seq,
                      shard_marks=shard_marks, jobs=jobs, progress_bar=progress_bar,
                      started=started)
-    finally:
-        forget(labels_path)  # a scan read ahead (label_scan.scan_ahead), used or not
+    finally:  # what was read ahead (label_scan, segment_ahead), used or not
+        forget(labels_path)
+        forget_groups()
 
 
 def _make(config: Config, defs: Definitions, labels_path: str, refs: list[str], out: str, *,
@@ -97,6 +99,7 @@ def _make(config: Config, defs: Definitions, labels_path: str, refs: list[str], 
         ts, rows = fast, fast.rows
     else:
         forget(labels_path)  # not to hold the scan's memory through the general join
+        forget_groups()
         labels = labels_from_any(labels_path, defs, timestamp_column=timestamp_column)
         if jobs is None:
             from .parallel_join import auto_jobs  # not imported by the fast path
