@@ -455,3 +455,17 @@ def test_labels_scanned_ahead_are_the_file_as_read_then(tmp_path: Path) -> None:
     assert again is not None and again.lines.to_pylist() == ["\nc3,2026-01-03T00:00:00Z"]
     forget(path)
     assert scanned(path) is None
+
+
+@settings(deadline=None)
+@given(st.lists(st.integers(0, 2**16 + 5) | st.integers(0, 2**33), max_size=50))
+def test_stable_order_is_a_stable_argsort(keys: list[int]) -> None:
+    """The labels' order by key (16-bit radix passes) is numpy's stable argsort."""
+    import numpy as np
+
+    from asof_stream.training.columnar_tiers import stable_order
+
+    arr = np.array(keys, dtype=np.int64)
+    assert stable_order(arr).tolist() == np.argsort(arr, kind="stable").tolist()
+    small = arr % 300
+    assert stable_order(small).tolist() == np.argsort(small, kind="stable").tolist()

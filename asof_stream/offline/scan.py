@@ -185,12 +185,13 @@ class OpenTier:
 def open_view(log: OfflineLog, defs: Definitions, view: str, *, max_seq: int | None = None,
               columns: Sequence[str] | None = None,
               entities: Sequence[str] | pa.Array | None = None,
-              ingest_ts: bool = True, readers: int = 1) -> tuple[list[OpenTier], Tier]:
+              ingest_ts: bool = True, readers: int = 1,
+              presorted: bool = False) -> tuple[list[OpenTier], Tier]:
     """:func:`scan_view`'s snapshot with its segments opened, not read (for a reader that
     goes a row group at a time, entity columns dictionary-encoded, row groups holding
     none of ``entities`` skipped; ``readers``: threads reading groups of one segment at
-    once; ``ingest_ts``: whether it is read, from the segments and the head), and its head
-    tier read."""
+    once; ``ingest_ts``: whether it is read, from the segments and the head; ``presorted``:
+    ``entities`` is an Arrow array sorted already, without nulls), and its head tier read."""
     spec = defs.views[view]
     features = list(columns) if columns is not None else spec.feature_names
     for name in features:
@@ -203,7 +204,8 @@ def open_view(log: OfflineLog, defs: Definitions, view: str, *, max_seq: int | N
         bound, segments, rows = _snapshot(log, view, max_seq, entities)
         try:
             opened = [OpenTier(s, SegmentGroups(log.segments_dir / s.file, s.bytes, wanted,
-                                                entities, readers=readers), bound)
+                                                entities, readers=readers,
+                                                presorted=presorted), bound)
                       for s in segments]
         except SegmentError:
             if not _manifest_moved(log, segments):

@@ -171,10 +171,12 @@ class SegmentGroups:
     and rows of other entities kept. Opening checks the size; the open file is read even
     if a compaction removes it after. ``readers``: how many threads may read groups at
     once (an Arrow Parquet reader is not safe to share between threads, so each has its
-    own handle, all opened here)."""
+    own handle, all opened here); ``presorted``: ``entities`` is an Arrow array sorted
+    already, without nulls."""
 
     def __init__(self, path: Path, size: int, columns: list[str],
-                 entities: list[str] | pa.Array | None = None, *, readers: int = 1) -> None:
+                 entities: list[str] | pa.Array | None = None, *, readers: int = 1,
+                 presorted: bool = False) -> None:
         self.path = path
         self.columns = columns
         self.file = open_checked(path, size, read_dictionary=["entity"])
@@ -187,7 +189,7 @@ class SegmentGroups:
         else:
             if not isinstance(entities, pa.Array):
                 entities = text_array(list(entities))
-            self.groups = row_groups_with(self.file, entities)
+            self.groups = row_groups_with(self.file, entities, presorted=presorted)
 
     def read(self, group: int) -> pa.Table:
         reader = self._free.get()  # waits while every handle is reading

@@ -133,13 +133,13 @@ def view_cells(log: OfflineLog, defs: Definitions, view: str, features: Sequence
     spec = defs.views[view]
     if not pa.types.is_dictionary(keys.type):
         keys = keys.dictionary_encode()
+    order = LabelOrder(keys)  # its sorted keys pick the row groups
     segments, head = open_view(log, defs, view, max_seq=upto_seq, columns=features,
-                               entities=keys.dictionary, ingest_ts=mode.as_known_at,
-                               readers=READ_AHEAD if pool is not None else 1)
-    order = LabelOrder(keys) if segments else None
+                               entities=order.sorted_keys, ingest_ts=mode.as_known_at,
+                               readers=READ_AHEAD if pool is not None else 1, presorted=True)
     tiers = [segment_match(t, order, times, mode, spec.ttl, features, pool,
                            (early or {}).pop(t.segment.file, None))
-             for t in segments if order is not None]
+             for t in segments]
     if head.table.num_rows or not tiers:
         tiers.append(head_match(head.table, keys, times, mode, spec.ttl, features))
     parts: dict[str, list[pa.Array]] = {f: [] for f in features}
