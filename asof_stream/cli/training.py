@@ -50,6 +50,22 @@ def use_jemalloc() -> None:
         pass
 
 
+def one_malloc_arena() -> None:
+    """One glibc malloc arena for the threads to come, unless ``MALLOC_ARENA_MAX`` says
+    otherwise: glibc gives each thread an arena of its own, which keeps the memory its
+    thread freed (the label scan's and the row-group reads' numpy temporaries), and the
+    reads ahead then raised the peak by about 20 MB at 1M rows x 200k labels. A no-op
+    without glibc."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).mallopt(-8, 1)  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass
+
+
 def with_label_options(fn: Callable[..., None]) -> Callable[..., None]:
     for opt in reversed(label_options):
         fn = opt(fn)
@@ -67,6 +83,7 @@ def reading_labels_ahead(fn: Callable[..., None]) -> Callable[..., None]:
         if isinstance(labels, str) and isinstance(out, str) and \
                 labels.lower().endswith(".csv") and out.lower().endswith(".csv"):
             use_jemalloc()  # before Arrow allocates
+            one_malloc_arena()  # before the threads start
             scan_ahead(labels, kwargs.get("timestamp_column") or "event_timestamp")
             refs = [r for v in kwargs.get("features") or () for r in v.split(",") if r.strip()]
             read_ahead(kwargs.get("config_path") or "asof.toml", refs,
