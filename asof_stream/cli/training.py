@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..training.label_scan import forget as forget_labels
 from ..training.label_scan import scan_ahead
+from ..training.segment_ahead import forget as forget_groups
 from ..training.segment_ahead import read_ahead
 from .common import config_option, handle_errors, main
 from .progress import row_progress
@@ -80,15 +82,21 @@ def reading_labels_ahead(fn: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> None:
         labels, out = kwargs.get("labels_path"), kwargs.get("out")
-        if isinstance(labels, str) and isinstance(out, str) and \
-                labels.lower().endswith(".csv") and out.lower().endswith(".csv"):
-            use_jemalloc()  # before Arrow allocates
-            one_malloc_arena()  # before the threads start
-            scan_ahead(labels, kwargs.get("timestamp_column") or "event_timestamp")
-            refs = [r for v in kwargs.get("features") or () for r in v.split(",") if r.strip()]
-            read_ahead(kwargs.get("config_path") or "asof.toml", refs,
-                       as_known_at=bool(kwargs.get("as_known_at")))
-        fn(*args, **kwargs)
+        if not (isinstance(labels, str) and isinstance(out, str) and
+                labels.lower().endswith(".csv") and out.lower().endswith(".csv")):
+            fn(*args, **kwargs)
+            return
+        use_jemalloc()  # before Arrow allocates
+        one_malloc_arena()  # before the threads start
+        scan_ahead(labels, kwargs.get("timestamp_column") or "event_timestamp")
+        refs = [r for v in kwargs.get("features") or () for r in v.split(",") if r.strip()]
+        read_ahead(kwargs.get("config_path") or "asof.toml", refs,
+                   as_known_at=bool(kwargs.get("as_known_at")))
+        try:
+            fn(*args, **kwargs)
+        finally:  # a bad config or reference ends the command before the join forgets them
+            forget_labels(labels)
+            forget_groups()
 
     return wrapper
 
