@@ -1,4 +1,9 @@
-"""Loading ``asof.toml``: parse, validate, resolve paths, report errors by file and field."""
+"""Loading ``asof.toml``: parse, validate, resolve paths, report errors by file and field.
+
+pydantic and the definitions' models are imported when a file is first validated, not
+with this module: ``training-set`` starts reading its labels in a thread before that
+(:func:`~asof_stream.training.label_scan.scan_ahead`).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,11 @@ import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
-from .config_errors import EnvPaths, format_validation_error
-from .definitions import Definitions
+if TYPE_CHECKING:
+    from .config_errors import EnvPaths
+    from .definitions import Definitions
 
 DEFAULT_CONFIG = "asof.toml"
 ENV_PREFIX = "ASOF_"
@@ -90,6 +94,11 @@ def parse_config(text: str, path: Path) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     data, env = _env_overrides(data)
+    from pydantic import ValidationError
+
+    from .config_errors import format_validation_error
+    from .definitions import Definitions
+
     try:
         defs = Definitions.model_validate(data, context={"root": path.resolve().parent})
     except ValidationError as exc:

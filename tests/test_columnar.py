@@ -279,7 +279,7 @@ def test_arrow_reads_rfc3339_as_cell_to_micros(t: int, style: str) -> None:
     import pyarrow as pa
 
     from asof_stream.timestamps import TimestampError, cell_to_micros
-    from asof_stream.training.columnar_labels import rfc3339_micros
+    from asof_stream.training.label_scan import rfc3339_micros
 
     cell = label_time(t, style) if style == "Z" or -62135596800 * S + 86400 * S < t < \
         253402300799 * S - 86400 * S else to_iso(t)
@@ -343,20 +343,73 @@ def test_take_sorted_is_take(chunks: list[list[int | None]], data: st.DataObject
                 st.integers(-62135596800, 253402300799).map(lambda s: to_iso(s * S)),
                 min_size=1, max_size=5))
 def test_plain_utc_shape_is_a_case_of_the_regex(cells: list[str]) -> None:
-    """The byte check that spares the regex accepts only cells the regex accepts, and
-    every whole-second UTC time."""
+    """The byte check that spares the regex accepts only cells the regex accepts (but for
+    year 0000, which the digits then refuse), and every whole-second UTC time."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from asof_stream.training.columnar_labels import _RFC3339, _plain_utc
+    from asof_stream.training.label_scan import _RFC3339, _plain_digits
 
     column = pa.array(cells, pa.string())
     regex = pc.all(pc.match_substring_regex(column, _RFC3339)).as_py()
-    assert not _plain_utc(column) or regex
-    if all(len(c) == 20 and c.endswith("Z") and not c.startswith("0000") and c[10] == "T"
+    digits = _plain_digits(column)
+    assert digits is None or regex or (digits[:, :4] == 0).all(axis=1).any()
+    if all(len(c) == 20 and c.endswith("Z") and c[10] == "T"
            and c.count("-") == 2 and c.count(":") == 2 for c in cells) and regex:
-        assert _plain_utc(column)
-    assert _plain_utc(column.slice(1)) == (len(cells) > 1 and _plain_utc(pa.array(cells[1:])))
+        assert digits is not None
+    assert (_plain_digits(column.slice(1)) is not None) == (
+        len(cells) > 1 and _plain_digits(pa.array(cells[1:])) is not None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(-62135596800, 253402300799).map(lambda s: to_iso(s * S)) |
+                st.tuples(st.integers(0, 9999), st.integers(0, 19), st.integers(0, 39),
+                          st.integers(0, 29), st.integers(0, 69), st.integers(0, 69)).map(
+                    lambda p: "{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}Z".format(*p)),
+                min_size=1, max_size=6))
+def test_plain_utc_digits_read_as_cell_to_micros(cells: list[str]) -> None:
+    """Whole-second UTC cells computed from their digits give cell_to_micros' instants,
+    and None as soon as one of them is no valid instant (February 30th, hour 24, second
+    60, month 13, year 0000)."""
+    import pyarrow as pa
+
+    from asof_stream.timestamps import TimestampError, cell_to_micros
+    from asof_stream.training.label_scan import rfc3339_micros
+
+    want: list[int] | None = []
+    for c in cells:
+        try:
+            want.append(cell_to_micros(c))  # type: ignore[union-attr]
+        except TimestampError:
+            want = None
+            break
+    got = rfc3339_micros(pa.array(cells, pa.string()))
+    assert (None if got is None else got.tolist()) == want
+
+
+def test_plain_utc_digits_at_the_calendar_edges() -> None:
+    """Leap days (2000 and 2024 yes, 1900 and 2023 no), the first and last instants,
+    month ends: as cell_to_micros, each alone and all together."""
+    import pyarrow as pa
+
+    from asof_stream.timestamps import TimestampError, cell_to_micros
+    from asof_stream.training.label_scan import rfc3339_micros
+
+    good = ["2000-02-29T00:00:00Z", "2024-02-29T23:59:59Z", "0001-01-01T00:00:00Z",
+            "9999-12-31T23:59:59Z", "1970-01-01T00:00:00Z", "1969-12-31T23:59:59Z",
+            "2025-04-30T12:00:00Z", "2025-12-31T00:00:00Z", "1600-03-01T00:00:00Z"]
+    bad = ["1900-02-29T00:00:00Z", "2023-02-29T00:00:00Z", "2025-04-31T00:00:00Z",
+           "2025-00-10T00:00:00Z", "2025-01-00T00:00:00Z", "2025-13-01T00:00:00Z",
+           "2025-01-01T00:60:00Z", "2025-01-01T00:00:60Z", "0000-06-01T00:00:00Z"]
+    for cell in good:
+        got = rfc3339_micros(pa.array([cell], pa.string()))
+        assert got is not None and got.tolist() == [cell_to_micros(cell)], cell
+    got = rfc3339_micros(pa.array(good, pa.string()))
+    assert got is not None and got.tolist() == [cell_to_micros(c) for c in good]
+    for cell in bad:
+        with pytest.raises(TimestampError):
+            cell_to_micros(cell)
+        assert rfc3339_micros(pa.array([*good, cell], pa.string())) is None, cell
 
 
 @settings(deadline=None)
@@ -372,3 +425,47 @@ def test_special_bytes_check_is_the_regex(cells: list[str | None], cut: int) -> 
     column = pa.array(cells, pa.string()).slice(min(cut, len(cells)))
     want = bool(pc.any(pc.match_substring_regex(column, _NEEDS_QUOTES)).as_py())
     assert _has_special_bytes(column) == want or (not want and column.null_count)
+
+
+def test_labels_scanned_ahead_are_the_file_as_read_then(tmp_path: Path) -> None:
+    """A scan started ahead (training-set's thread) gives read_plain_csv what reading the
+    file then gives, and the digest of those bytes; once the file changes, the scan is
+    not used and the file is read again."""
+    import hashlib
+    import os
+
+    from asof_stream.training.label_scan import forget, scan_ahead, scanned
+
+    path = tmp_path / "l.csv"
+    path.write_bytes(b"customer_id,event_timestamp,label\r\nc1,2026-01-01T00:00:00Z,1\r\n"
+                     b"c2,2026-01-02T00:00:00Z,0\r\n")
+    fresh = read_plain_csv(path, "event_timestamp", ["customer_id"])
+    scan_ahead(str(path), "event_timestamp")
+    ahead = scanned(path)
+    assert ahead is not None and ahead.digest == (
+        path.stat().st_size, hashlib.sha256(path.read_bytes()).hexdigest())
+    got = read_plain_csv(path, "event_timestamp", ["customer_id"])
+    assert fresh is not None and got is not None
+    assert got.lines.equals(fresh.lines) and got.times.tolist() == fresh.times.tolist()
+    assert got.cells.column("customer_id").equals(fresh.cells.column("customer_id"))
+    path.write_bytes(b"customer_id,event_timestamp\nc3,2026-01-03T00:00:00Z\n")
+    os.utime(path, ns=(1, 1))  # a new modification time even on a coarse clock
+    assert scanned(path) is None
+    again = read_plain_csv(path, "event_timestamp", ["customer_id"])
+    assert again is not None and again.lines.to_pylist() == ["\nc3,2026-01-03T00:00:00Z"]
+    forget(path)
+    assert scanned(path) is None
+
+
+@settings(deadline=None)
+@given(st.lists(st.integers(0, 2**16 + 5) | st.integers(0, 2**33), max_size=50))
+def test_stable_order_is_a_stable_argsort(keys: list[int]) -> None:
+    """The labels' order by key (16-bit radix passes) is numpy's stable argsort."""
+    import numpy as np
+
+    from asof_stream.training.columnar_tiers import stable_order
+
+    arr = np.array(keys, dtype=np.int64)
+    assert stable_order(arr).tolist() == np.argsort(arr, kind="stable").tolist()
+    small = arr % 300
+    assert stable_order(small).tolist() == np.argsort(small, kind="stable").tolist()

@@ -303,3 +303,43 @@ def test_sealed_log_writes_the_same_file_and_sidecar(project: Path,
         different = {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
         assert different <= {"out", "created_at", "output", "built_at", "duration_s"}, different
     assert used == [True, False]
+
+
+def test_row_groups_read_ahead_of_the_config_are_the_ones_used(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """training-set starts decoding the first segment's row groups from its guess at the
+    raw TOML before the config loads; the fast path takes them when it reads those very
+    groups (and the file is the one it would have written anyway); groups read with
+    other columns are not taken."""
+    from asof_stream.offline.log import OfflineLog
+    from asof_stream.offline.seal import compact
+    from asof_stream.training import segment_ahead
+
+    labels = str(project / "labels.csv")
+    assert run(project, "training-set", "--labels", labels, "--features", "customer_stats",
+               "--out", str(project / "out-head.csv")).exit_code == 0
+    from asof_stream.config import load_config
+
+    with OfflineLog(load_config(project / "asof.toml").offline_path) as log:
+        assert compact(log, load_config(project / "asof.toml").defs).sealed_rows == 3
+    taken: list[bool] = []
+    real = segment_ahead.take
+
+    def spy(*args: Any) -> Any:
+        got = real(*args)
+        taken.append(got is not None)
+        return got
+
+    monkeypatch.setattr("asof_stream.training.columnar.take_ahead", spy)
+    r = run(project, "training-set", "--labels", labels, "--features", "customer_stats",
+            "--out", str(project / "out-sealed.csv"))
+    assert r.exit_code == 0, r.output
+    assert taken == [True]
+    assert (project / "out-sealed.csv").read_bytes() == (project / "out-head.csv").read_bytes()
+    taken.clear()
+    segment_ahead.read_ahead(project / "asof.toml", ["customer_stats:tier"], as_known_at=False)
+    r = run(project, "training-set", "--labels", labels, "--features", "customer_stats",
+            "--out", str(project / "out-again.csv"))
+    assert r.exit_code == 0, r.output
+    assert taken == [False]  # other columns were read ahead: the fast path read its own
+    assert (project / "out-again.csv").read_bytes() == (project / "out-head.csv").read_bytes()

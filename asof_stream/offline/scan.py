@@ -34,12 +34,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import repeat
+from typing import TYPE_CHECKING
 
 import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..definitions import Definitions
 from .log import HIGH_SEQ_SQL, OfflineLog
 from .manifest import Segment, has_manifest, list_segments
 from .segments import (
@@ -50,6 +50,9 @@ from .segments import (
     column_name,
     read_segment,
 )
+
+if TYPE_CHECKING:
+    from ..definitions import Definitions
 
 BASE_COLUMNS = ("seq", "entity", "event_timestamp", "ingest_ts")
 HEAD_ANY_SQL = "SELECT 1 FROM log WHERE view = ? AND seq <= ? LIMIT 1"
@@ -182,22 +185,28 @@ class OpenTier:
 def open_view(log: OfflineLog, defs: Definitions, view: str, *, max_seq: int | None = None,
               columns: Sequence[str] | None = None,
               entities: Sequence[str] | pa.Array | None = None,
-              ingest_ts: bool = True) -> tuple[list[OpenTier], Tier]:
+              ingest_ts: bool = True, readers: int = 1,
+              presorted: bool = False) -> tuple[list[OpenTier], Tier]:
     """:func:`scan_view`'s snapshot with its segments opened, not read (for a reader that
     goes a row group at a time, entity columns dictionary-encoded, row groups holding
-    none of ``entities`` skipped), and its head tier read."""
+    none of ``entities`` skipped; ``readers``: threads reading groups of one segment at
+    once; ``ingest_ts``: whether it is read, from the segments and the head; ``presorted``:
+    ``entities`` is an Arrow array sorted already, without nulls), and its head tier read."""
     spec = defs.views[view]
     features = list(columns) if columns is not None else spec.feature_names
     for name in features:
         spec.feature(name)
-    wanted = [*BASE_COLUMNS, *(column_name(f) for f in features)]
+    base = [c for c in BASE_COLUMNS if ingest_ts or c != "ingest_ts"]
+    wanted = [*base, *(column_name(f) for f in features)]
     if entities is not None and not isinstance(entities, pa.Array):
         entities = list(entities)
     for _attempt in range(5):
         bound, segments, rows = _snapshot(log, view, max_seq, entities)
         try:
             opened = [OpenTier(s, SegmentGroups(log.segments_dir / s.file, s.bytes, wanted,
-                                                entities), bound) for s in segments]
+                                                entities, readers=readers,
+                                                presorted=presorted), bound)
+                      for s in segments]
         except SegmentError:
             if not _manifest_moved(log, segments):
                 raise

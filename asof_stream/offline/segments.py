@@ -17,16 +17,18 @@ from __future__ import annotations
 import bisect
 import hashlib
 import os
+import queue
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..definitions import FeatureView
+if TYPE_CHECKING:
+    from ..definitions import FeatureView
 
 META_COLUMNS = ("seq", "entity", "event_timestamp", "ingest_ts", "event_id", "source", "position",
                 "def_version")
@@ -167,25 +169,36 @@ class SegmentGroups:
     the ``entities`` given (all without). A group comes with its entity column as Parquet
     keeps it, dictionary-encoded (each chunk's dictionary the group's distinct entities),
     and rows of other entities kept. Opening checks the size; the open file is read even
-    if a compaction removes it after."""
+    if a compaction removes it after. ``readers``: how many threads may read groups at
+    once (an Arrow Parquet reader is not safe to share between threads, so each has its
+    own handle, all opened here); ``presorted``: ``entities`` is an Arrow array sorted
+    already, without nulls."""
 
     def __init__(self, path: Path, size: int, columns: list[str],
-                 entities: list[str] | pa.Array | None = None) -> None:
+                 entities: list[str] | pa.Array | None = None, *, readers: int = 1,
+                 presorted: bool = False) -> None:
         self.path = path
         self.columns = columns
         self.file = open_checked(path, size, read_dictionary=["entity"])
+        self._free: queue.SimpleQueue[pq.ParquetFile] = queue.SimpleQueue()
+        self._free.put(self.file)
+        for _ in range(readers - 1):
+            self._free.put(open_checked(path, size, read_dictionary=["entity"]))
         if entities is None:
             self.groups = list(range(self.file.metadata.num_row_groups))
         else:
             if not isinstance(entities, pa.Array):
                 entities = text_array(list(entities))
-            self.groups = row_groups_with(self.file, entities)
+            self.groups = row_groups_with(self.file, entities, presorted=presorted)
 
     def read(self, group: int) -> pa.Table:
+        reader = self._free.get()  # waits while every handle is reading
         try:
-            return self.file.read_row_group(group, columns=self.columns)
+            return reader.read_row_group(group, columns=self.columns)
         except (pa.ArrowException, OSError) as exc:
             raise SegmentError(f"segment {self.path} cannot be read: {exc}") from None
+        finally:
+            self._free.put(reader)
 
 
 def _decoded(table: pa.Table) -> pa.Table:

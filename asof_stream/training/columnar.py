@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -48,9 +49,17 @@ from ..offline.manifest import list_segments
 from ..offline.scan import open_view
 from ..offline.segments import column_name, text_array
 from .columnar_labels import ColumnarLabels, read_plain_csv
-from .columnar_tiers import LabelOrder, head_match, read_first_group, segment_match
+from .columnar_tiers import (
+    READ_AHEAD,
+    LabelOrder,
+    group_columns,
+    head_match,
+    read_first_group,
+    segment_match,
+)
 from .csv_text import float_text
 from .matches import JoinMode
+from .segment_ahead import take as take_ahead
 
 _NEEDS_QUOTES = '[,"\r\n]'
 
@@ -67,7 +76,8 @@ class ColumnarResult:
 
 
 _WORDS = text_array(["", "true", "false", '"', ",", ".0"])
-_EMPTY, _TRUE, _FALSE, _QUOTE, _COMMA, _DOT_ZERO = (_WORDS[i] for i in range(6))
+_EMPTY, _TRUE, _FALSE, _QUOTE, _DOT_ZERO = (_WORDS[i] for i in (0, 1, 2, 3, 5))
+_SEP = _WORDS[4]
 
 
 def csv_cells(column: pa.ChunkedArray | pa.Array, dtype: str) -> pa.Array:
@@ -106,23 +116,30 @@ def _has_special_bytes(col: pa.Array) -> bool:
     return bool(_SPECIAL[np.frombuffer(data, dtype=np.uint8)[lo:hi]].any())
 
 
+#: a column of CSV cells, one per label: an array, or (distinct cells, per label the
+#: position of its cell among them)
+Cells: TypeAlias = pa.Array | tuple[pa.Array, np.ndarray]
+
+
 def view_cells(log: OfflineLog, defs: Definitions, view: str, features: Sequence[str],
                keys: pa.Array, times: np.ndarray, mode: JoinMode, upto_seq: int,
                pool: Executor | None = None,
-               early: dict[str, Future[pa.Table]] | None = None) -> dict[str, pa.Array]:
-    """Per feature of ``view``, the CSV cell of each label's chosen row ("" for none).
+               early: dict[str, Future[pa.Table | None]] | None = None) -> dict[str, Cells]:
+    """Per feature of ``view``, the CSV cell of each label's chosen row ("" for none), as
+    the chosen rows' cells and each label's position among them.
     ``keys``: the labels' entity keys, dictionary-encoded (as ``dictionary_encode`` makes).
     ``pool``: reads the row groups ahead; ``early``: by segment file, its row group 0
     already being read (:func:`read_first_group`)."""
     spec = defs.views[view]
     if not pa.types.is_dictionary(keys.type):
         keys = keys.dictionary_encode()
+    order = LabelOrder(keys)  # its sorted keys pick the row groups
     segments, head = open_view(log, defs, view, max_seq=upto_seq, columns=features,
-                               entities=keys.dictionary, ingest_ts=mode.as_known_at)
-    order = LabelOrder(keys) if segments else None
+                               entities=order.sorted_keys, ingest_ts=mode.as_known_at,
+                               readers=READ_AHEAD if pool is not None else 1, presorted=True)
     tiers = [segment_match(t, order, times, mode, spec.ttl, features, pool,
                            (early or {}).pop(t.segment.file, None))
-             for t in segments if order is not None]
+             for t in segments]
     if head.table.num_rows or not tiers:
         tiers.append(head_match(head.table, keys, times, mode, spec.ttl, features))
     parts: dict[str, list[pa.Array]] = {f: [] for f in features}
@@ -146,9 +163,8 @@ def view_cells(log: OfflineLog, defs: Definitions, view: str, features: Sequence
             picked = take_sorted(tier.features.column(column_name(f)), rows)
             parts[f].append(csv_cells(picked, spec.feature(f).dtype))
     where[where < 0] = offset  # the empty cell, last
-    at = int64_array(where)
     empty = text_array([""])
-    return {f: pc.take(pa.concat_arrays([*parts[f], empty]), at) for f in features}
+    return {f: (pa.concat_arrays([*parts[f], empty]), where) for f in features}
 
 
 def take_sorted(column: pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
@@ -197,15 +213,18 @@ def columnar_csv(log: OfflineLog, defs: Definitions, labels_path: str | os.PathL
     bound = log.max_seq() if upto_seq is None else upto_seq
     if any(not list_segments(log.conn, v, bound) for v in views if v in defs.views):
         return None
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="asof-read") as pool:
+    with ThreadPoolExecutor(max_workers=READ_AHEAD, thread_name_prefix="asof-read") as pool:
         # the first view's first segment's first row group is decoded while the labels
         # are parsed (an aggregation's source is read by the aggregation kernel)
         plain = [v for v in views if v in defs.views]
-        early: dict[str, Future[pa.Table]] = {}
+        early: dict[str, Future[pa.Table | None]] = {}
         if plain:
             first = list_segments(log.conn, plain[0], bound)[0]
-            early[first.file] = pool.submit(read_first_group, log, first.file, first.bytes,
-                                            [f for v, f in pairs if v == plain[0]], mode)
+            feats = [f for v, f in pairs if v == plain[0]]
+            ahead = take_ahead(log.segments_dir / first.file, first.bytes,
+                               group_columns(feats, mode), 0)
+            early[first.file] = ahead if ahead is not None else pool.submit(
+                read_first_group, log, first.file, first.bytes, feats, mode)
         return _columnar(log, defs, source, target, pairs, views, key_of, bound,
                          timestamp_column, mode, full_feature_names, progress, pool, early)
 
@@ -214,7 +233,7 @@ def _columnar(log: OfflineLog, defs: Definitions, source: Path, target: Path,
               pairs: list[tuple[str, str]], views: list[str], key_of: dict[str, str],
               bound: int, timestamp_column: str, mode: JoinMode, full_feature_names: bool,
               progress: Callable[[int], None] | None, pool: Executor,
-              early: dict[str, Future[pa.Table]]) -> ColumnarResult | None:
+              early: dict[str, Future[pa.Table | None]]) -> ColumnarResult | None:
     labels = read_plain_csv(source, timestamp_column, sorted(set(key_of.values())))
     if labels is None:
         return None
@@ -224,7 +243,7 @@ def _columnar(log: OfflineLog, defs: Definitions, source: Path, target: Path,
     for key in set(key_of.values()):
         if (int_numpy(pc.binary_length(labels.cells.column(key))) == 0).any():
             return None
-    cells: dict[tuple[str, str], pa.Array] = {}
+    cells: dict[tuple[str, str], Cells] = {}
     for v in views:
         feats = [f for vv, f in pairs if vv == v]
         keys = labels.cells.column(key_of[v]).combine_chunks().dictionary_encode()
@@ -242,7 +261,7 @@ def _columnar(log: OfflineLog, defs: Definitions, source: Path, target: Path,
 
 def aggregation_cells(log: OfflineLog, defs: Definitions, name: str, features: Sequence[str],
                       keys: pa.Array, times: np.ndarray, mode: JoinMode, upto_seq: int
-                      ) -> dict[str, pa.Array]:
+                      ) -> dict[str, Cells]:
     """Per feature of the aggregation ``name``, the CSV cell of its value at each label
     (:func:`~.aggregate.aggregate_view`, the general path's kernel, fed the labels' keys
     and times as arrays; cells rendered as :class:`~.aggregate.AggMatches` does)."""
@@ -252,25 +271,92 @@ def aggregation_cells(log: OfflineLog, defs: Definitions, name: str, features: S
     return dict(zip(features, matches.csv_cells(features), strict=True))
 
 
+#: label rows per block of output lines (bounded memory, and a block is written while
+#: the next one is gathered: Arrow's take and the file write release the GIL)
+WRITE_ROWS = 1 << 17
+
+
 def write_csv(target: Path, labels: ColumnarLabels, names: list[str],
-              cells: list[pa.Array]) -> None:
+              cells: Sequence[Cells]) -> None:
     """The label lines with these feature columns (``names``, one CSV cell per label each)
-    appended, joined in Arrow and written as one buffer to ``target`` (atomically)."""
+    appended, written to ``target`` (atomically). Columns given as (cells, positions)
+    with the same positions (one view's) are joined into one text per distinct row
+    first; each block of output lines is then one ``take`` over the label lines and those
+    texts, whose bytes are the file's (a take per column and a join per label cost
+    more), written while the next block is gathered."""
     from .writers import csv_cell
 
     head = labels.header + "," + ",".join(map(csv_cell, names))
-    body = pc.binary_join_element_wise(labels.lines, *cells, _COMMA)
+    values, index = _gather_plan(labels.lines, cells)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        with tmp.open("wb") as fh:
+        with tmp.open("wb") as fh, ThreadPoolExecutor(max_workers=1) as writer:
             fh.write(head.encode("utf-8"))
-            for chunk in (body.chunks if isinstance(body, pa.ChunkedArray) else [body]):
-                offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32 if chunk.type ==
-                                        pa.string() else np.int64)[chunk.offset:]
-                data = chunk.buffers()[2]
-                fh.write(memoryview(data)[offsets[0]:offsets[len(chunk)]])
+            pending: Future[int] | None = None
+            for lo in range(0, len(index), WRITE_ROWS):
+                block = values.take(int64_array(index[lo:lo + WRITE_ROWS].ravel()))
+                if pending is not None:
+                    pending.result()
+                pending = writer.submit(fh.write, _data_view(block))
+            if pending is not None:
+                pending.result()
             fh.write(b"\n")
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _gather_plan(lines: pa.Array, cells: Sequence[Cells]) -> tuple[pa.Array, np.ndarray]:
+    """One array holding the label lines and, per run of columns with the same positions,
+    their cells joined as ``,a,b,...``; and per label the positions of its line and of its
+    texts in it."""
+    n = len(lines)
+    runs: list[tuple[list[pa.Array], np.ndarray | None]] = []
+    for column in cells:
+        values, at = column if isinstance(column, tuple) else (column, None)
+        if runs and runs[-1][1] is at and at is not None:
+            runs[-1][0].append(values)
+        else:
+            runs.append(([values], at))
+    parts: list[pa.Array] = [lines]
+    index = np.empty((n, 1 + len(runs)), dtype=np.int64)
+    index[:, 0] = np.arange(n, dtype=np.int64)
+    base = n
+    for j, (columns, at) in enumerate(runs):
+        text = pc.binary_join_element_wise(_EMPTY, *columns, _SEP)  # ",a,b"
+        index[:, 1 + j] = base + (np.arange(n, dtype=np.int64) if at is None else at)
+        parts.append(text)
+        base += len(text)
+    # a cell may be picked for many labels: a block of WRITE_ROWS rows holds at most that
+    # many times the widest line and texts, which must stay below 2 GiB for ``string``
+    widest = sum(_widest(p) for p in parts)
+    kind = pa.large_string() if WRITE_ROWS * widest >= 2**31 or any(
+        p.type == pa.large_string() for p in parts) else pa.string()
+    if sum(_data_size(p) for p in parts) >= 2**31:
+        kind = pa.large_string()
+    return pa.concat_arrays([p.cast(kind) if p.type != kind else p for p in parts]), index
+
+
+def _data_size(arr: pa.Array) -> int:
+    data = arr.buffers()[2]
+    return 0 if data is None else int(data.size)
+
+
+def _widest(arr: pa.Array) -> int:
+    """The length of the longest element of a string array (bytes)."""
+    if not len(arr):
+        return 0
+    dtype = np.int64 if arr.type == pa.large_string() else np.int32
+    offsets = np.frombuffer(arr.buffers()[1], dtype=dtype)[arr.offset:arr.offset + len(arr) + 1]
+    return int(np.diff(offsets).max())
+
+
+def _data_view(chunk: pa.Array) -> memoryview:
+    """The bytes of a string array's values, end to end."""
+    offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32 if chunk.type == pa.string()
+                            else np.int64)[chunk.offset:]
+    data = chunk.buffers()[2]
+    if data is None:
+        return memoryview(b"")
+    return memoryview(data)[offsets[0]:offsets[len(chunk)]]

@@ -19,8 +19,10 @@ from ..offline.log import open_log
 from ..offline.shards import is_sharded, shard_dir
 from ..transforms.training import input_pairs
 from .columnar import ColumnarResult, columnar_csv
+from .label_scan import forget, scanned
 from .labels import Labels, labels_from_any
 from .matches import JoinMode, tune_reader
+from .segment_ahead import forget as forget_groups
 from .sidecar import Sidecar, describe, file_digest, retained_since, write_sidecar
 from .training_set import (
     TrainingSet,
@@ -57,12 +59,29 @@ def make_training_set(config: Config, defs: Definitions, labels_path: str, refs:
     ``jobs``: join processes (default :func:`~.parallel_join.auto_jobs`).
     """
     started = time.perf_counter()
+    try:
+        return _make(config, defs, labels_path, refs, out, timestamp_column=timestamp_column,
+                     strict=strict, as_known_at=as_known_at,
+                     full_feature_names=full_feature_names, upto_seq=upto_seq,
+                     shard_marks=shard_marks, jobs=jobs, progress_bar=progress_bar,
+                     started=started)
+    finally:  # what was read ahead (label_scan, segment_ahead), used or not
+        forget(labels_path)
+        forget_groups()
+
+
+def _make(config: Config, defs: Definitions, labels_path: str, refs: list[str], out: str, *,
+          timestamp_column: str, strict: bool, as_known_at: bool, full_feature_names: bool,
+          upto_seq: int | None, shard_marks: dict[str, int] | None, jobs: int | None,
+          progress_bar: ProgressBar, started: float) -> str:
     output_format(out)  # an unknown extension fails before any work
     refuse_replacing_input(out, [labels_path])
     # unknown refs fail before the labels; progress counts the views joined
     views = len({v for v, _ in input_pairs(defs, defs.resolve_refs(refs))})
     # the digest of what is read next, not of what is there at the end
-    digest = file_digest(labels_path) if os.path.isfile(labels_path) else None
+    ahead = scanned(labels_path)
+    digest = ahead.digest if ahead is not None else \
+        file_digest(labels_path) if os.path.isfile(labels_path) else None
     options = {"strict": strict, "as_known_at": as_known_at,
                "full_feature_names": full_feature_names}
     fast: ColumnarResult | None = None
@@ -79,6 +98,8 @@ def make_training_set(config: Config, defs: Definitions, labels_path: str, refs:
     if fast is not None:
         ts, rows = fast, fast.rows
     else:
+        forget(labels_path)  # not to hold the scan's memory through the general join
+        forget_groups()
         labels = labels_from_any(labels_path, defs, timestamp_column=timestamp_column)
         if jobs is None:
             from .parallel_join import auto_jobs  # not imported by the fast path
