@@ -105,3 +105,13 @@ def test_bad_sidecars_are_clear_errors(project: Path, text: str, message: str) -
 def test_missing_sidecar(project: Path) -> None:
     r = run(project, "rebuild", str(project / "nope.json"))
     assert r.exit_code != 0 and "no such sidecar file" in r.output
+
+
+def test_the_recorded_version_equals_the_installed_metadata() -> None:
+    """The sidecar records ``asof_stream.__version__``: it must be the version pip
+    installed (pyproject.toml's)."""
+    from importlib.metadata import version
+
+    import asof_stream
+
+    assert asof_stream.__version__ == version("asof-stream")
