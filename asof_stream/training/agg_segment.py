@@ -8,22 +8,24 @@ cost more than decoding the Parquet. Here each row group is decoded, keyed and s
 its own, two at a time (pyarrow and numpy release the GIL; each thread reads through its
 own file handle), so no per-row array is made but the value columns:
 
-1. the entity columns (dictionary-encoded, small) of every row group the labels may
-   need; every group's dictionary coded in one lookup (codes as
-   :func:`~.agg_source.coded_rows` gives them: ``2i + 1`` for the labels' ``i``-th key,
-   even for other entities);
+1. the entity columns (dictionary-encoded, small) of every row group; all the groups'
+   dictionaries, one after the other, coded by entity run and the labels' keys looked up
+   among them in one pass (:func:`~asof_stream.kernels.entity_codes.encode_entities`, the
+   as-of join's coding: one segment is one tier, so codes need not be shared with others
+   as the general path's are); the groups with none of the labels' entities are skipped;
 2. the labels' edges (the window rule, :func:`~asof_stream.aggregations.bounds.
-   edge_thresholds`) as keys of the same layout (:class:`~asof_stream.kernels.sortkeys.
-   PackedKeys`: ``code << b | (ts - base)``), sorted once (the upper edges' order sorts
-   every lower edge too: both grow with the label's time), while step 1 runs;
-3. per row group: its time and value columns, its rows' keys (an even-coded row's time
-   offset is 0, so the keys are sorted: checked), each edge array's slice that falls in
-   the group searched there (in the cache), the values copied to their place.
+   edge_thresholds`) as keys of one layout (:class:`~asof_stream.kernels.sortkeys.
+   PackedKeys`: ``code << b | (ts - base)``, ``b`` from the groups' time statistics),
+   sorted once (the upper edges' order sorts every lower edge too: both grow with the
+   label's time; checked), while the first group is read;
+3. per row group: its time and value columns, its rows' keys (checked sorted), each edge
+   array's slice that falls in the group searched there (in the cache), the values
+   copied to their place.
 
 An edge's row count is then the rows of the groups wholly at or below it plus its count
-in the group it falls in. The layout needs the row groups' time statistics and codes and
-times that fit in 64 bits together; without them, or with several tiers, the general
-path reads the rows (:func:`~.agg_source.coded_rows`).
+in the group it falls in. Without time statistics, with codes and times that do not fit
+in 64 bits together, or with several tiers, the general path reads the rows
+(:func:`~.agg_source.coded_rows`).
 """
 
 from __future__ import annotations
@@ -40,27 +42,27 @@ import pyarrow.parquet as pq
 
 from ..aggregations.bounds import Windows, edge_thresholds
 from ..definitions import Definitions
-from ..kernels.buffers import bool_numpy, int_numpy
-from ..kernels.sortkeys import PackedKeys, packed_keys
+from ..kernels.buffers import bool_numpy, int_numpy, valid_numpy
+from ..kernels.entity_codes import encode_entities
+from ..kernels.sortkeys import PackedKeys, packed_keys, sorted_unique
 from ..offline.log import OfflineLog
 from ..offline.manifest import Segment
 from ..offline.scan import _manifest_moved, _snapshot
-from ..offline.segments import SegmentError, column_name, open_checked, row_groups_with
+from ..offline.segments import SegmentError, column_name, open_checked
 from .agg_source import (
     _NUMPY,
     CodedRows,
     KeyCodes,
-    _index_codes,
     _Numbers,
-    _run_codes,
     check_columns,
+    key_codes,
+    label_dictionary,
     snapshot_rows,
 )
 
 THREADS = 2
 T = TypeVar("T")
 R = TypeVar("R")
-_ALL = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
 
 
 @dataclass(slots=True)
@@ -83,46 +85,50 @@ class _Edges:
     part: np.ndarray
 
 
-def segment_windows(log: OfflineLog, seg: Segment, columns: Sequence[str], coded: KeyCodes,
-                    label_ts: np.ndarray, lengths: Sequence[int | None], *,
-                    strict: bool) -> SegmentWindows | None:
-    """The windows of every length in ``lengths`` for labels (``coded.label_codes``,
-    ``label_ts``) over the rows of ``seg`` (every one of them: the caller checked the
-    seq bound), with the ``columns`` features; None when the keys cannot be packed."""
+def segment_windows(log: OfflineLog, seg: Segment, columns: Sequence[str],
+                    labels: pa.DictionaryArray, label_ts: np.ndarray,
+                    lengths: Sequence[int | None], *, strict: bool) -> SegmentWindows | None:
+    """The windows of every length in ``lengths`` for labels (their keys ``labels``, their
+    times ``label_ts``) over the rows of ``seg`` (every one of them: the caller checked
+    the seq bound), with the ``columns`` features; None when the keys cannot be packed."""
     path = log.segments_dir / seg.file
     files = [open_checked(path, seg.bytes, read_dictionary=["entity"]) for _ in range(THREADS)]
     try:
-        return _read(files, path, columns, coded, label_ts, lengths, strict=strict)
+        return _read(files, path, columns, labels, label_ts, lengths, strict=strict)
     except (pa.ArrowException, OSError) as exc:
         raise SegmentError(f"segment {path} cannot be read: {exc}") from None
 
 
-def _read(files: list[pq.ParquetFile], path: object, columns: Sequence[str], coded: KeyCodes,
-          label_ts: np.ndarray, lengths: Sequence[int | None], *,
+def _read(files: list[pq.ParquetFile], path: object, columns: Sequence[str],
+          labels: pa.DictionaryArray, label_ts: np.ndarray, lengths: Sequence[int | None], *,
           strict: bool) -> SegmentWindows | None:
     meta = files[0].metadata
-    groups = [g for g in row_groups_with(files[0], coded.wanted, presorted=True)
-              if meta.row_group(g).num_rows]
+    groups = [g for g in range(meta.num_row_groups) if meta.row_group(g).num_rows]
     span = _time_span(files[0], groups)
-    layout = None if span is None else packed_keys(*span, 2 * len(coded.wanted) + 2)
-    if layout is None:
+    if span is None:
         return None
-    starts = np.zeros(len(groups) + 1, dtype=np.int64)
-    np.cumsum([meta.row_group(g).num_rows for g in groups], out=starts[1:])
-    n = int(starts[-1])
-    types = {c: files[0].schema_arrow.field(column_name(c)).type for c in columns}
-    numbers = {c: _Numbers(n, _NUMPY[t]) for c, t in types.items() if t in _NUMPY}
-    texts: dict[str, list[list[pa.Array]]] = {c: [[] for _ in groups]
-                                              for c in columns if c not in numbers}
-    present = np.flatnonzero(coded.label_codes >= 0)
     with ThreadPoolExecutor(THREADS) as pool:
-        edges_job = pool.submit(_edges, layout, coded.label_codes[present], label_ts[present],
-                                lengths, strict)
         entities = _in_halves(pool, files, groups, _entity_chunks)
-        tables = _dictionary_codes(entities, coded.wanted, layout)
-        if tables is None:
+        coded = _dictionary_codes(entities, labels)
+        if coded is None:
             return None
-        edges = edges_job.result()
+        tables, label_codes = coded
+        layout = packed_keys(*span, int(tables[-1]) if len(tables) else 0)
+        if layout is None:
+            return None
+        present = np.flatnonzero(label_codes >= 0)
+        keep = _groups_needed(entities, tables, label_codes[present])
+        groups, entities = [groups[i] for i in keep], [entities[i] for i in keep]
+        key_bits = tables.astype(np.uint64) << layout.shift
+        edges_job = pool.submit(_edges, layout, label_codes[present], label_ts[present],
+                                lengths, strict)  # before the groups' jobs: no thread waits
+        starts = np.zeros(len(groups) + 1, dtype=np.int64)  # for a job behind it
+        np.cumsum([meta.row_group(g).num_rows for g in groups], out=starts[1:])
+        n = int(starts[-1])
+        types = {c: files[0].schema_arrow.field(column_name(c)).type for c in columns}
+        numbers = {c: _Numbers(n, _NUMPY[t]) for c, t in types.items() if t in _NUMPY}
+        texts: dict[str, list[list[pa.Array]]] = {c: [[] for _ in groups]
+                                                  for c in columns if c not in numbers}
         firsts = np.zeros(len(groups), dtype=np.uint64)
         lasts = np.zeros(len(groups), dtype=np.uint64)
 
@@ -136,17 +142,18 @@ def _read(files: list[pq.ParquetFile], path: object, columns: Sequence[str], cod
                     numbers[c].fill(at, col)
                 else:
                     texts[c][i].extend(col.chunks)
-            keys = _group_keys(entities[i], tables, table.column("event_timestamp"), layout)
+            keys = _group_keys(entities[i], key_bits, table.column("event_timestamp"), layout)
             bad = keys[1:] < keys[:-1]
             if bad.any():
                 raise SegmentError(f"segment {path}: rows are not sorted by (entity,"
                                    f" event_timestamp) at row {at + int(np.argmax(bad)) + 1}")
             firsts[i], lasts[i] = keys[0], keys[-1]
-            for e in edges:
+            for e in edges_job.result():
                 a, b = np.searchsorted(e.keys, keys[[0, -1]], side="left")
                 e.part[a:b] = np.searchsorted(keys, e.keys[a:b], side="right")
 
         _in_halves(pool, files, list(range(len(groups))), one)
+        edges = edges_job.result()
     bad = firsts[1:] < lasts[:-1]
     if bad.any():
         i = int(np.argmax(bad)) + 1
@@ -218,20 +225,13 @@ def _entity_chunks(f: pq.ParquetFile, group: int) -> Chunks:
     return out
 
 
-@dataclass(slots=True)
-class _Tables:
-    """Per dictionary entry (all the groups' dictionaries one after the other): its key
-    bits (``code << b``) and its time mask (all ones for a label's entity, else 0)."""
-
-    keys: np.ndarray
-    masks: np.ndarray
-
-
-def _dictionary_codes(entities: list[Chunks], wanted: pa.Array,
-                      layout: PackedKeys) -> _Tables | None:
-    """Every dictionary coded in one lookup (the offsets set in ``entities``); None when
-    the dictionaries, one after the other, are not in order (a file not written sorted:
-    the general path's per-row codes then)."""
+def _dictionary_codes(entities: list[Chunks], labels: pa.DictionaryArray
+                      ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per dictionary entry (all the groups' dictionaries one after the other, their
+    offsets set in ``entities``), its entity's code, and per label its entity's code or
+    -1: :func:`~asof_stream.kernels.entity_codes.encode_entities` of the entries (the
+    codes of the entity runs). None when the entries are not in order (a file not written
+    sorted: the general path's per-row codes then)."""
     offset = 0
     dictionaries = []
     for chunks in entities:
@@ -240,35 +240,46 @@ def _dictionary_codes(entities: list[Chunks], wanted: pa.Array,
             dictionaries.append(dictionary)
             offset += len(dictionary)
     if not dictionaries:
-        return _Tables(np.zeros(0, np.uint64), np.zeros(0, np.uint64))
+        return np.zeros(0, np.int64), np.full(len(labels), -1, np.int64)
     every = pa.concat_arrays(dictionaries)
     if len(every) > 1 and bool_numpy(pc.less(every.slice(1), every.slice(0, len(every) - 1))).any():
         return None
-    codes = _run_codes(_index_codes(every, wanted))
-    keys = codes.astype(np.uint64) << layout.shift
-    masks = np.where(codes & 1 == 1, _ALL, np.uint64(0))
-    return _Tables(keys, masks)
+    codes, of_key = encode_entities(every, labels.dictionary)
+    idx = int_numpy(labels.indices).astype(np.int64)
+    label_codes = of_key[idx] if len(of_key) else np.full(len(idx), -1, np.int64)
+    if labels.indices.null_count:
+        label_codes[~valid_numpy(labels.indices)] = -1
+    return codes, label_codes
 
 
-def _group_keys(chunks: Chunks, tables: _Tables, ts: pa.ChunkedArray,
+def _groups_needed(entities: list[Chunks], codes: np.ndarray, wanted: np.ndarray) -> list[int]:
+    """The groups whose entities' codes hold one of the labels' codes ``wanted``."""
+    have = sorted_unique(wanted)
+    keep = []
+    for i, chunks in enumerate(entities):
+        if not chunks:
+            continue
+        lo = codes[chunks[0][2]]
+        hi = codes[chunks[-1][2] + len(chunks[-1][0]) - 1]
+        if np.searchsorted(have, lo, side="left") < np.searchsorted(have, hi, side="right"):
+            keep.append(i)
+    return keep
+
+
+def _group_keys(chunks: Chunks, key_bits: np.ndarray, ts: pa.ChunkedArray,
                 layout: PackedKeys) -> np.ndarray:
-    """The group's rows' keys: ``code << b | (ts - base)``, the time offset 0 for rows of
-    entities no label has (several share an even code; their times need no order)."""
+    """The group's rows' keys: ``code << b | (ts - base)``."""
     first = chunks[0][1]
     if len(chunks) == 1 and first is not None:
         dictionary, idx, at = chunks[0][0], first, chunks[0][2]
-        keys_of, masks_of = (tables.keys[at:at + len(dictionary)],
-                             tables.masks[at:at + len(dictionary)])
+        bits_of = key_bits[at:at + len(dictionary)]
     else:
         idx = np.concatenate([np.arange(at, at + len(d)) if i is None else i + at
                               for d, i, at in chunks])
-        keys_of, masks_of = tables.keys, tables.masks
+        bits_of = key_bits
     times = [int_numpy(c) for c in ts.chunks if len(c)]
-    off = (times[0] if len(times) == 1 else np.concatenate(times)) - layout.base
-    bits = off.view(np.uint64)
-    bits &= np.take(masks_of, idx)
-    keys = np.take(keys_of, idx)
-    keys |= bits
+    keys = ((times[0] if len(times) == 1 else np.concatenate(times)) - layout.base).view(np.uint64)
+    keys |= np.take(bits_of, idx)
     return keys
 
 
@@ -292,26 +303,28 @@ def _edges(layout: PackedKeys, codes: np.ndarray, ts: np.ndarray,
 
 
 def source_windows(log: OfflineLog, defs: Definitions, view: str, columns: Sequence[str],
-                   coded: KeyCodes, label_ts: np.ndarray, lengths: Sequence[int | None], *,
-                   strict: bool, as_known_at: bool,
-                   upto_seq: int | None) -> SegmentWindows | CodedRows:
+                   keys: Sequence[str | None] | pa.Array, label_ts: np.ndarray,
+                   lengths: Sequence[int | None], *, strict: bool, as_known_at: bool,
+                   upto_seq: int | None) -> SegmentWindows | tuple[CodedRows, KeyCodes]:
     """The windows straight from the segment (:func:`segment_windows`) when the view's
     rows up to ``upto_seq`` are one sealed segment, whole, and the labels are not as known
     at; else the coded rows of every tier (:func:`~.agg_source.snapshot_rows`), with
-    their ingest times when as known at."""
+    their ingest times when as known at, and the labels' codes."""
     check_columns(defs, view, columns)
+    labels = label_dictionary(keys)
     for _attempt in range(5):
-        snapshot = _snapshot(log, view, upto_seq, coded.wanted)
+        snapshot = _snapshot(log, view, upto_seq, labels.dictionary)
         bound, segments, head = snapshot
         try:
             if not as_known_at and not head and len(segments) == 1 \
                     and segments[0].max_seq <= bound:
-                got = segment_windows(log, segments[0], columns, coded, label_ts, lengths,
+                got = segment_windows(log, segments[0], columns, labels, label_ts, lengths,
                                       strict=strict)
                 if got is not None:
                     return got
+            coded = key_codes(labels)
             return snapshot_rows(log, defs, view, columns, coded.wanted, snapshot,
-                                 ingest=as_known_at)
+                                 ingest=as_known_at), coded
         except SegmentError:
             if not _manifest_moved(log, segments):
                 raise

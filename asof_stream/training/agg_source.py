@@ -57,15 +57,7 @@ class KeyCodes:
 def key_codes(keys: Sequence[str | None] | pa.Array) -> KeyCodes:
     """Number the distinct keys in sorted (byte) order. ``keys``: Python strings (None:
     no key) or an Arrow array of them (maybe dictionary-encoded)."""
-    if isinstance(keys, pa.Array):
-        arr = keys
-    else:
-        missing = None in keys
-        arr = text_array([k or "" for k in keys] if missing else list(keys))  # type: ignore[arg-type]
-        if missing:
-            nulls = np.fromiter((k is None for k in keys), dtype=bool, count=len(keys))
-            arr = pc.if_else(bool_array(nulls), pa.nulls(1, pa.string())[0], arr)
-    enc = arr if pa.types.is_dictionary(arr.type) else arr.dictionary_encode()
+    enc = label_dictionary(keys)
     order = int_numpy(pc.array_sort_indices(enc.dictionary)).astype(np.int64)
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order), dtype=np.int64)
@@ -74,6 +66,20 @@ def key_codes(keys: Sequence[str | None] | pa.Array) -> KeyCodes:
     if enc.indices.null_count:
         codes[~valid_numpy(enc.indices)] = -1
     return KeyCodes(enc.dictionary.take(int64_array(order)), codes)
+
+
+def label_dictionary(keys: Sequence[str | None] | pa.Array) -> pa.DictionaryArray:
+    """The keys dictionary-encoded (as they are when they are): Python strings (None: no
+    key, a null index) or an Arrow array of them."""
+    if isinstance(keys, pa.Array):
+        arr = keys
+    else:
+        missing = None in keys
+        arr = text_array([k or "" for k in keys] if missing else list(keys))  # type: ignore[arg-type]
+        if missing:
+            nulls = np.fromiter((k is None for k in keys), dtype=bool, count=len(keys))
+            arr = pc.if_else(bool_array(nulls), pa.nulls(1, pa.string())[0], arr)
+    return arr if pa.types.is_dictionary(arr.type) else arr.dictionary_encode()
 
 
 @dataclass(slots=True)

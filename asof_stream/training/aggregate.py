@@ -172,13 +172,12 @@ def aggregate_view(log: OfflineLog, defs: Definitions, name: str, features: Sequ
         np.fromiter(times, dtype=np.int64, count=n)
     if source is None:
         columns = list(dict.fromkeys(s.of for s in specs if s.of is not None))
-        coded = key_codes(keys)
         lengths = list(dict.fromkeys(s.window for s in specs))
-        got = source_windows(log, defs, agg.source, columns, coded, label_ts, lengths,
+        got = source_windows(log, defs, agg.source, columns, keys, label_ts, lengths,
                              strict=mode.strict, as_known_at=mode.as_known_at,
                              upto_seq=upto_seq)
-        source = SourceRows(got, coded.label_codes, {}) if isinstance(got, CodedRows) else \
-            SourceRows(None, coded.label_codes, {}, got.values,
+        source = SourceRows(got[0], got[1].label_codes, {}) if isinstance(got, tuple) else \
+            SourceRows(None, np.zeros(0, np.int64), {}, got.values,
                        {(w, mode.strict): b for w, b in got.windows.items()})
     bounds: dict[int | None, Windows] = {}
     arrays: dict[str, pa.Array] = {}
