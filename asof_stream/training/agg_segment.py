@@ -37,12 +37,11 @@ from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..aggregations.bounds import Windows, edge_thresholds
 from ..definitions import Definitions
-from ..kernels.buffers import bool_numpy, int_numpy, valid_numpy
+from ..kernels.buffers import int_numpy
 from ..kernels.entity_codes import encode_entities
 from ..kernels.sortkeys import PackedKeys, packed_keys, sorted_unique
 from ..offline.log import OfflineLog
@@ -90,7 +89,8 @@ def segment_windows(log: OfflineLog, seg: Segment, columns: Sequence[str],
                     lengths: Sequence[int | None], *, strict: bool) -> SegmentWindows | None:
     """The windows of every length in ``lengths`` for labels (their keys ``labels``, their
     times ``label_ts``) over the rows of ``seg`` (every one of them: the caller checked
-    the seq bound), with the ``columns`` features; None when the keys cannot be packed."""
+    the seq bound), with the ``columns`` features; None when the keys cannot be packed
+    (no time statistics, or codes and times too wide for 64 bits together)."""
     path = log.segments_dir / seg.file
     files = [open_checked(path, seg.bytes, read_dictionary=["entity"]) for _ in range(THREADS)]
     try:
@@ -109,10 +109,7 @@ def _read(files: list[pq.ParquetFile], path: object, columns: Sequence[str],
         return None
     with ThreadPoolExecutor(THREADS) as pool:
         entities = _in_halves(pool, files, groups, _entity_chunks)
-        coded = _dictionary_codes(entities, labels)
-        if coded is None:
-            return None
-        tables, label_codes = coded
+        tables, label_codes = _dictionary_codes(entities, labels, path)
         layout = packed_keys(*span, int(tables[-1]) if len(tables) else 0)
         if layout is None:
             return None
@@ -225,13 +222,13 @@ def _entity_chunks(f: pq.ParquetFile, group: int) -> Chunks:
     return out
 
 
-def _dictionary_codes(entities: list[Chunks], labels: pa.DictionaryArray
-                      ) -> tuple[np.ndarray, np.ndarray] | None:
+def _dictionary_codes(entities: list[Chunks], labels: pa.DictionaryArray,
+                      path: object) -> tuple[np.ndarray, np.ndarray]:
     """Per dictionary entry (all the groups' dictionaries one after the other, their
     offsets set in ``entities``), its entity's code, and per label its entity's code or
-    -1: :func:`~asof_stream.kernels.entity_codes.encode_entities` of the entries (the
-    codes of the entity runs). None when the entries are not in order (a file not written
-    sorted: the general path's per-row codes then)."""
+    -1: :func:`~asof_stream.kernels.entity_codes.encode_entities` of the entries, whose
+    runs are the entities' (a group's dictionary holds its rows' entities in their order;
+    one entity may end a group and start the next)."""
     offset = 0
     dictionaries = []
     for chunks in entities:
@@ -241,15 +238,10 @@ def _dictionary_codes(entities: list[Chunks], labels: pa.DictionaryArray
             offset += len(dictionary)
     if not dictionaries:
         return np.zeros(0, np.int64), np.full(len(labels), -1, np.int64)
-    every = pa.concat_arrays(dictionaries)
-    if len(every) > 1 and bool_numpy(pc.less(every.slice(1), every.slice(0, len(every) - 1))).any():
-        return None
-    codes, of_key = encode_entities(every, labels.dictionary)
-    idx = int_numpy(labels.indices).astype(np.int64)
-    label_codes = of_key[idx] if len(of_key) else np.full(len(idx), -1, np.int64)
-    if labels.indices.null_count:
-        label_codes[~valid_numpy(labels.indices)] = -1
-    return codes, label_codes
+    try:
+        return encode_entities(pa.concat_arrays(dictionaries), labels)
+    except ValueError as exc:  # not grouped: a segment not written sorted
+        raise SegmentError(f"segment {path}: {exc}") from None
 
 
 def _groups_needed(entities: list[Chunks], codes: np.ndarray, wanted: np.ndarray) -> list[int]:
