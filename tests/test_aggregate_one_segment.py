@@ -89,3 +89,31 @@ def test_the_general_path_is_taken_with_a_head() -> None:
             lab = labels_from_any(label_rows([("a", 0, BASE + S)]), DEFS)
             ts = build_training_set(log, DEFS, lab, ["sp:qty_sum_3s", "sp:n_3s"])
             assert [f[0] for f in ts.features] == [3, 2]
+
+
+def test_labels_after_the_last_event_in_falling_time_order() -> None:
+    """Labels of one entity after its segment's last event time share an upper edge (the
+    key's time is clipped there) but not a lower one: sorted by their own edges."""
+    taken: list[bool] = []
+    real = agg_segment.segment_windows
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        got = real(*args, **kwargs)
+        taken.append(got is not None)
+        return got
+
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(agg_segment, "segment_windows", spy)
+        log = OfflineLog(Path(tmp) / "offline.sqlite")
+        commit(Committer(log, None, EventDecoder(DEFS)),
+               [event("pu", BASE + k * S, customer_id="a", amount=1.0, qty=k) for k in range(3)],
+               BASE)
+        with segments_lock(log):
+            seal_view(log, DEFS, "pu")
+        with log:
+            at = [BASE + 5 * S, BASE + 4 * S, BASE + 3 * S, BASE + 9 * S]
+            lab = labels_from_any(label_rows([("a", 0, t) for t in at]), DEFS)
+            ts = build_training_set(log, DEFS, lab, ["sp:qty_sum_3s", "sp:n_3s"])
+            # 3s windows: (2s, 5s] none (2s is out); (1s, 4s] qty 2; (0s, 3s] 1 + 2; (6s, 9s] none
+            assert [list(f) for f in ts.features] == [[0, 2, 3, 0], [0, 1, 2, 0]]
+    assert taken == [True]

@@ -16,8 +16,8 @@ own file handle), so no per-row array is made but the value columns:
 2. the labels' edges (the window rule, :func:`~asof_stream.aggregations.bounds.
    edge_thresholds`) as keys of one layout (:class:`~asof_stream.kernels.sortkeys.
    PackedKeys`: ``code << b | (ts - base)``, ``b`` from the groups' time statistics),
-   sorted once (the upper edges' order sorts every lower edge too: both grow with the
-   label's time; checked), while the first group is read;
+   sorted (the upper edges' order mostly sorts the lower ones too: both grow with the
+   label's time), while the first group is read;
 3. per row group: its time and value columns, its rows' keys (checked sorted), each edge
    array's slice that falls in the group searched there (in the cache), the values
    copied to their place.
@@ -278,8 +278,9 @@ def _group_keys(chunks: Chunks, key_bits: np.ndarray, ts: pa.ChunkedArray,
 def _edges(layout: PackedKeys, codes: np.ndarray, ts: np.ndarray,
            lengths: Sequence[int | None], strict: bool) -> list[_Edges]:
     """The labels' upper edges (first), then their lower edge per window length, as keys
-    sorted by the upper edges' order (the lower ones are then sorted too, being
-    non-decreasing in the time; checked)."""
+    sorted by the upper edges' order where that sorts them too (both grow with the time;
+    but labels of one entity after its last row share a clipped upper edge, not a lower
+    one: then the lower edges are sorted on their own)."""
     up_thr, up_neg, _, _ = edge_thresholds(ts, window_us=None, strict=strict)
     up = layout.probes(codes, up_thr, up_neg)
     order = np.argsort(up)
@@ -287,10 +288,11 @@ def _edges(layout: PackedKeys, codes: np.ndarray, ts: np.ndarray,
     for length in lengths:
         _, _, low_thr, low_neg = edge_thresholds(ts, window_us=length, strict=strict)
         low = layout.probes(codes, low_thr, low_neg)
-        own = order
-        if len(low) > 1 and (low[order][1:] < low[order][:-1]).any():
+        own, keys = order, low[order]
+        if len(keys) > 1 and (keys[1:] < keys[:-1]).any():
             own = np.argsort(low)
-        edges.append(_Edges(low[own], own, np.zeros(len(low), dtype=np.int64)))
+            keys = low[own]
+        edges.append(_Edges(keys, own, np.zeros(len(low), dtype=np.int64)))
     return edges
 
 
