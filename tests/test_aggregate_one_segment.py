@@ -9,12 +9,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from asof_stream.events import EventDecoder
 from asof_stream.ingest.commit import Committer
+from asof_stream.kernels.sortkeys import packed_keys
 from asof_stream.offline import segments
 from asof_stream.offline.log import OfflineLog
 from asof_stream.offline.seal import seal_view, segments_lock
@@ -117,3 +119,18 @@ def test_labels_after_the_last_event_in_falling_time_order() -> None:
             # 3s windows: (2s, 5s] none (2s is out); (1s, 4s] qty 2; (0s, 3s] 1 + 2; (6s, 9s] none
             assert [list(f) for f in ts.features] == [[0, 2, 3, 0], [0, 1, 2, 0]]
     assert taken == [True]
+
+
+def test_edges_sorted_when_the_upper_ones_are_clipped() -> None:
+    """A layout narrower than the labels' times clips their upper edges (labels after the
+    last row share one): each edge array still comes sorted, in its own order."""
+    layout = packed_keys(10, 20, 3)
+    assert layout is not None
+    codes = np.array([1, 1, 1, 3, 3], dtype=np.int64)
+    ts = np.array([25, 24, 23, 15, 30], dtype=np.int64)
+    edges = agg_segment._edges(layout, codes, ts, [5, None], strict=False)
+    for e, (thr, neg) in zip(edges, [(ts, ts < 0), (ts - 5, ts < 0),
+                                      (np.zeros(5, np.int64), ts >= 0)], strict=True):
+        assert (e.keys[1:] >= e.keys[:-1]).all()
+        assert (e.keys == layout.probes(codes, thr, neg)[e.order]).all()
+    assert edges[1].order is not edges[0].order  # sorted on their own

@@ -110,10 +110,10 @@ def _read(files: list[pq.ParquetFile], path: object, columns: Sequence[str],
     with ThreadPoolExecutor(THREADS) as pool:
         entities = _in_halves(pool, files, groups, _entity_chunks)
         tables, label_codes = _dictionary_codes(entities, labels, path)
-        layout = packed_keys(*span, int(tables[-1]) if len(tables) else 0)
+        present = np.flatnonzero(label_codes >= 0)
+        layout = _layout(span, label_ts[present], int(tables[-1]) if len(tables) else 0)
         if layout is None:
             return None
-        present = np.flatnonzero(label_codes >= 0)
         keep = _groups_needed(entities, tables, label_codes[present])
         groups, entities = [groups[i] for i in keep], [entities[i] for i in keep]
         key_bits = tables.astype(np.uint64) << layout.shift
@@ -174,6 +174,18 @@ def _read(files: list[pq.ParquetFile], path: object, columns: Sequence[str],
         lo[present] = np.minimum(counts[k + 1], counts[0])
         windows[length] = Windows(n, lo, hi, np.zeros(m, dtype=bool), np.zeros(0, np.int64))
     return SegmentWindows(n, values, windows)
+
+
+def _layout(span: tuple[int, int], label_ts: np.ndarray, top: int) -> PackedKeys | None:
+    """The keys' layout for the rows' times ``span`` and codes up to ``top``, wide enough
+    for the labels' times too when that fits (an upper edge then is never clipped, and
+    the labels sorted by it have their lower edges in order too), else for the rows'."""
+    if len(label_ts):
+        wide = packed_keys(min(span[0], int(label_ts.min())), max(span[1], int(label_ts.max())),
+                           top)
+        if wide is not None:
+            return wide
+    return packed_keys(*span, top)
 
 
 def _time_span(f: pq.ParquetFile, groups: list[int]) -> tuple[int, int] | None:
