@@ -115,10 +115,13 @@ def test_labels_after_the_last_event_in_falling_time_order() -> None:
         with log:
             at = [BASE + 5 * S, BASE + 4 * S, BASE + 3 * S, BASE + 9 * S]
             lab = labels_from_any(label_rows([("a", 0, t) for t in at]), DEFS)
-            ts = build_training_set(log, DEFS, lab, ["sp:qty_sum_3s", "sp:n_3s"])
-            # 3s windows: (2s, 5s] none (2s is out); (1s, 4s] qty 2; (0s, 3s] 1 + 2; (6s, 9s] none
-            assert [list(f) for f in ts.features] == [[0, 2, 3, 0], [0, 1, 2, 0]]
-    assert taken == [True]
+            for threads in (1, 2, 3):  # one reader, or more than the row groups
+                mp.setattr(agg_segment, "THREADS", threads)
+                ts = build_training_set(log, DEFS, lab, ["sp:qty_sum_3s", "sp:n_3s"])
+                # 3s windows: (2s, 5s] none (2s is out); (1s, 4s] qty 2; (0s, 3s] 1 + 2;
+                # (6s, 9s] none
+                assert [list(f) for f in ts.features] == [[0, 2, 3, 0], [0, 1, 2, 0]]
+    assert taken == [True] * 3
 
 
 def test_edges_sorted_when_the_upper_ones_are_clipped() -> None:

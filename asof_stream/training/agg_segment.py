@@ -30,6 +30,7 @@ in 64 bits together, or with several tiers, the general path reads the rows
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -59,7 +60,7 @@ from .agg_source import (
     snapshot_rows,
 )
 
-THREADS = 2
+THREADS = max(1, min(4, os.cpu_count() or 1))  # readers, each with its own file handle
 T = TypeVar("T")
 R = TypeVar("R")
 
