@@ -44,7 +44,7 @@ from ..aggregations.bounds import Windows, edge_thresholds
 from ..definitions import Definitions
 from ..kernels.buffers import int_numpy
 from ..kernels.entity_codes import encode_entities
-from ..kernels.sortkeys import PackedKeys, packed_keys, sorted_unique
+from ..kernels.sortkeys import PackedKeys, packed_keys
 from ..offline.log import OfflineLog
 from ..offline.manifest import Segment
 from ..offline.scan import _manifest_moved, _snapshot
@@ -259,15 +259,18 @@ def _dictionary_codes(entities: list[Chunks], labels: pa.DictionaryArray,
 
 def _groups_needed(entities: list[Chunks], codes: np.ndarray, wanted: np.ndarray) -> list[int]:
     """The groups whose entities' codes hold one of the labels' codes ``wanted``."""
-    have = sorted_unique(wanted)
+    if not len(codes):
+        return []
+    have = np.zeros(int(codes[-1]) + 2, dtype=np.int64)  # have[c + 1]: labels' codes <= c
+    have[wanted + 1] = 1
+    np.cumsum(have, out=have)
     keep = []
     for i, chunks in enumerate(entities):
-        if not chunks:
-            continue
-        lo = codes[chunks[0][2]]
-        hi = codes[chunks[-1][2] + len(chunks[-1][0]) - 1]
-        if np.searchsorted(have, lo, side="left") < np.searchsorted(have, hi, side="right"):
-            keep.append(i)
+        if chunks:
+            lo = codes[chunks[0][2]]
+            hi = codes[chunks[-1][2] + len(chunks[-1][0]) - 1]
+            if have[hi + 1] > have[lo]:
+                keep.append(i)
     return keep
 
 
