@@ -28,9 +28,13 @@ def _contiguous(arr: ArrowLike) -> pa.Array:
     return arr
 
 
-def encode_entities(sorted_entities: ArrowLike, label_entities: ArrowLike) -> tuple[np.ndarray, np.ndarray]:
+def encode_entities(sorted_entities: ArrowLike, label_entities: ArrowLike, *,
+                    known_grouped: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Integer codes for entity keys: rows get 0, 1, ... in order of their runs, labels the same code
     or -1 when their key is absent (or null).
+
+    ``known_grouped``: the caller has checked that plain (not dictionary-encoded) rows
+    are grouped (sorted, say), so the hash pass that checks it is skipped.
 
     ``sorted_entities`` must be grouped (equal keys adjacent; sorted implies grouped) and
     non-null, so the row codes come out non-decreasing. It may be dictionary-encoded (a
@@ -40,7 +44,8 @@ def encode_entities(sorted_entities: ArrowLike, label_entities: ArrowLike) -> tu
     """
     labels = _contiguous(label_entities)
     if pa.types.is_dictionary(labels.type):  # each distinct label key looked up once
-        row_codes, codes = encode_entities(sorted_entities, labels.dictionary)
+        row_codes, codes = encode_entities(sorted_entities, labels.dictionary,
+                                           known_grouped=known_grouped)
         found = valid_numpy(labels.indices)
         picked = codes[np.where(found, int_numpy(labels.indices), 0)] if len(codes) else \
             np.full(len(labels), -1, np.int64)
@@ -60,7 +65,7 @@ def encode_entities(sorted_entities: ArrowLike, label_entities: ArrowLike) -> tu
     row_codes = np.cumsum(starts, dtype=np.int64)
     row_codes -= 1
     uniq = rows.filter(bool_array(starts))
-    if len(pc.unique(uniq)) != len(uniq):
+    if not known_grouped and len(pc.unique(uniq)) != len(uniq):
         raise ValueError("row entity keys are not grouped (rows must be sorted by entity)")
     if labels.type != rows.type:
         labels = labels.cast(rows.type)

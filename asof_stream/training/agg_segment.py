@@ -38,11 +38,12 @@ from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..aggregations.bounds import Windows, edge_thresholds
 from ..definitions import Definitions
-from ..kernels.buffers import int_numpy
+from ..kernels.buffers import bool_numpy, int_numpy
 from ..kernels.entity_codes import encode_entities
 from ..kernels.sortkeys import PackedKeys, packed_keys
 from ..offline.log import OfflineLog
@@ -251,8 +252,11 @@ def _dictionary_codes(entities: list[Chunks], labels: pa.DictionaryArray,
             offset += len(dictionary)
     if not dictionaries:
         return np.zeros(0, np.int64), np.full(len(labels), -1, np.int64)
+    every = pa.concat_arrays(dictionaries)
+    ordered = len(every) < 2 or not bool_numpy(
+        pc.less(every.slice(1), every.slice(0, len(every) - 1))).any()  # so grouped
     try:
-        return encode_entities(pa.concat_arrays(dictionaries), labels)
+        return encode_entities(every, labels, known_grouped=ordered)
     except ValueError as exc:  # not grouped: a segment not written sorted
         raise SegmentError(f"segment {path}: {exc}") from None
 
