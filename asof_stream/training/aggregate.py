@@ -170,7 +170,9 @@ def aggregate_view(log: OfflineLog, defs: Definitions, name: str, features: Sequ
 
 
 _NP_CORE = getattr(np, "_core", None) or np.core  # numpy 1.x: np.core
-_set_madvise_hugepage: Callable[[bool], bool] = _NP_CORE.multiarray._set_madvise_hugepage
+# numpy's own switch (private; NUMPY_MADVISE_HUGEPAGE=0 sets it for a whole process)
+_set_madvise_hugepage: Callable[[bool], bool] | None = getattr(
+    getattr(_NP_CORE, "multiarray", None), "_set_madvise_hugepage", None)
 
 
 @contextmanager
@@ -180,6 +182,9 @@ def small_pages() -> Iterator[None]:
     fresh 80 MB array cost 0.12-0.18 s of CPU against 0.03-0.04 s in small pages, and the
     aggregation's arrays live for a second: small pages while it runs (10M rows x 1M
     labels: 0.25-0.35 s less CPU, most of it the kernel's)."""
+    if _set_madvise_hugepage is None:  # a numpy without the switch
+        yield
+        return
     before = _set_madvise_hugepage(False)
     try:
         yield
