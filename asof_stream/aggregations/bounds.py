@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from asof_stream.kernels.sortkeys import I64_MIN, check_sorted, composite_keys
+from asof_stream.kernels.sortkeys import I64_MIN, check_sorted, composite_keys, packed_keys
 
 from .segtree import ExtremeTree
 
@@ -67,17 +67,8 @@ def window_bounds(
     present = np.flatnonzero(codes >= 0)
     if len(row_codes) and len(present):
         pc_, pt = codes[present], t[present]
-        # upper edge: ts <= t  (strict: ts <= t - 1; t == min means nothing qualifies)
-        up_neg = (pt == I64_MIN) if strict else np.zeros(len(pt), dtype=bool)
-        up_thr = np.where(up_neg, 0, pt - 1) if strict else pt
-        # lower edge: rows with ts <= t - w are excluded; t - w below int64 means none are
-        if window_us is None:
-            low_neg = np.ones(len(pt), dtype=bool)
-            low_thr = np.zeros(len(pt), dtype=np.int64)
-        else:
-            w = int(window_us)
-            low_neg = pt < I64_MIN + w if w <= -I64_MIN else np.ones(len(pt), dtype=bool)
-            low_thr = np.where(low_neg, 0, pt - np.int64(min(w, -I64_MIN - 1)))
+        up_thr, up_neg, low_thr, low_neg = edge_thresholds(pt, window_us=window_us,
+                                                           strict=strict)
         row_keys, probe_keys = _keys(
             row_codes,
             row_ts,
@@ -117,30 +108,41 @@ def window_bounds(
     return Windows(len(row_codes), lo, hi, gathered, gather)
 
 
+def edge_thresholds(t: np.ndarray, *, window_us: int | None, strict: bool
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The window rule as thresholds on event_timestamp, per label time ``t``:
+    ``(up_thr, up_neg, low_thr, low_neg)``. A row counts when ``ts <= up_thr`` and not
+    ``ts <= low_thr``; ``*_neg`` marks a threshold below every int64 (no row is at or
+    before it). Upper edge ``ts <= t`` (strict: ``ts <= t - 1``); lower edge: rows with
+    ``ts <= t - w`` are out (``t - w`` below int64: none are; no window: none are). Both
+    are non-decreasing in ``t``."""
+    up_neg = (t == I64_MIN) if strict else np.zeros(len(t), dtype=bool)
+    up_thr = np.where(up_neg, 0, t - 1) if strict else t
+    if window_us is None:
+        return up_thr, up_neg, np.zeros(len(t), dtype=np.int64), np.ones(len(t), dtype=bool)
+    w = int(window_us)
+    low_neg = t < I64_MIN + w if w <= -I64_MIN else np.ones(len(t), dtype=bool)
+    low_thr = np.where(low_neg, 0, t - np.int64(min(w, -I64_MIN - 1)))
+    return up_thr, up_neg, low_thr, low_neg
+
+
 def _keys(row_codes: np.ndarray, row_ts: np.ndarray, probe_codes: np.ndarray,
           probe_thr: np.ndarray, probe_neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """:func:`~asof_stream.kernels.sortkeys.composite_keys` with one new array over the
     rows instead of six (a row's key is ``code << b | (ts - min + 1)``, a probe's
     ``code << b | clip(thr - min + 1, 0, span)``) when they fit in 64 bits: at 10M rows
     the fresh memory of its temporaries was most of the windows' time."""
-    t_lo, t_hi = int(row_ts.min()), int(row_ts.max())
-    span = t_hi - t_lo + 1
     top = max(int(row_codes[-1]), int(probe_codes.max()))  # rows are sorted by code
-    b = span.bit_length()
-    if t_lo == I64_MIN or top < 0 or b > 63 or top.bit_length() + b > 64:
+    layout = packed_keys(int(row_ts.min()), int(row_ts.max()), top)
+    if layout is None:
         return composite_keys(row_codes, row_ts, probe_codes, probe_thr, probe_neg)
-    shift, base = np.uint64(b), np.int64(t_lo - 1)
     row_keys = row_codes.astype(np.uint64)
     step = 1 << 20  # the time offsets a block at a time: no temporary over every row
     for at in range(0, len(row_keys), step):
         block = row_keys[at:at + step]
-        block <<= shift
-        block |= (row_ts[at:at + step] - base).view(np.uint64)
-    off = np.clip(probe_thr, t_lo - 1, t_hi) - base  # below every row: 0; above: span
-    off[probe_neg] = 0
-    probe_keys = probe_codes.astype(np.uint64) << shift
-    probe_keys |= off.view(np.uint64)
-    return row_keys, probe_keys
+        block <<= layout.shift
+        block |= (row_ts[at:at + step] - layout.base).view(np.uint64)
+    return row_keys, layout.probes(probe_codes, probe_thr, probe_neg)
 
 
 def _check_grouped(row_codes: np.ndarray, row_ts: np.ndarray) -> None:

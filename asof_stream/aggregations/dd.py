@@ -47,6 +47,12 @@ def dd_add(ah: np.ndarray, al: np.ndarray, bh: np.ndarray, bl: np.ndarray) -> DD
     return quick_two_sum(s, e)
 
 
+def dd_add_float(ah: np.ndarray, al: np.ndarray, b: np.ndarray) -> DD:
+    """``dd_add(ah, al, b, 0)`` with the terms of the zero left out (the same result)."""
+    s, e = two_sum(ah, b)
+    return quick_two_sum(s, e + al)
+
+
 def dd_mul(ah: np.ndarray, al: np.ndarray, bh: np.ndarray, bl: np.ndarray) -> DD:
     p, e = two_prod(ah, bh)
     e = e + (ah * bl + al * bh)

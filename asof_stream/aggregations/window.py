@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from ..kernels.buffers import int64_array, int_numpy, valid_numpy
 from .bounds import Windows
-from .dd import dd_add, dd_div_float, dd_mul, int_to_dd
+from .dd import dd_add, dd_add_float, dd_div_float, dd_mul, int_to_dd
 from .segtree import ExtremeTree, SumTree
 
 Func = Literal["count", "sum", "mean", "min", "max", "last", "stddev"]
@@ -137,6 +137,9 @@ class Prepared:
         data, kind = self._numeric
         if kind == "i":
             return None
+        step = 1 << 20  # a block at a time: no temporaries over every row when all are finite
+        if all(np.isfinite(data[at:at + step]).all() for at in range(0, len(data), step)):
+            return None
         bad = ~np.isfinite(data) & self.valid
         return bad if bad.any() else None
 
@@ -207,18 +210,31 @@ def _dd_sums(
     tree: Callable[[], SumTree],
 ) -> tuple[np.ndarray, np.ndarray]:
     """Double-double window sums: short windows row by row (vectorized across windows), long ones
-    through a :class:`SumTree`.  Both keep about 2**-104 * sum(|x|) before the final rounding."""
+    through a :class:`SumTree`.  Both keep about 2**-104 * sum(|x|) before the final rounding.
+
+    A float column's first row is the sum so far as it is (``x + 0.0``, with ``x - x`` as the
+    low part: what adding it to zero gives, NaN for an infinite ``x`` included), and each
+    next row is added without the zero low part of a plain value (:func:`.dd.dd_add_float`):
+    the same sums with less work, most windows being one or two rows long."""
     acc_h = np.zeros(len(lo), dtype=np.float64)
     acc_l = np.zeros(len(lo), dtype=np.float64)
     length = hi - lo
     short = np.flatnonzero(length <= SHORT)
-    for k in range(int(length[short].max()) if len(short) else 0):
+    first = 0
+    if xl is None:
+        short = short[length[short] > 0]
+        x = xh[lo[short]]
+        acc_h[short] = x + 0.0
+        acc_l[short] = x - x
+        first = 1
+    for k in range(first, int(length[short].max()) if len(short) else 0):
         act = short[length[short] > k]
         short = act
         at = lo[act] + k
-        acc_h[act], acc_l[act] = dd_add(
-            acc_h[act], acc_l[act], xh[at], np.zeros(len(at)) if xl is None else xl[at]
-        )
+        if xl is None:
+            acc_h[act], acc_l[act] = dd_add_float(acc_h[act], acc_l[act], xh[at])
+        else:
+            acc_h[act], acc_l[act] = dd_add(acc_h[act], acc_l[act], xh[at], xl[at])
     long_ = np.flatnonzero(length > SHORT)
     if len(long_):
         acc_h[long_], acc_l[long_] = tree().query(lo[long_], hi[long_])
@@ -296,7 +312,8 @@ def _extremes(prep: Prepared, lo: np.ndarray, hi: np.ndarray, op: np.ufunc) -> n
     long_ = np.flatnonzero(length > SHORT)
     acc = np.full(len(lo), ident, dtype=data.dtype)
     short = np.flatnonzero((length <= SHORT) & (length > 0))
-    for k in range(int(length[short].max()) if len(short) else 0):
+    acc[short] = vals[lo[short]]  # op(identity, x) is x
+    for k in range(1, int(length[short].max()) if len(short) else 0):
         short = short[length[short] > k]
         acc[short] = op(acc[short], vals[lo[short] + k])
     if len(long_):

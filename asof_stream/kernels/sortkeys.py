@@ -9,6 +9,8 @@ the values are rank-compressed first (:func:`sorted_unique`), which always fits.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 I64_MIN = int(np.iinfo(np.int64).min)
@@ -19,6 +21,35 @@ _SIGN = np.uint64(1 << 63)
 def ordered_u64(values: np.ndarray) -> np.ndarray:
     """int64 -> uint64 preserving order (flip the sign bit)."""
     return np.ascontiguousarray(values, dtype=np.int64).view(np.uint64) ^ _SIGN
+
+
+@dataclass(frozen=True, slots=True)
+class PackedKeys:
+    """Keys ``code << shift | (value - base)`` for codes in ``[0, top]`` and values in
+    ``[lo, hi]`` (offsets ``1..span``); a probe threshold is clipped to ``[lo - 1, hi]``
+    (offset ``0..span``), so ``probe >= row`` exactly as in :func:`composite_keys`."""
+
+    lo: int
+    hi: int
+    shift: np.uint64
+    base: np.int64
+
+    def probes(self, codes: np.ndarray, thr: np.ndarray, neg: np.ndarray) -> np.ndarray:
+        """Probe keys: ``neg`` marks a threshold below every value (offset 0)."""
+        off = np.clip(thr, self.lo - 1, self.hi) - self.base
+        off[neg] = 0
+        keys = codes.astype(np.uint64) << self.shift
+        keys |= off.view(np.uint64)
+        return keys
+
+
+def packed_keys(lo: int, hi: int, top: int) -> PackedKeys | None:
+    """The layout for values in ``[lo, hi]`` and codes up to ``top``, or None when the two
+    do not fit in 64 bits together (:func:`composite_keys` then rank-compresses)."""
+    b = (hi - lo + 1).bit_length()
+    if lo == I64_MIN or top < 0 or b > 63 or top.bit_length() + b > 64:
+        return None
+    return PackedKeys(lo, hi, np.uint64(b), np.int64(lo - 1))
 
 
 def composite_keys(

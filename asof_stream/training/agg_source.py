@@ -22,8 +22,10 @@ merged by one sort on ``(code, event_timestamp, seq)`` (without the even-coded r
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -55,15 +57,7 @@ class KeyCodes:
 def key_codes(keys: Sequence[str | None] | pa.Array) -> KeyCodes:
     """Number the distinct keys in sorted (byte) order. ``keys``: Python strings (None:
     no key) or an Arrow array of them (maybe dictionary-encoded)."""
-    if isinstance(keys, pa.Array):
-        arr = keys
-    else:
-        missing = None in keys
-        arr = text_array([k or "" for k in keys] if missing else list(keys))  # type: ignore[arg-type]
-        if missing:
-            nulls = np.fromiter((k is None for k in keys), dtype=bool, count=len(keys))
-            arr = pc.if_else(bool_array(nulls), pa.nulls(1, pa.string())[0], arr)
-    enc = arr if pa.types.is_dictionary(arr.type) else arr.dictionary_encode()
+    enc = label_dictionary(keys)
     order = int_numpy(pc.array_sort_indices(enc.dictionary)).astype(np.int64)
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order), dtype=np.int64)
@@ -72,6 +66,20 @@ def key_codes(keys: Sequence[str | None] | pa.Array) -> KeyCodes:
     if enc.indices.null_count:
         codes[~valid_numpy(enc.indices)] = -1
     return KeyCodes(enc.dictionary.take(int64_array(order)), codes)
+
+
+def label_dictionary(keys: Sequence[str | None] | pa.Array) -> pa.DictionaryArray:
+    """The keys dictionary-encoded (as they are when they are): Python strings (None: no
+    key, a null index) or an Arrow array of them."""
+    if isinstance(keys, pa.Array):
+        arr = keys
+    else:
+        missing = None in keys
+        arr = text_array([k or "" for k in keys] if missing else list(keys))  # type: ignore[arg-type]
+        if missing:
+            nulls = np.fromiter((k is None for k in keys), dtype=bool, count=len(keys))
+            arr = pc.if_else(bool_array(nulls), pa.nulls(1, pa.string())[0], arr)
+    return arr if pa.types.is_dictionary(arr.type) else arr.dictionary_encode()
 
 
 @dataclass(slots=True)
@@ -106,23 +114,38 @@ def coded_rows(log: OfflineLog, defs: Definitions, view: str, columns: Sequence[
                wanted: pa.Array, *, upto_seq: int | None, ingest: bool) -> CodedRows:
     """The rows of ``view`` (``seq <= upto_seq``), coded by ``wanted`` (sorted; see the
     module doc), with the ``columns`` features; ``ingest``: also their ingest times."""
+    check_columns(defs, view, columns)
+    for _attempt in range(5):
+        snapshot = _snapshot(log, view, upto_seq, wanted)
+        try:
+            return snapshot_rows(log, defs, view, columns, wanted, snapshot, ingest=ingest)
+        except SegmentError:
+            if not _manifest_moved(log, snapshot[1]):
+                raise
+            # a compaction replaced files after the snapshot: read the new state
+    raise SegmentError(f"{log.segments_dir}: the segments kept changing while being read")
+
+
+Snapshot: TypeAlias = tuple[int, list[Segment], list[tuple[int, str, int, int, str]]]
+
+
+def check_columns(defs: Definitions, view: str, columns: Sequence[str]) -> None:
+    """A KeyError/ValueError naming a feature ``view`` does not have."""
     spec = defs.views[view]
     for name in columns:
-        spec.feature(name)  # a KeyError/ValueError naming the feature
-    for _attempt in range(5):
-        bound, segments, head = _snapshot(log, view, upto_seq, wanted)
-        sources = len(segments) + bool(head)
-        try:
-            tiers = [_segment_rows(log, s, columns, bound, wanted, ingest=ingest,
-                                   seq=sources > 1) for s in segments]
-        except SegmentError:
-            if not _manifest_moved(log, segments):
-                raise
-            continue  # a compaction replaced files after the snapshot: read the new state
-        if head or not tiers:
-            tiers.append(_head_rows(head, defs, view, columns, wanted))
-        return _merge([t for t in tiers if len(t)] or tiers[-1:], columns)
-    raise SegmentError(f"{log.segments_dir}: the segments kept changing while being read")
+        spec.feature(name)
+
+
+def snapshot_rows(log: OfflineLog, defs: Definitions, view: str, columns: Sequence[str],
+                  wanted: pa.Array, snapshot: Snapshot, *, ingest: bool) -> CodedRows:
+    """:func:`coded_rows` of one snapshot (seq bound, segments, head rows)."""
+    bound, segments, head = snapshot
+    sources = len(segments) + bool(head)
+    tiers = [_segment_rows(log, s, columns, bound, wanted, ingest=ingest,
+                           seq=sources > 1) for s in segments]
+    if head or not tiers:
+        tiers.append(_head_rows(head, defs, view, columns, wanted))
+    return _merge([t for t in tiers if len(t)] or tiers[-1:], columns)
 
 
 def _head_rows(rows: list[tuple[int, str, int, int, str]], defs: Definitions, view: str,
@@ -198,6 +221,7 @@ class _Numbers:
     def __init__(self, n: int, dtype: type) -> None:
         self.data: np.ndarray = np.empty(n, dtype=dtype)
         self.valid: np.ndarray | None = None
+        self._lock = threading.Lock()  # chunks may be filled from several threads
 
     def fill(self, at: int, column: pa.ChunkedArray) -> None:
         for chunk in column.chunks:
@@ -206,8 +230,9 @@ class _Numbers:
                 continue
             self.data[at:at + k] = int_numpy(chunk)
             if chunk.null_count:
-                if self.valid is None:
-                    self.valid = np.ones(len(self.data), dtype=bool)
+                with self._lock:
+                    if self.valid is None:
+                        self.valid = np.ones(len(self.data), dtype=bool)
                 self.valid[at:at + k] = valid_numpy(chunk)
             at += k
 

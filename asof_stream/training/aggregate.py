@@ -11,7 +11,10 @@ How: :func:`~.agg_source.coded_rows` reads the source view's rows (every tier,
 labels' sorted keys; the tiers come as one ``(entity, event_timestamp, seq)`` order, the
 window bounds are found once per distinct window length
 (:func:`~asof_stream.aggregations.bounds.window_bounds`) and every feature of that window
-is aggregated over them (:func:`~asof_stream.aggregations.window.aggregate`). Nothing on
+is aggregated over them (:func:`~asof_stream.aggregations.window.aggregate`). When the
+source is one sealed segment (not as known at), :mod:`.agg_segment` finds the windows while
+it reads the segment, a row group at a time, and no per-row code or time array is made.
+Nothing on
 this path converts Python values to Arrow (pyarrow would import pandas, a quarter to half
 a second); the CSV cells of numbers are rendered by Arrow (:mod:`.csv_text`).
 """
@@ -19,8 +22,9 @@ a second); the CSV cells of numbers are rendered by Arrow (:mod:`.csv_text`).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -35,6 +39,7 @@ from ..kernels.buffers import int64_array, int_numpy
 from ..kernels.sortkeys import I64_MAX
 from ..offline.log import OfflineLog
 from ..offline.segments import text_array
+from .agg_segment import source_windows
 from .agg_source import CodedRows, coded_rows, key_codes
 from .matches import JoinMode
 
@@ -113,19 +118,26 @@ def _in_threads(fn: Callable[[pa.Array], pa.Array], arrays: list[pa.Array]) -> l
 @dataclass(slots=True)
 class SourceRows:
     """An aggregation's source rows for some labels (:mod:`.agg_source`), and the labels'
-    entity codes."""
+    entity codes; or (``rows`` None) the value columns and the windows already found for
+    some labels' times (:mod:`.agg_segment`), by (window length, strict)."""
 
-    rows: CodedRows
+    rows: CodedRows | None
     label_codes: np.ndarray
     prepared: dict[str, Prepared]
+    columns: dict[str, pa.Array] = field(default_factory=dict)
+    found: dict[tuple[int | None, bool], Windows] = field(default_factory=dict)
 
     def values(self, column: str) -> Prepared:
         got = self.prepared.get(column)
         if got is None:
-            got = self.prepared[column] = Prepared(self.rows.values[column])
+            arr = self.columns[column] if self.rows is None else self.rows.values[column]
+            got = self.prepared[column] = Prepared(arr)
         return got
 
     def windows(self, times: np.ndarray, window: int | None, mode: JoinMode) -> Windows:
+        if self.rows is None:  # found for these labels' times, not as known at
+            assert not mode.as_known_at
+            return self.found[(window, mode.strict)]
         return window_bounds(self.rows.codes, self.rows.ts, self.rows.seq, self.label_codes,
                              times, window_us=window, strict=mode.strict,
                              row_ingest=self.rows.ingest, as_known_at=mode.as_known_at)
@@ -152,17 +164,54 @@ def aggregate_view(log: OfflineLog, defs: Definitions, name: str, features: Sequ
                    progress: Callable[[int], None] | None = None,
                    source: SourceRows | None = None) -> AggMatches:
     """The aggregation ``name``'s ``features`` for labels given as entity keys and times."""
+    with small_pages():
+        return _aggregate_view(log, defs, name, features, keys, times, mode,
+                               upto_seq=upto_seq, progress=progress, source=source)
+
+
+_NP_CORE = getattr(np, "_core", None) or np.core  # numpy 1.x: np.core
+# numpy's own switch (private; NUMPY_MADVISE_HUGEPAGE=0 sets it for a whole process)
+_set_madvise_hugepage: Callable[[bool], bool] | None = getattr(
+    getattr(_NP_CORE, "multiarray", None), "_set_madvise_hugepage", None)
+
+
+@contextmanager
+def small_pages() -> Iterator[None]:
+    """numpy asks for transparent huge pages for arrays of 4 MB and more; where the kernel
+    compacts memory to make one on first touch (THP defrag "madvise", the default), a
+    fresh 80 MB array cost 0.12-0.18 s of CPU against 0.03-0.04 s in small pages, and the
+    aggregation's arrays live for a second: small pages while it runs (10M rows x 1M
+    labels: 0.25-0.35 s less CPU, most of it the kernel's)."""
+    if _set_madvise_hugepage is None:  # a numpy without the switch
+        yield
+        return
+    before = _set_madvise_hugepage(False)
+    try:
+        yield
+    finally:
+        _set_madvise_hugepage(before)
+
+
+def _aggregate_view(log: OfflineLog, defs: Definitions, name: str, features: Sequence[str],
+                    keys: Keys, times: Sequence[int] | np.ndarray, mode: JoinMode, *,
+                    upto_seq: int | None, progress: Callable[[int], None] | None,
+                    source: SourceRows | None) -> AggMatches:
     agg = defs.aggregations[name]
     specs = [agg.feature(f) for f in features]
     n = len(keys)
     if n != len(times):
         raise ValueError("keys and times differ in length")
-    if source is None:
-        columns = list(dict.fromkeys(s.of for s in specs if s.of is not None))
-        source = source_rows(log, defs, name, columns, keys, upto_seq=upto_seq,
-                             ingest=mode.as_known_at)
     label_ts = times.astype(np.int64, copy=False) if isinstance(times, np.ndarray) else \
         np.fromiter(times, dtype=np.int64, count=n)
+    if source is None:
+        columns = list(dict.fromkeys(s.of for s in specs if s.of is not None))
+        lengths = list(dict.fromkeys(s.window for s in specs))
+        got = source_windows(log, defs, agg.source, columns, keys, label_ts, lengths,
+                             strict=mode.strict, as_known_at=mode.as_known_at,
+                             upto_seq=upto_seq)
+        source = SourceRows(got[0], got[1].label_codes, {}) if isinstance(got, tuple) else \
+            SourceRows(None, np.zeros(0, np.int64), {}, got.values,
+                       {(w, mode.strict): b for w, b in got.windows.items()})
     bounds: dict[int | None, Windows] = {}
     arrays: dict[str, pa.Array] = {}
     for spec in specs:
