@@ -59,9 +59,8 @@ class AggPlan:
     #: features, :mod:`.aggsummary`), the longest finite window of its features (None:
     #: none); empty when the store keeps every row of such views instead
     fold: dict[str, int | None] = field(default_factory=dict)
-    #: (view, entity) -> the cutoff this process last evicted (or folded) it at
-    evicted: dict[tuple[str, str], int] = field(default_factory=dict, compare=False,
-                                                repr=False)
+    #: the entities this process evicted (or folded) in the current period of their view
+    evicted: Evicted = field(default_factory=lambda: Evicted(), compare=False, repr=False)
     folders: dict[str, Folder] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -149,29 +148,48 @@ class AggPlan:
                    now: int) -> list[tuple[str, str, int]]:
         """(view, entity, cutoff) of the entities of ``keys`` due an eviction: their rows
         at or below the cutoff are deleted, or for a folding view folded into its
-        summary and deleted (at most once per ``FOLD_EVERY`` when it has no finite
-        window)."""
-        evict: list[tuple[str, str, int]] = []
-        done = self.evicted
-        if len(done) > 1_000_000:  # bounded memory: forget, and evict again
-            done.clear()
-        fold = self.fold
-        for key in keys:
-            w = self.keep.get(key[0])
+        summary and deleted.
+
+        Time is cut, per view, into periods of a sixteenth of its window (of its longest
+        finite window for a folding view, or ``FOLD_EVERY`` when it has none): an entity
+        is due at its first write in a period, at that write's cutoff, so at most once
+        per period (a busy entity does not cost a delete per batch). Its stored rows are
+        then above the cutoff at the period's start, within 17/16 of the window as of its
+        last write. Which entities are due is one set difference against those done in
+        the period: a batch of entities already done costs no Python loop over them."""
+        periods: dict[str, tuple[int, int]] = {}  # view -> (period, cutoff)
+        for view, w in self.keep.items():
             if w is None:
-                if key[0] not in fold:
+                if view not in self.fold:
                     continue
-                f = fold[key[0]]
-                low = self.fold_cutoff(key[0], now)
+                f = self.fold[view]
+                low = self.fold_cutoff(view, now)
                 every = FOLD_EVERY if f is None else max(f // 16, 1)
             else:
-                low = lows[key[0]]
+                low = lows[view]
                 every = max(w // 16, 1)
-            last = done.get(key)
-            if last is None or low - last >= every:
-                done[key] = low
-                evict.append((key[0], key[1], low))
-        return evict
+            periods[view] = (low // every, low)
+        done = self.evicted
+        known = done.keys
+        for view, (period, _) in periods.items():
+            if done.period.get(view) != period:  # a new period: every entity is due again
+                done.period[view] = period
+                known.difference_update([k for k in known if k[0] == view])
+        if len(known) > 1_000_000:  # bounded memory: forget, and evict again
+            known.clear()
+        fresh = (keys.keys() if isinstance(keys, dict) else set(keys)) - known
+        due = [k for k in fresh if k[0] in periods]
+        known.update(due)
+        return [(v, e, periods[v][1]) for v, e in due]
+
+
+@dataclass
+class Evicted:
+    """What this process has evicted: per view the current period, and the (view,
+    entity) keys already evicted in it."""
+
+    period: dict[str, int] = field(default_factory=dict)
+    keys: set[tuple[str, str]] = field(default_factory=set)
 
 
 def fingerprint(plan: AggPlan | None) -> int:

@@ -71,6 +71,8 @@ INSERT INTO {s}online_meta (key, value) VALUES ('applied_seq', ?)
 ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)
 """
 ATTACHED = "asof_online"
+#: The page cache of the attached store, in KiB when negative (as connect() sets main's)
+CACHE_SIZE = -65536
 
 
 class SqliteRows:
@@ -121,6 +123,10 @@ class SqliteOnlineStore:
         names = {row[1] for row in conn.execute("PRAGMA database_list")}
         if ATTACHED not in names:
             conn.execute(f"ATTACH DATABASE ? AS {ATTACHED}", (str(self.path),))
+            # The log connection's page cache (offline.sqlite.connect) is main's only; the
+            # aggregation state is a B-tree a batch writes all over, which a default 2 MB
+            # cache spills to the WAL mid-transaction and reads back.
+            conn.execute(f"PRAGMA {ATTACHED}.cache_size = {CACHE_SIZE}")
 
     def _write(self, conn: sqlite3.Connection, schema: str, rows: list[OnlineRow],
                high_seq: int, agg: AggBatch | None = None) -> None:
