@@ -72,7 +72,7 @@ from .aggstate import AggBatch, AggPlan, fingerprint, member, ts_bound, unmember
 from .aggsummary import Summary
 from .base import OnlineRow, OnlineUnavailable
 from .redis_fold import fold_due, pack_summary, unpack_summary
-from .redis_scripts import APPLIED, APPLY, APPLY_AGG, COUNT, FOLD, SWITCH
+from .redis_scripts import APPLIED, APPLY, APPLY_AGG, COUNT, FOLD, FOLD_READ, SWITCH
 from .redis_url import glob_escape, split_url
 
 HEADER = 55  # 18 + 19 + 18 digits
@@ -115,6 +115,7 @@ class RedisOnlineStore:
         self._count = self.client.register_script(COUNT)
         self._apply_agg = self.client.register_script(APPLY_AGG)
         self._fold = self.client.register_script(FOLD)
+        self._fold_read = self.client.register_script(FOLD_READ)
         self._gen_key = self.prefix + "gen"
         self._gen = b"0"  # the generation last seen; reads check it in the same MGET
 
