@@ -27,6 +27,7 @@ states read the same values (I2).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -59,7 +60,7 @@ class AggPlan:
     #: features, :mod:`.aggsummary`), the longest finite window of its features (None:
     #: none); empty when the store keeps every row of such views instead
     fold: dict[str, int | None] = field(default_factory=dict)
-    #: the entities this process evicted (or folded) in the current period of their view
+    #: the entities this process evicted (or folded) less than a period ago
     evicted: Evicted = field(default_factory=lambda: Evicted(), compare=False, repr=False)
     folders: dict[str, Folder] = field(default_factory=dict, compare=False, repr=False)
 
@@ -148,48 +149,55 @@ class AggPlan:
                    now: int) -> list[tuple[str, str, int]]:
         """(view, entity, cutoff) of the entities of ``keys`` due an eviction: their rows
         at or below the cutoff are deleted, or for a folding view folded into its
-        summary and deleted.
+        summary and deleted (at most once per ``FOLD_EVERY`` when it has no finite
+        window).
 
-        Time is cut, per view, into periods of a sixteenth of its window (of its longest
-        finite window for a folding view, or ``FOLD_EVERY`` when it has none): an entity
-        is due at its first write in a period, at that write's cutoff, so at most once
-        per period (a busy entity does not cost a delete per batch). Its stored rows are
-        then above the cutoff at the period's start, within 17/16 of the window as of its
-        last write. Which entities are due is one set difference against those done in
-        the period: a batch of entities already done costs no Python loop over them."""
-        periods: dict[str, tuple[int, int]] = {}  # view -> (period, cutoff)
+        Which keys are due is one set difference against those evicted less than a
+        period ago (a batch of entities not due costs no Python loop over them); those
+        leave that set when their period is over, a whole batch's worth at a time."""
+        periods: dict[str, tuple[int, int]] = {}  # view -> (cutoff now, period)
         for view, w in self.keep.items():
             if w is None:
                 if view not in self.fold:
                     continue
                 f = self.fold[view]
-                low = self.fold_cutoff(view, now)
-                every = FOLD_EVERY if f is None else max(f // 16, 1)
+                periods[view] = (self.fold_cutoff(view, now),
+                                 FOLD_EVERY if f is None else max(f // 16, 1))
             else:
-                low = lows[view]
-                every = max(w // 16, 1)
-            periods[view] = (low // every, low)
+                periods[view] = (lows[view], max(w // 16, 1))
         done = self.evicted
-        known = done.keys
-        for view, (period, _) in periods.items():
-            if done.period.get(view) != period:  # a new period: every entity is due again
-                done.period[view] = period
-                known.difference_update([k for k in known if k[0] == view])
-        if len(known) > 1_000_000:  # bounded memory: forget, and evict again
-            known.clear()
-        fresh = (keys.keys() if isinstance(keys, dict) else set(keys)) - known
-        due = [k for k in fresh if k[0] in periods]
-        known.update(due)
-        return [(v, e, periods[v][1]) for v, e in due]
+        last = done.last
+        for view, (low, every) in periods.items():
+            gens = done.gens.get(view)
+            while gens and low - gens[0][0] >= every:  # due again: forget them
+                cut, ks = gens.popleft()
+                for k in ks:
+                    if last.get(k) == cut:
+                        del last[k]
+        if len(last) > 1_000_000:  # bounded memory: forget, and evict again
+            last.clear()
+            done.gens.clear()
+        fresh = (keys.keys() if isinstance(keys, dict) else set(keys)) - last.keys()
+        evict: list[tuple[str, str, int]] = []
+        by_view: dict[str, list[tuple[str, str]]] = {}
+        for k in fresh:
+            p = periods.get(k[0])
+            if p is not None:
+                evict.append((k[0], k[1], p[0]))
+                last[k] = p[0]
+                by_view.setdefault(k[0], []).append(k)
+        for view, ks in by_view.items():
+            done.gens.setdefault(view, deque()).append((periods[view][0], ks))
+        return evict
 
 
 @dataclass
 class Evicted:
-    """What this process has evicted: per view the current period, and the (view,
-    entity) keys already evicted in it."""
+    """What this process has evicted and is not due again yet: per key the cutoff it
+    was evicted at, and per view those keys in the order they were evicted."""
 
-    period: dict[str, int] = field(default_factory=dict)
-    keys: set[tuple[str, str]] = field(default_factory=set)
+    last: dict[tuple[str, str], int] = field(default_factory=dict)
+    gens: dict[str, deque[tuple[int, list[tuple[str, str]]]]] = field(default_factory=dict)
 
 
 def fingerprint(plan: AggPlan | None) -> int:
