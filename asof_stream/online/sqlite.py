@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..offline.sqlite import connect
-from .aggread import WindowRows
+from .aggread import ListRows, WindowRows
 from .aggstate import NO_LOW, AggBatch, AggPlan, fingerprint
 from .aggsummary import Summary
 from .base import OnlineRow
@@ -56,6 +56,13 @@ AGG_ROWS = "SELECT event_timestamp, seq, features" + _RANGE + " ORDER BY event_t
 AGG_COUNT = "SELECT count(*), max(event_timestamp)" + _RANGE
 AGG_NEWEST = "SELECT event_timestamp, features" + _RANGE \
     + " ORDER BY event_timestamp DESC, seq DESC"
+# An entity's rows up to a time and its summary in one statement, so from one snapshot
+# (a fold commits rows out and the summary in at once): the summary row sorts first
+# (NULL event_timestamp).
+AGG_WITH_SUMMARY = (
+    "SELECT event_timestamp, seq, features FROM online_agg_rows WHERE view = ? AND"
+    " entity = ? AND event_timestamp <= ? UNION ALL SELECT NULL, NULL, state FROM"
+    " online_agg_summary WHERE view = ? AND entity = ? ORDER BY 1, 2")
 
 # The monotonic rule, applied by SQLite itself: only a greater (event_timestamp, seq) wins.
 UPSERT = """
@@ -230,12 +237,23 @@ class SqliteOnlineStore:
 
     def agg_state(self, view: str, entities: list[str], lo: int | None, hi: int,
                   summaries: bool) -> list[tuple[WindowRows, Summary | None]]:
-        """Per entity, :meth:`agg_windows` and (``summaries``) :meth:`agg_summaries`,
-        read by statements of this connection outside a read transaction: a fold
-        committed by another process between them is not excluded here."""
-        windows = self.agg_windows(view, entities, lo, hi)
-        got = self.agg_summaries(view, entities) if summaries else [None] * len(entities)
-        return list(zip(windows, got, strict=True))
+        """Per entity, :meth:`agg_windows` and (``summaries``) :meth:`agg_summaries`.
+        With summaries, an entity's rows up to ``hi`` and its summary are read by one
+        statement, so from one snapshot: a fold committed by another process is seen
+        whole or not at all (the rows are then all fetched, which a read of a no-window
+        feature needs anyway; a folding view keeps few)."""
+        if not summaries:
+            return [(w, None) for w in self.agg_windows(view, entities, lo, hi)]
+        ex = self.conn.execute
+        out: list[tuple[WindowRows, Summary | None]] = []
+        for e in entities:
+            got = ex(AGG_WITH_SUMMARY, (view, e, hi, view, e)).fetchall()
+            summary = None
+            if got and got[0][0] is None:
+                summary = Summary.loads(got[0][2])
+                got = got[1:]
+            out.append((ListRows(got), summary))
+        return out
 
     def agg_fingerprint(self) -> int:
         """The :func:`~.aggstate.fingerprint` of the plan the state was rebuilt for."""
