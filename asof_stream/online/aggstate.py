@@ -11,14 +11,14 @@ are not stored and are evicted for the entities a batch touches (at most once pe
 evicted never count.
 
 A source view with a feature that has no window (all history up to ``t`` counts) keeps,
-in a store that folds (``folds_aggregations``: SQLite, and Redis over one log, see
-:mod:`.redis_fold`), one running summary per entity
+in a store that folds (``folds_aggregations``: SQLite, and Redis over one log or over
+partition shards, see :mod:`.redis_fold`), one running summary per entity
 (:mod:`.aggsummary`) instead of its whole history: when an entity is due (at most once
 per ``w / 16`` of its longest finite window ``w``, or per :data:`FOLD_EVERY` when it has
 none), its rows at or below ``now - w`` (or ``now``) are folded into the summary and
 deleted, atomically. Rows arrive as rows, late ones too, so a write never reads the
 summary; a read adds every row still stored to the summary, exactly. A store that does
-not fold (Redis over partition shards) keeps every row of such views.
+not fold keeps every row of such views.
 
 Rebuilding (:func:`build_state`, run by ``materialize``) selects the same rows from the
 log (both tiers) and folds those at or below the fold cutoff, so rebuilt and incremental
@@ -229,6 +229,8 @@ class AggBatch:
     lows: dict[str, int] = field(default_factory=dict)
     #: (view, entity, summary JSON) to store as they are (a rebuild)
     summaries: list[tuple[str, str, str]] = field(default_factory=list)
+    #: per summary, the track (shard) whose rebuild seq is its mark (empty: the store's)
+    summary_tracks: list[str] = field(default_factory=list)
 
 
 def member(r: AggRow) -> bytes:

@@ -26,8 +26,14 @@ or nothing (the entity is folded at a later write). Late events arrive as rows a
 the mark and are folded like any other (folding is order-free). ``materialize``
 rebuilds the summaries from the log with the rebuild's seq as their mark.
 
-A store that counts a shard's seqs (``track``) does not fold: its sorted sets hold rows
-of several shards' seq spaces, which one mark cannot order.
+Over partition shards (a store with a ``track``) the same rules hold per shard: the
+store holds several shards' seq spaces, but each entity's rows all come from one shard
+(its key's partition: the sharded committer dead-letters a misrouted event), and that
+shard's daemon is the one that writes and folds it. So an entity's summary mark is a
+seq of that shard, raised to that shard's applied seq (``applied`` + its track) when
+it folds, and compared only with that shard's rows when they are replayed. A rebuild
+from every shard's log (:func:`~asof_stream.ingest.sharded_commit.materialize_shards`)
+gives each summary its own shard's rebuild seq as its mark.
 """
 
 from __future__ import annotations
