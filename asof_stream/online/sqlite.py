@@ -12,7 +12,7 @@ from .aggstate import NO_LOW, AggBatch, AggPlan, fingerprint
 from .aggsummary import Summary
 from .base import OnlineRow
 
-#: The columns of a stored row: the latest row per key, and the aggregations' raw rows.
+#: The columns of a stored row: the latest row per key.
 ROW_COLUMNS = """
     view TEXT NOT NULL,
     entity TEXT NOT NULL,
@@ -24,8 +24,14 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS {s}online (" + ROW_COLUMNS
     + "\n    PRIMARY KEY (view, entity)\n) WITHOUT ROWID;\n"
     "CREATE TABLE IF NOT EXISTS {s}online_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);\n"
-    "CREATE TABLE IF NOT EXISTS {s}online_agg_rows (" + ROW_COLUMNS
-    + "\n    PRIMARY KEY (view, entity, event_timestamp, seq)\n) WITHOUT ROWID;\n"
+    # The aggregations' raw rows, keyed by seq (unique in the one log this store serves):
+    # a batch appends its rows at the table's end, and only the narrow index is written
+    # all over (a table clustered by entity had every batch rewrite most of its pages).
+    "CREATE TABLE IF NOT EXISTS {s}online_agg_rows (seq INTEGER PRIMARY KEY,"
+    " view TEXT NOT NULL, entity TEXT NOT NULL, event_timestamp INTEGER NOT NULL,"
+    " ingest_ts INTEGER NOT NULL, features TEXT NOT NULL);\n"
+    "CREATE INDEX IF NOT EXISTS {s}online_agg_key ON online_agg_rows"
+    " (view, entity, event_timestamp);\n"
     # Running summaries of the no-window aggregations (see .aggsummary): per (view,
     # entity) the folded rows, which online_agg_rows no longer holds.
     "CREATE TABLE IF NOT EXISTS {s}online_agg_summary (view TEXT NOT NULL,"
@@ -42,7 +48,6 @@ INSERT OR IGNORE INTO {s}online_agg_rows (view, entity, event_timestamp, seq, in
                                            features)
 SELECT view, entity, event_timestamp, seq, ingest_ts, features FROM main.log
 WHERE seq BETWEEN ? AND ? AND +view = ? AND event_timestamp > ?
-ORDER BY view, entity, event_timestamp, seq
 """
 FOLD_ROWS = ("SELECT event_timestamp, seq, features FROM {s}online_agg_rows WHERE view = ?"
              " AND entity = ? AND event_timestamp <= ?")
@@ -80,6 +85,25 @@ ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)
 ATTACHED = "asof_online"
 #: The page cache of the attached store, in KiB when negative (as connect() sets main's)
 CACHE_SIZE = -65536
+
+
+def _drop_clustered_state(conn: sqlite3.Connection) -> None:
+    """A store written when the aggregation rows were a table clustered by (view,
+    entity, event_timestamp, seq): its state is dropped with the plan's fingerprint, so
+    opening the stores rebuilds it from the log in the new table."""
+    found = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table'"
+                         " AND name = 'online_agg_rows'").fetchone()
+    if found is None or "WITHOUT ROWID" not in found[0].upper():
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("DROP TABLE online_agg_rows")
+        conn.execute("DROP TABLE IF EXISTS online_agg_summary")
+        conn.execute("DELETE FROM online_meta WHERE key = 'agg_plan'")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 class SqliteRows:
@@ -122,6 +146,7 @@ class SqliteOnlineStore:
             raise FileNotFoundError(f"online store {self.path} does not exist yet")
         self.conn = connect(self.path, readonly=readonly)
         if not readonly:
+            _drop_clustered_state(self.conn)
             self.conn.executescript(SCHEMA.format(s=""))
         self._get_one = "SELECT entity, event_timestamp, seq, ingest_ts, features FROM online" \
                         " WHERE view = ? AND entity = ?"
