@@ -87,8 +87,7 @@ def open_stores(config: Config, *, heal: bool = True, check: bool = False,
         union = ShardUnion(config)
         try:
             online = open_online(config.online_url)
-            # the shards' stores keep every row (no summaries): so does its plan here
-            online.agg_plan = AggPlan.from_defs(config.defs)
+            online.agg_plan = AggPlan.from_defs(config.defs, folding=online.folds_aggregations)
             return Stores(config, union, online, sharded=True)
         except BaseException:
             union.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,11 @@ from asof_stream.events import dumps_values
 from asof_stream.ingest.sources.base import Record
 from asof_stream.offline.log import LogRow
 from asof_stream.online.aggread import AggReader, ListRows
+from asof_stream.online.aggstate import AggBatch
 from asof_stream.online.aggsummary import Summary
 from asof_stream.online.lookup import read_online
 from asof_stream.online.materialize import materialize
+from asof_stream.online.sqlite import SqliteOnlineStore
 from asof_stream.stores import open_stores
 from asof_stream.timestamps import now_micros
 from tests.aggregation_oracle import all_rows, oracle, same
@@ -178,3 +181,84 @@ def test_the_sqlite_state_is_bounded_and_rebuilt_to_the_same_values(tmp_path: Pa
         materialize(stores.log, stores.online)  # I2: rebuilt, the same values exactly
         assert conn.execute(*out_of_window).fetchone()[0] == 0
         assert check(now + HOUR) == before
+
+
+def test_a_sqlite_read_sees_a_concurrent_fold_whole(tmp_path: Path) -> None:
+    """Another process folds an entity while a read of its no-window features runs: the
+    rows and the summary are read from one snapshot, so no row is lost or counted twice
+    (the fold commits between the read's first statement on the state and the rest)."""
+    (tmp_path / "asof.toml").write_text(TOML, encoding="utf-8")
+    config = parse_config(TOML, tmp_path / "asof.toml")
+    rng = random.Random(11)
+    now = now_micros()
+    with open_stores(config) as stores:
+        events = [dict(e, customer_id="c1") for e in _events(200, now, rng)]
+        committer = stores.committer()
+        # an old clock: nothing is out of the 2 h window yet, every row stays a row
+        committer.clock = lambda: now - 40 * DAY
+        committer.commit("t", [Record(json.dumps(e).encode(), f"p:{j}")
+                               for j, e in enumerate(events)])
+        online = stores.online
+        assert isinstance(online, SqliteOnlineStore) and online.agg_plan is not None
+        conn = online.conn
+        assert conn.execute("SELECT count(*) FROM online_agg_summary").fetchone()[0] == 0
+        other = SqliteOnlineStore(online.path)
+        other.agg_plan = online.agg_plan
+        folded: list[int] = []
+
+        def fold_once(sql: str) -> None:
+            if not folded and "online_agg" in sql:
+                folded.append(1)  # another connection folds c1's rows out of the window
+                other.apply([], online.applied_seq(),
+                            agg=AggBatch([], evict=[("purchases", "c1", now - 2 * HOUR)]))
+
+        defs = stores.config.defs
+        pairs = [("life", f) for f in FEATURES]
+        conn.set_trace_callback(fold_once)
+        try:
+            got = read_online(defs, online, pairs, [{"customer_id": "c1"}], now=now)[0]
+        finally:
+            conn.set_trace_callback(None)
+        other.close()
+        assert folded
+        assert conn.execute("SELECT count(*) FROM online_agg_summary").fetchone()[0] == 1
+        rows = all_rows(stores.log, defs)
+        for (_, feat), fv in got.items():
+            fn = defs.aggregations["life"].feature(feat).fn
+            want = oracle(defs, rows, "life", feat, "c1", now)
+            assert same(fn, fv.value, want), (feat, fv, want)
+
+
+def test_a_store_with_the_clustered_state_layout_is_rebuilt(tmp_path: Path) -> None:
+    """An online store written when the aggregation rows were a WITHOUT ROWID table
+    clustered by entity is rebuilt from the log into the seq-keyed table when opened."""
+    (tmp_path / "asof.toml").write_text(TOML, encoding="utf-8")
+    config = parse_config(TOML, tmp_path / "asof.toml")
+    now = now_micros()
+    events = _events(300, now, random.Random(3))
+    with open_stores(config) as stores:
+        stores.committer().commit("t", [Record(json.dumps(e).encode(), f"p:{j}")
+                                        for j, e in enumerate(events)])
+        path = stores.online.path  # type: ignore[attr-defined]
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "DROP TABLE online_agg_rows; DELETE FROM online_agg_summary;"
+        "CREATE TABLE online_agg_rows (view TEXT NOT NULL, entity TEXT NOT NULL,"
+        " event_timestamp INTEGER NOT NULL, seq INTEGER NOT NULL, ingest_ts INTEGER NOT"
+        " NULL, features TEXT NOT NULL, PRIMARY KEY (view, entity, event_timestamp, seq))"
+        " WITHOUT ROWID;"
+        "INSERT INTO online_agg_rows VALUES ('purchases', 'c1', 1, 1, 1, '{\"qty\": 99}');")
+    conn.close()
+    with open_stores(config) as stores:
+        sql = stores.online.conn.execute(  # type: ignore[attr-defined]
+            "SELECT sql FROM sqlite_master WHERE name = 'online_agg_rows'").fetchone()[0]
+        assert "WITHOUT ROWID" not in sql
+        defs = stores.config.defs
+        rows = all_rows(stores.log, defs)
+        ents = [{"customer_id": f"c{i}"} for i in range(5)]
+        got = read_online(defs, stores.online, [("life", f) for f in FEATURES], ents, now=now)
+        for ent, values in zip(ents, got, strict=True):
+            for (_, feat), fv in values.items():
+                fn = defs.aggregations["life"].feature(feat).fn
+                want = oracle(defs, rows, "life", feat, ent["customer_id"], now)
+                assert same(fn, fv.value, want), (feat, ent, fv, want)

@@ -195,7 +195,7 @@ def materialize_shards(config: Config, view: str | None = None) -> int:
         rows: list[OnlineRow] = []
         marks: dict[str, int] = {}
         per_shard: dict[str, list[OnlineRow]] = {}
-        plan = AggPlan.from_defs(config.defs)  # the Redis store keeps rows, not summaries
+        plan = AggPlan.from_defs(config.defs, folding=True)  # rows and summaries
         agg = None if plan is None or view is not None else AggBatch([])
         now = now_micros()
         for name, log_ in logs.items():
@@ -204,7 +204,10 @@ def materialize_shards(config: Config, view: str | None = None) -> int:
                 marks[":" + name] = log_.max_seq()
                 per_shard[name] = [from_log_row(r) for r in log_.latest_rows(view)]
                 if agg is not None and plan is not None:  # this shard's entities' state
-                    agg.rows.extend(build_state(log_, plan, marks[":" + name], now).rows)
+                    part = build_state(log_, plan, marks[":" + name], now)
+                    agg.rows.extend(part.rows)
+                    agg.summaries.extend(part.summaries)
+                    agg.summary_tracks.extend([":" + name] * len(part.summaries))
             finally:
                 log_.conn.execute("COMMIT")
             rows.extend(per_shard[name])

@@ -11,14 +11,14 @@ are not stored and are evicted for the entities a batch touches (at most once pe
 evicted never count.
 
 A source view with a feature that has no window (all history up to ``t`` counts) keeps,
-in a store that folds (``folds_aggregations``: SQLite, and Redis over one log, see
-:mod:`.redis_fold`), one running summary per entity
+in a store that folds (``folds_aggregations``: SQLite, and Redis over one log or over
+partition shards, see :mod:`.redis_fold`), one running summary per entity
 (:mod:`.aggsummary`) instead of its whole history: when an entity is due (at most once
 per ``w / 16`` of its longest finite window ``w``, or per :data:`FOLD_EVERY` when it has
 none), its rows at or below ``now - w`` (or ``now``) are folded into the summary and
 deleted, atomically. Rows arrive as rows, late ones too, so a write never reads the
 summary; a read adds every row still stored to the summary, exactly. A store that does
-not fold (Redis over partition shards) keeps every row of such views.
+not fold keeps every row of such views.
 
 Rebuilding (:func:`build_state`, run by ``materialize``) selects the same rows from the
 log (both tiers) and folds those at or below the fold cutoff, so rebuilt and incremental
@@ -27,6 +27,7 @@ states read the same values (I2).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -59,9 +60,8 @@ class AggPlan:
     #: features, :mod:`.aggsummary`), the longest finite window of its features (None:
     #: none); empty when the store keeps every row of such views instead
     fold: dict[str, int | None] = field(default_factory=dict)
-    #: (view, entity) -> the cutoff this process last evicted (or folded) it at
-    evicted: dict[tuple[str, str], int] = field(default_factory=dict, compare=False,
-                                                repr=False)
+    #: the entities this process evicted (or folded) less than a period ago
+    evicted: Evicted = field(default_factory=lambda: Evicted(), compare=False, repr=False)
     folders: dict[str, Folder] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -150,28 +150,54 @@ class AggPlan:
         """(view, entity, cutoff) of the entities of ``keys`` due an eviction: their rows
         at or below the cutoff are deleted, or for a folding view folded into its
         summary and deleted (at most once per ``FOLD_EVERY`` when it has no finite
-        window)."""
-        evict: list[tuple[str, str, int]] = []
-        done = self.evicted
-        if len(done) > 1_000_000:  # bounded memory: forget, and evict again
-            done.clear()
-        fold = self.fold
-        for key in keys:
-            w = self.keep.get(key[0])
+        window).
+
+        Which keys are due is one set difference against those evicted less than a
+        period ago (a batch of entities not due costs no Python loop over them); those
+        leave that set when their period is over, a whole batch's worth at a time."""
+        periods: dict[str, tuple[int, int]] = {}  # view -> (cutoff now, period)
+        for view, w in self.keep.items():
             if w is None:
-                if key[0] not in fold:
+                if view not in self.fold:
                     continue
-                f = fold[key[0]]
-                low = self.fold_cutoff(key[0], now)
-                every = FOLD_EVERY if f is None else max(f // 16, 1)
+                f = self.fold[view]
+                periods[view] = (self.fold_cutoff(view, now),
+                                 FOLD_EVERY if f is None else max(f // 16, 1))
             else:
-                low = lows[key[0]]
-                every = max(w // 16, 1)
-            last = done.get(key)
-            if last is None or low - last >= every:
-                done[key] = low
-                evict.append((key[0], key[1], low))
+                periods[view] = (lows[view], max(w // 16, 1))
+        done = self.evicted
+        last = done.last
+        for view, (low, every) in periods.items():
+            gens = done.gens.get(view)
+            while gens and low - gens[0][0] >= every:  # due again: forget them
+                cut, ks = gens.popleft()
+                for k in ks:
+                    if last.get(k) == cut:
+                        del last[k]
+        if len(last) > 1_000_000:  # bounded memory: forget, and evict again
+            last.clear()
+            done.gens.clear()
+        fresh = (keys.keys() if isinstance(keys, dict) else set(keys)) - last.keys()
+        evict: list[tuple[str, str, int]] = []
+        by_view: dict[str, list[tuple[str, str]]] = {}
+        for k in fresh:
+            p = periods.get(k[0])
+            if p is not None:
+                evict.append((k[0], k[1], p[0]))
+                last[k] = p[0]
+                by_view.setdefault(k[0], []).append(k)
+        for view, ks in by_view.items():
+            done.gens.setdefault(view, deque()).append((periods[view][0], ks))
         return evict
+
+
+@dataclass
+class Evicted:
+    """What this process has evicted and is not due again yet: per key the cutoff it
+    was evicted at, and per view those keys in the order they were evicted."""
+
+    last: dict[tuple[str, str], int] = field(default_factory=dict)
+    gens: dict[str, deque[tuple[int, list[tuple[str, str]]]]] = field(default_factory=dict)
 
 
 def fingerprint(plan: AggPlan | None) -> int:
@@ -203,6 +229,8 @@ class AggBatch:
     lows: dict[str, int] = field(default_factory=dict)
     #: (view, entity, summary JSON) to store as they are (a rebuild)
     summaries: list[tuple[str, str, str]] = field(default_factory=list)
+    #: per summary, the track (shard) whose rebuild seq is its mark (empty: the store's)
+    summary_tracks: list[str] = field(default_factory=list)
 
 
 def member(r: AggRow) -> bytes:

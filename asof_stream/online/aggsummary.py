@@ -33,6 +33,7 @@ from ..definitions_computed import AggFeature
 from ..events import loads_values
 
 ZERO = Fraction(0)
+SHIFT = 1074  # 2**-1074: the smallest float above 0, a unit of every finite float
 
 
 @dataclass
@@ -46,18 +47,33 @@ class Column:
     hi: Any = None
     last: tuple[int, int, Any] | None = None  # (event_timestamp, seq, value)
 
-    def add(self, ts: int, seq: int, v: Any, numeric: bool) -> None:
+    def add(self, ts: int, seq: int, v: Any) -> None:
+        """Count one non-null value: min, max and last (the sums: :meth:`add_sums`)."""
         self.n += 1
-        if numeric:
-            x = Fraction(v)
-            self.total += x
-            self.squares += x * x
         if self.lo is None or v < self.lo:
             self.lo = v
         if self.hi is None or v > self.hi:
             self.hi = v
         if self.last is None or (ts, seq) > (self.last[0], self.last[1]):
             self.last = (ts, seq, v)
+
+    def add_sums(self, values: list[Any], floats: bool) -> None:
+        """Add ``values`` (ints, or finite floats) to the exact sum and sum of squares."""
+        if not floats:
+            self.total += sum(values)
+            self.squares += sum(v * v for v in values)
+            return
+        # Every finite float is an integer multiple of 2**-1074: the sums are integers
+        # in those units (and 2**-2148 for squares), added as Python ints, made a
+        # Fraction once (a Fraction per value costs a gcd per addition).
+        t = q = 0
+        for v in values:
+            a, d = v.as_integer_ratio()
+            k = SHIFT - d.bit_length() + 1
+            t += a << k
+            q += (a * a) << (2 * k)
+        self.total += Fraction(t, 1 << SHIFT)
+        self.squares += Fraction(q, 1 << (2 * SHIFT))
 
 
 @dataclass
@@ -103,6 +119,8 @@ class Folder:
     def fold(self, into: Summary, rows: Iterable[tuple[int, int, str]]) -> None:
         """Fold rows (event_timestamp, seq, features JSON) into ``into``."""
         cols = into.cols
+        sums: dict[str, list[Any]] = {name: [] for name, dtype in self.columns.items()
+                                      if dtype in ("int64", "float64")}
         for ts, seq, text in rows:
             into.rows += 1
             if into.newest is None or ts > into.newest:
@@ -119,7 +137,12 @@ class Folder:
                     c = cols[name] = Column()
                 if dtype == "float64":
                     v = float(v)
-                c.add(ts, seq, v, dtype in ("int64", "float64"))
+                c.add(ts, seq, v)
+                if name in sums:
+                    sums[name].append(v)
+        for name, numbers in sums.items():
+            if numbers:
+                cols[name].add_sums(numbers, self.columns[name] == "float64")
 
 
 def folds(defs: Definitions, view: str) -> bool:

@@ -72,7 +72,7 @@ from .aggstate import AggBatch, AggPlan, fingerprint, member, ts_bound, unmember
 from .aggsummary import Summary
 from .base import OnlineRow, OnlineUnavailable
 from .redis_fold import fold_due, pack_summary, unpack_summary
-from .redis_scripts import APPLIED, APPLY, APPLY_AGG, COUNT, FOLD, SWITCH
+from .redis_scripts import APPLIED, APPLY, APPLY_AGG, COUNT, FOLD, FOLD_READ, SWITCH
 from .redis_url import glob_escape, split_url
 
 HEADER = 55  # 18 + 19 + 18 digits
@@ -100,9 +100,10 @@ class RedisOnlineStore:
         self.url = url
         #: whose log seqs ``applied`` counts: "" for the one log, ":p0003" for a shard's
         self.track = track
-        #: the one log's store folds no-window aggregations (:mod:`.redis_fold`); a
-        #: shard's does not (its rows carry several shards' seqs)
-        self.folds_aggregations = track == ""
+        #: no-window aggregations are folded (:mod:`.redis_fold`), over one log and over
+        #: shards (an entity's rows all come from its partition's shard: its summary's
+        #: mark is that shard's seq)
+        self.folds_aggregations = True
         plain, name = split_url(url)
         self.prefix = "{" + name + "}:"
         options: dict[str, Any] = {"socket_connect_timeout": 5, "socket_timeout": 30,
@@ -115,6 +116,7 @@ class RedisOnlineStore:
         self._count = self.client.register_script(COUNT)
         self._apply_agg = self.client.register_script(APPLY_AGG)
         self._fold = self.client.register_script(FOLD)
+        self._fold_read = self.client.register_script(FOLD_READ)
         self._gen_key = self.prefix + "gen"
         self._gen = b"0"  # the generation last seen; reads check it in the same MGET
 
@@ -283,10 +285,11 @@ class RedisOnlineStore:
                 if pending >= CHUNK:
                     pipe.execute()
                     pending = 0
-            # every row up to the rebuild's seq is in the state: that is the mark
-            mark = applied.get(self.track, 0)
-            for view, ent, text in agg.summaries:
-                pipe.set(f"{base}s:{view}:{ent}", pack_summary(mark, text))
+            # every row up to the rebuild's seq is in the state: that is the mark (over
+            # shards, that of the shard the entity's rows come from)
+            marks = agg.summary_tracks or [self.track] * len(agg.summaries)
+            for (view, ent, text), track in zip(agg.summaries, marks, strict=True):
+                pipe.set(f"{base}s:{view}:{ent}", pack_summary(applied.get(track, 0), text))
                 pending += 1
                 if pending >= CHUNK:
                     pipe.execute()

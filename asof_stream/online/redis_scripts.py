@@ -76,38 +76,57 @@ end
 return 0
 """
 
+# What a fold reads, for many entities at once: [generation, applied seq of a track,
+# then per entity its members below the bound and its summary (nil: none)], read in the
+# live generation. ARGV: prefix, track, then ("VIEW:ENTITY", bound) pairs.
+FOLD_READ = """
+local p = ARGV[1]
+local gen = redis.call('GET', p .. 'gen') or '0'
+local g = p .. gen .. ':'
+local out = {gen, redis.call('GET', g .. 'applied' .. ARGV[2]) or '0'}
+for i = 3, #ARGV, 2 do
+  out[#out + 1] = redis.call('ZRANGEBYLEX', g .. 'a:' .. ARGV[i], '-', '(' .. ARGV[i + 1])
+  out[#out + 1] = redis.call('GET', g .. 's:' .. ARGV[i]) or false
+end
+return out
+"""
+
 # Fold rows into entity summaries: the summaries are computed by the caller (in Python,
 # .aggsummary) from what it read; this applies them only where nothing changed since,
 # the summary replaced and the folded members deleted in one step. ARGV: prefix, the
-# generation read, then per entity: view, entity, the summary value read ("" none), the
-# new value, n, then the n members folded. An entity whose summary is no longer the
-# one read, or whose sorted set lacks one of the members, is left as it is (folded
-# later). Returns how many entities were folded (-1: the generation changed).
+# generation read, the mark read (19 digits: the applied seq), then per entity: view,
+# entity, the summary value read ("" none), the new value, the bound (the members
+# folded are those below it with seq at or below the mark), their number and the SHA-1
+# of them joined by newlines (the members are not sent back: the script selects them
+# again and checks they are the ones read). An entity whose summary is no longer the
+# one read, or whose members differ, is left as it is (folded later). Returns how many
+# entities were folded (-1: the generation changed).
 FOLD = """
 local p = ARGV[1]
 if (redis.call('GET', p .. 'gen') or '0') ~= ARGV[2] then return -1 end
 local g = p .. ARGV[2] .. ':'
+local mark = ARGV[3]
 local done = 0
-local i = 3
-while i <= #ARGV do
+for i = 4, #ARGV, 7 do
   local key = ARGV[i] .. ':' .. ARGV[i + 1]
-  local old, new, n = ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])
-  local first = i + 5
-  i = first + n
+  local old, new, bound = ARGV[i + 2], ARGV[i + 3], '(' .. ARGV[i + 4]
+  local n, digest = tonumber(ARGV[i + 5]), ARGV[i + 6]
   local sk, ak = g .. 's:' .. key, g .. 'a:' .. key
-  local ok = (redis.call('GET', sk) or '') == old
-  if ok then
-    for j = first, i - 1 do
-      if not redis.call('ZSCORE', ak, ARGV[j]) then
-        ok = false
-        break
-      end
+  if (redis.call('GET', sk) or '') == old then
+    local all = redis.call('ZRANGEBYLEX', ak, '-', bound)
+    local folded = {}
+    for _, m in ipairs(all) do
+      if string.sub(m, 19, 37) <= mark then folded[#folded + 1] = m end
     end
-  end
-  if ok then
-    for j = first, i - 1 do redis.call('ZREM', ak, ARGV[j]) end
-    redis.call('SET', sk, new)
-    done = done + 1
+    if #folded == n and redis.sha1hex(table.concat(folded, '\\n')) == digest then
+      if #folded == #all then
+        redis.call('ZREMRANGEBYLEX', ak, '-', bound)
+      else
+        for _, m in ipairs(folded) do redis.call('ZREM', ak, m) end
+      end
+      redis.call('SET', sk, new)
+      done = done + 1
+    end
   end
 end
 return done

@@ -7,12 +7,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..offline.sqlite import connect
-from .aggread import WindowRows
+from .aggread import ListRows, WindowRows
 from .aggstate import NO_LOW, AggBatch, AggPlan, fingerprint
 from .aggsummary import Summary
 from .base import OnlineRow
 
-#: The columns of a stored row: the latest row per key, and the aggregations' raw rows.
+#: The columns of a stored row: the latest row per key.
 ROW_COLUMNS = """
     view TEXT NOT NULL,
     entity TEXT NOT NULL,
@@ -24,8 +24,14 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS {s}online (" + ROW_COLUMNS
     + "\n    PRIMARY KEY (view, entity)\n) WITHOUT ROWID;\n"
     "CREATE TABLE IF NOT EXISTS {s}online_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);\n"
-    "CREATE TABLE IF NOT EXISTS {s}online_agg_rows (" + ROW_COLUMNS
-    + "\n    PRIMARY KEY (view, entity, event_timestamp, seq)\n) WITHOUT ROWID;\n"
+    # The aggregations' raw rows, keyed by seq (unique in the one log this store serves):
+    # a batch appends its rows at the table's end, and only the narrow index is written
+    # all over (a table clustered by entity had every batch rewrite most of its pages).
+    "CREATE TABLE IF NOT EXISTS {s}online_agg_rows (seq INTEGER PRIMARY KEY,"
+    " view TEXT NOT NULL, entity TEXT NOT NULL, event_timestamp INTEGER NOT NULL,"
+    " ingest_ts INTEGER NOT NULL, features TEXT NOT NULL);\n"
+    "CREATE INDEX IF NOT EXISTS {s}online_agg_key ON online_agg_rows"
+    " (view, entity, event_timestamp);\n"
     # Running summaries of the no-window aggregations (see .aggsummary): per (view,
     # entity) the folded rows, which online_agg_rows no longer holds.
     "CREATE TABLE IF NOT EXISTS {s}online_agg_summary (view TEXT NOT NULL,"
@@ -42,7 +48,6 @@ INSERT OR IGNORE INTO {s}online_agg_rows (view, entity, event_timestamp, seq, in
                                            features)
 SELECT view, entity, event_timestamp, seq, ingest_ts, features FROM main.log
 WHERE seq BETWEEN ? AND ? AND +view = ? AND event_timestamp > ?
-ORDER BY view, entity, event_timestamp, seq
 """
 FOLD_ROWS = ("SELECT event_timestamp, seq, features FROM {s}online_agg_rows WHERE view = ?"
              " AND entity = ? AND event_timestamp <= ?")
@@ -56,6 +61,13 @@ AGG_ROWS = "SELECT event_timestamp, seq, features" + _RANGE + " ORDER BY event_t
 AGG_COUNT = "SELECT count(*), max(event_timestamp)" + _RANGE
 AGG_NEWEST = "SELECT event_timestamp, features" + _RANGE \
     + " ORDER BY event_timestamp DESC, seq DESC"
+# An entity's rows up to a time and its summary in one statement, so from one snapshot
+# (a fold commits rows out and the summary in at once): the summary row sorts first
+# (NULL event_timestamp).
+AGG_WITH_SUMMARY = (
+    "SELECT event_timestamp, seq, features FROM online_agg_rows WHERE view = ? AND"
+    " entity = ? AND event_timestamp <= ? UNION ALL SELECT NULL, NULL, state FROM"
+    " online_agg_summary WHERE view = ? AND entity = ? ORDER BY 1, 2")
 
 # The monotonic rule, applied by SQLite itself: only a greater (event_timestamp, seq) wins.
 UPSERT = """
@@ -71,6 +83,27 @@ INSERT INTO {s}online_meta (key, value) VALUES ('applied_seq', ?)
 ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)
 """
 ATTACHED = "asof_online"
+#: The page cache of the attached store, in KiB when negative (as connect() sets main's)
+CACHE_SIZE = -65536
+
+
+def _drop_clustered_state(conn: sqlite3.Connection) -> None:
+    """A store written when the aggregation rows were a table clustered by (view,
+    entity, event_timestamp, seq): its state is dropped with the plan's fingerprint, so
+    opening the stores rebuilds it from the log in the new table."""
+    found = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table'"
+                         " AND name = 'online_agg_rows'").fetchone()
+    if found is None or "WITHOUT ROWID" not in found[0].upper():
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("DROP TABLE online_agg_rows")
+        conn.execute("DROP TABLE IF EXISTS online_agg_summary")
+        conn.execute("DELETE FROM online_meta WHERE key = 'agg_plan'")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 class SqliteRows:
@@ -113,6 +146,7 @@ class SqliteOnlineStore:
             raise FileNotFoundError(f"online store {self.path} does not exist yet")
         self.conn = connect(self.path, readonly=readonly)
         if not readonly:
+            _drop_clustered_state(self.conn)
             self.conn.executescript(SCHEMA.format(s=""))
         self._get_one = "SELECT entity, event_timestamp, seq, ingest_ts, features FROM online" \
                         " WHERE view = ? AND entity = ?"
@@ -121,6 +155,10 @@ class SqliteOnlineStore:
         names = {row[1] for row in conn.execute("PRAGMA database_list")}
         if ATTACHED not in names:
             conn.execute(f"ATTACH DATABASE ? AS {ATTACHED}", (str(self.path),))
+            # The log connection's page cache (offline.sqlite.connect) is main's only; the
+            # aggregation state is a B-tree a batch writes all over, which a default 2 MB
+            # cache spills to the WAL mid-transaction and reads back.
+            conn.execute(f"PRAGMA {ATTACHED}.cache_size = {CACHE_SIZE}")
 
     def _write(self, conn: sqlite3.Connection, schema: str, rows: list[OnlineRow],
                high_seq: int, agg: AggBatch | None = None) -> None:
@@ -224,12 +262,23 @@ class SqliteOnlineStore:
 
     def agg_state(self, view: str, entities: list[str], lo: int | None, hi: int,
                   summaries: bool) -> list[tuple[WindowRows, Summary | None]]:
-        """Per entity, :meth:`agg_windows` and (``summaries``) :meth:`agg_summaries`,
-        read by statements of this connection outside a read transaction: a fold
-        committed by another process between them is not excluded here."""
-        windows = self.agg_windows(view, entities, lo, hi)
-        got = self.agg_summaries(view, entities) if summaries else [None] * len(entities)
-        return list(zip(windows, got, strict=True))
+        """Per entity, :meth:`agg_windows` and (``summaries``) :meth:`agg_summaries`.
+        With summaries, an entity's rows up to ``hi`` and its summary are read by one
+        statement, so from one snapshot: a fold committed by another process is seen
+        whole or not at all (the rows are then all fetched, which a read of a no-window
+        feature needs anyway; a folding view keeps few)."""
+        if not summaries:
+            return [(w, None) for w in self.agg_windows(view, entities, lo, hi)]
+        ex = self.conn.execute
+        out: list[tuple[WindowRows, Summary | None]] = []
+        for e in entities:
+            got = ex(AGG_WITH_SUMMARY, (view, e, hi, view, e)).fetchall()
+            summary = None
+            if got and got[0][0] is None:
+                summary = Summary.loads(got[0][2])
+                got = got[1:]
+            out.append((ListRows(got), summary))
+        return out
 
     def agg_fingerprint(self) -> int:
         """The :func:`~.aggstate.fingerprint` of the plan the state was rebuilt for."""
