@@ -43,11 +43,8 @@ labels = st.lists(st.tuples(st.sampled_from([*ENTITIES[::2], "nobody", "zz"]),
                   min_size=1, max_size=14)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(rows(), min_size=1, max_size=30), labels, st.booleans(),
-       st.integers(1, 5))
-def test_one_segment_in_row_groups_equals_oracle(events: Any, wanted: Any, strict: bool,
-                                                 group_rows: int) -> None:
+def spy_on_segment_windows(mp: pytest.MonkeyPatch) -> list[bool]:
+    """A list that gets, per aggregation, whether the one-segment road was taken."""
     taken: list[bool] = []
     real = agg_segment.segment_windows
 
@@ -56,9 +53,18 @@ def test_one_segment_in_row_groups_equals_oracle(events: Any, wanted: Any, stric
         taken.append(got is not None)
         return got
 
+    mp.setattr(agg_segment, "segment_windows", spy)
+    return taken
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(rows(), min_size=1, max_size=30), labels, st.booleans(),
+       st.integers(1, 5))
+def test_one_segment_in_row_groups_equals_oracle(events: Any, wanted: Any, strict: bool,
+                                                 group_rows: int) -> None:
     with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:
         mp.setattr(segments, "ROW_GROUP_ROWS", group_rows)
-        mp.setattr(agg_segment, "segment_windows", spy)
+        taken = spy_on_segment_windows(mp)
         log = OfflineLog(Path(tmp) / "offline.sqlite")
         commit(Committer(log, None, EventDecoder(DEFS)), events, BASE)
         committed = sorted(log.conn.execute(ROWS_SQL))
@@ -96,16 +102,8 @@ def test_the_general_path_is_taken_with_a_head() -> None:
 def test_labels_after_the_last_event_in_falling_time_order() -> None:
     """Labels of one entity after its segment's last event time share an upper edge (the
     key's time is clipped there) but not a lower one: sorted by their own edges."""
-    taken: list[bool] = []
-    real = agg_segment.segment_windows
-
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        got = real(*args, **kwargs)
-        taken.append(got is not None)
-        return got
-
     with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:
-        mp.setattr(agg_segment, "segment_windows", spy)
+        taken = spy_on_segment_windows(mp)
         log = OfflineLog(Path(tmp) / "offline.sqlite")
         commit(Committer(log, None, EventDecoder(DEFS)),
                [event("pu", BASE + k * S, customer_id="a", amount=1.0, qty=k) for k in range(3)],
