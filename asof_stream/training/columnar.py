@@ -315,7 +315,7 @@ def _gather_plan(lines: pa.Array, cells: Sequence[Cells]) -> tuple[pa.Array, np.
     runs: list[tuple[list[pa.Array], np.ndarray | None]] = []
     for column in cells:
         values, at = column if isinstance(column, tuple) else (column, None)
-        if runs and runs[-1][1] is at and at is not None:
+        if runs and runs[-1][1] is at:  # the same positions, or both one cell per label
             runs[-1][0].append(values)
         else:
             runs.append(([values], at))
