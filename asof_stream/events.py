@@ -265,7 +265,7 @@ class _TypedPath:
         self.keys = keys
         self.one_key = keys[0] if len(keys) == 1 else None
         self.features = features
-        #: the feature values as a tuple, whatever their number
+        #: the feature values of a decoded struct, as a {name: value} dict
         self._values = _dict_getter(features)
         #: every float the struct accepts is finite, so msgspec writes the features as
         #: dumps_values would (without its NaN/inf check)
